@@ -1,0 +1,1 @@
+"""Shared classification core: front ends, augmentation, heads, datasets, training, CV."""

@@ -1,0 +1,1 @@
+"""Music: chorale synthesis, genre classification, voice-to-MIDI transcription."""

@@ -1,0 +1,1 @@
+"""Source separation: models, stem datasets, losses, chunked inference, evaluation."""

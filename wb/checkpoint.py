@@ -1,0 +1,162 @@
+"""Self-describing model files, loadable with ``torch.load(..., weights_only=True)``.
+
+Layout (asteroid's ``serialize`` habit, without pickled objects)::
+
+    {"format": "wb-model/1", "class": "separation.models:htdemucs", "kwargs": {...},
+     "state_dict": {...tensors...}, "meta": {...}, "versions": {"wb": ..., "torch": ...}}
+
+``class`` names a registry entry ``module:name``; ``kwargs`` and ``meta`` hold only plain
+values (str, int, float, bool, None, lists, dicts), so loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wb import __version__
+from wb.errors import WbError
+
+FORMAT = "wb-model/1"
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    if isinstance(value, _PLAIN):
+        return
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise WbError(f"checkpoint {where}: key {k!r} is not a string")
+            _check_plain(v, f"{where}.{k}")
+        return
+    raise WbError(f"checkpoint {where}: {type(value).__name__} is not a plain value")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def versions() -> dict[str, str]:
+    """Versions of wb, torch and (when importable) torchaudio, asteroid, demucs."""
+    out = {"wb": __version__, "torch": torch.__version__}
+    for name in ("torchaudio", "asteroid", "demucs", "pytorch_lightning"):
+        try:
+            out[name] = importlib.import_module(name).__version__
+        except Exception:  # noqa: BLE001 - optional packages: record what is there
+            pass
+    return out
+
+
+def save_model(
+    path: str | os.PathLike,
+    class_ref: str,
+    kwargs: Mapping[str, Any],
+    state_dict: Mapping[str, torch.Tensor],
+    meta: Mapping[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write a self-describing model file atomically.
+
+    Args:
+        path: destination ``.pt`` file.
+        class_ref: ``"module:name"`` of a registry entry that builds the model from ``kwargs``.
+        kwargs: constructor kwargs (plain values only).
+        state_dict: the model's weights.
+        meta: plain-valued extras: ``sources``, ``sample_rate``, training config, metrics.
+        half: store floating-point weights as float16 (half the size; loaded back as float32).
+
+    Raises:
+        WbError: a kwarg or meta value that is not a plain value.
+    """
+    from wb.runs import atomic_write
+
+    kwargs, meta = _plain(dict(kwargs)), _plain(dict(meta or {}))
+    _check_plain(kwargs, "kwargs")
+    _check_plain(meta, "meta")
+    state = {
+        k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+        for k, v in state_dict.items()
+    }
+    payload = {
+        "format": FORMAT,
+        "class": class_ref,
+        "kwargs": kwargs,
+        "state_dict": state,
+        "meta": meta,
+        "versions": versions(),
+    }
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def read_model(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a model file's dictionary with ``weights_only=True`` (no code is unpickled).
+
+    Raises:
+        WbError: missing file, not a torch file, or not a ``wb-model/1`` file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WbError(f"{p}: no such model file")
+    try:
+        data = torch.load(io.BytesIO(p.read_bytes()), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise WbError(f"{p}: not a loadable model file ({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise WbError(f"{p}: not a wb model file (expected format {FORMAT})")
+    return data
+
+
+def resolve(class_ref: str):
+    """Import ``module:name`` and return the object (a registry builder or class).
+
+    Raises:
+        WbError: malformed reference or nothing by that name.
+    """
+    if ":" not in class_ref:
+        raise WbError(f"model class reference {class_ref!r} must look like module:name")
+    module, name = class_ref.split(":", 1)
+    if not module.split(".")[0] in ("wb", "separation", "classify", "music"):
+        raise WbError(f"model class reference {class_ref!r} is outside the wb packages")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise WbError(f"model class {class_ref!r} not found") from None
+
+
+def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a model from a file written by :func:`save_model`.
+
+    Returns:
+        ``(model in eval mode with float32 weights, the file's dictionary without state)``.
+
+    Raises:
+        WbError: see :func:`read_model` and :func:`resolve`; weights that do not fit.
+    """
+    data = read_model(path)
+    build = resolve(data["class"])
+    model = build(**data["kwargs"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WbError(f"{path}: weights do not fit {data['class']} ({str(exc)[:120]})") from None
+    model.eval()
+    info = {k: v for k, v in data.items() if k != "state_dict"}
+    return model, info

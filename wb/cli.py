@@ -1,0 +1,137 @@
+"""The ``wb`` command: a click group over the libraries.
+
+Exit codes: 0 success, 1 runtime error (bad input file, missing dependency, failed work),
+2 usage error (unknown option, bad argument). Errors print one line ``error: <message>`` on
+stderr; ``wb --debug ...`` shows the traceback instead. Tests call :func:`main` in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import click
+
+from wb import __version__
+from wb.errors import WbError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="wb")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """wb: audio source separation and music ML workbench.
+
+    \b
+    Separate a recording into stems:   wb separate song.wav --out separated/
+    Inspect audio files:               wb info song.wav
+    Render the Bach chorale data set:  wb datasets chorales --root data/chorales
+    Train a classifier:                wb classify --dataset fsdd
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug or ctx.obj.get("debug", False)
+    if quiet:
+        os.environ["WB_QUIET"] = "1"
+
+
+@cli.command("info")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+def info_cmd(inputs: tuple[str, ...]) -> None:
+    """Validate audio files and print sample rate, channels, duration and peak level."""
+    import torch
+
+    from wb import audio
+
+    failed = 0
+    for path in inputs:
+        try:
+            x, sr = audio.load(path)
+        except WbError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed += 1
+            continue
+        peak = float(x.abs().max())
+        peak_db = 20 * torch.log10(torch.tensor(max(peak, 1e-12))).item()
+        click.echo(
+            f"{path}: {sr} Hz, {x.shape[0]} ch, {x.shape[1] / sr:.2f} s, peak {peak_db:.1f} dBFS"
+        )
+    if failed:
+        raise SystemExit(1)
+
+
+def _register_subcommands() -> None:
+    from classify.cli import classify
+    from music.cli import datasets, transcribe
+    from separation.cli import separate
+
+    for command in (separate, classify, transcribe, datasets):
+        cli.add_command(command)
+
+
+_register_subcommands()
+
+
+@contextmanager
+def _restore_env(*names: str):
+    saved = {n: os.environ.get(n) for n in names}
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``wb`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code.
+
+    Never raises for user errors: :class:`~wb.errors.WbError` gives exit 1, click usage
+    errors exit 2, both as one ``error:`` line on stderr.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    with _restore_env("WB_QUIET"):
+        try:
+            cli.main(args=args, prog_name="wb", standalone_mode=False, obj={"debug": debug})
+            return 0
+        except click.exceptions.Exit as exc:
+            return int(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            return 1
+        except click.ClickException as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: {exc.format_message()}", err=True)
+            return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+        except WbError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            return 1
+        except SystemExit as exc:
+            code = exc.code
+            return code if isinstance(code, int) else (0 if code is None else 1)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+            if debug:
+                traceback.print_exc()
+            else:
+                msg = " ".join(str(exc).split())[:200]
+                click.echo(f"error: {type(exc).__name__}: {msg} (rerun with --debug)", err=True)
+            return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The project's one config mechanism: a YAML file, dotted ``key=value`` overrides, a saved copy.
+
+A recipe's ``conf.yml`` is a nested mapping whose groups map 1:1 to constructor kwargs
+(speechbrain / lightning-hydra-template habit). Overrides are ``a.b.c=value`` strings whose
+value is parsed as YAML (``lr=1e-3``, ``model.channels=16``, ``sources=[soprano,bass]``).
+Only keys that already exist may be overridden, so a typo is an error, not a silent no-op;
+``+a.b=value`` adds a new key on purpose.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wb.errors import ConfigError
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping.
+
+    Raises:
+        ConfigError: missing file, YAML syntax error, or a top level that is not a mapping.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML ({' '.join(str(exc).split())[:160]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base`` (mappings merge, other values replace)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``cfg`` with ``key.sub=value`` overrides applied.
+
+    Args:
+        cfg: nested mapping.
+        overrides: strings ``dotted.key=yaml_value``; a leading ``+`` allows a new key.
+
+    Raises:
+        ConfigError: malformed override, unknown key (without ``+``), or indexing into a
+            non-mapping.
+    """
+    out = copy.deepcopy(dict(cfg))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        key, raw = item.split("=", 1)
+        allow_new = key.startswith("+")
+        key = key.lstrip("+").strip()
+        if not key:
+            raise ConfigError(f"override {item!r} has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: value is not valid YAML") from None
+        node = out
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            if part not in node:
+                if not allow_new:
+                    raise ConfigError(f"override {item!r}: unknown key {'.'.join(parts[: depth + 1])!r}")
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[: depth + 1])!r} is not a group")
+        if parts[-1] not in node and not allow_new:
+            known = ", ".join(sorted(node)) or "none"
+            raise ConfigError(f"override {item!r}: unknown key {key!r} (known here: {known})")
+        node[parts[-1]] = value
+    return out
+
+
+def save_yaml(cfg: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``cfg`` as YAML atomically (temporary file + rename); returns the path."""
+    from wb.runs import atomic_write_text
+
+    return atomic_write_text(path, yaml.safe_dump(dict(cfg), sort_keys=False))

@@ -124,7 +124,9 @@ def _read_ffmpeg(p: Path) -> tuple[np.ndarray, int]:
     res = subprocess.run(cmd, capture_output=True)
     if res.returncode != 0:
         msg = res.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioError(f"{p}: ffmpeg could not decode it ({msg[-1][:160] if msg else 'no detail'})")
+        raise AudioError(
+            f"{p}: ffmpeg could not decode it ({msg[-1][:160] if msg else 'no detail'})"
+        )
     flat = np.frombuffer(res.stdout, dtype="<f4")
     usable = len(flat) - len(flat) % hdr.channels
     return flat[:usable].reshape(-1, hdr.channels).T.copy(), hdr.sample_rate
@@ -153,7 +155,9 @@ def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     return AF.resample(audio, int(orig_sr), int(new_sr))
 
 
-def convert_channels(audio: torch.Tensor, channels: int | None, name: str = "audio") -> torch.Tensor:
+def convert_channels(
+    audio: torch.Tensor, channels: int | None, name: str = "audio"
+) -> torch.Tensor:
     """Apply the channel policy: mono downmix (mean), mono to stereo (duplicate), else error.
 
     Args:
@@ -176,7 +180,9 @@ def convert_channels(audio: torch.Tensor, channels: int | None, name: str = "aud
     if channels == 2 and have == 1:
         return audio.expand(2, -1).clone()
     if channels == 2:
-        raise AudioError(f"{name}: has {have} channels; only mono or stereo input can be made stereo")
+        raise AudioError(
+            f"{name}: has {have} channels; only mono or stereo input can be made stereo"
+        )
     raise AudioError(f"{name}: unsupported channel count {channels} requested (use 1 or 2)")
 
 
@@ -222,7 +228,9 @@ def load(
         raise AudioError(f"{p}: contains NaN or Inf samples")
     duration = data.shape[1] / sr
     if duration < min_duration:
-        raise AudioError(f"{p}: {duration:.3f} s long, shorter than the {min_duration:.3f} s needed")
+        raise AudioError(
+            f"{p}: {duration:.3f} s long, shorter than the {min_duration:.3f} s needed"
+        )
     audio = convert_channels(torch.from_numpy(np.ascontiguousarray(data)), channels, str(p))
     if sample_rate is not None and sample_rate != sr:
         audio = resample(audio, sr, int(sample_rate))

@@ -15,6 +15,7 @@ import importlib
 import io
 import os
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,18 @@ def _check_plain(value: Any, where: str) -> None:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, list):
+    """Coerce str/number subclasses (TorchVersion, numpy scalars) and tuples to plain types."""
+    if isinstance(value, bool | type(None)):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -55,12 +65,12 @@ def _plain(value: Any) -> Any:
 
 def versions() -> dict[str, str]:
     """Versions of wb, torch and (when importable) torchaudio, asteroid, demucs."""
-    out = {"wb": __version__, "torch": torch.__version__}
-    for name in ("torchaudio", "asteroid", "demucs", "pytorch_lightning"):
+    out = {"wb": __version__, "torch": str(torch.__version__)}
+    for name in ("torchaudio", "asteroid", "demucs", "pytorch-lightning"):
         try:
-            out[name] = importlib.import_module(name).__version__
-        except Exception:  # noqa: BLE001 - optional packages: record what is there
-            pass
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
     return out
 
 
@@ -100,7 +110,7 @@ def save_model(
         "kwargs": kwargs,
         "state_dict": state,
         "meta": meta,
-        "versions": versions(),
+        "versions": _plain(versions()),
     }
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
@@ -117,7 +127,9 @@ def read_model(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = torch.load(io.BytesIO(p.read_bytes()), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise WbError(f"{p}: not a loadable model file ({' '.join(str(exc).split())[:120]})") from None
+        raise WbError(
+            f"{p}: not a loadable model file ({' '.join(str(exc).split())[:120]})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise WbError(f"{p}: not a wb model file (expected format {FORMAT})")
     return data
@@ -132,7 +144,7 @@ def resolve(class_ref: str):
     if ":" not in class_ref:
         raise WbError(f"model class reference {class_ref!r} must look like module:name")
     module, name = class_ref.split(":", 1)
-    if not module.split(".")[0] in ("wb", "separation", "classify", "music"):
+    if module.split(".")[0] not in ("wb", "separation", "classify", "music"):
         raise WbError(f"model class reference {class_ref!r} is outside the wb packages")
     try:
         return getattr(importlib.import_module(module), name)

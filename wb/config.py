@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,33 @@ from typing import Any
 import yaml
 
 from wb.errors import ConfigError
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-3`` as a float (YAML 1.2), not the string PyYAML gives."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_value(text: str) -> Any:
+    """Parse one YAML scalar or flow value (``1e-3`` is a float, ``[a, b]`` a list).
+
+    Raises:
+        yaml.YAMLError: invalid YAML.
+    """
+    return yaml.load(text, Loader=_Loader)
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -30,7 +58,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(), Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: invalid YAML ({' '.join(str(exc).split())[:160]})") from None
     if data is None:
@@ -72,7 +100,7 @@ def apply_overrides(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = parse_value(raw) if raw.strip() else ""
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: value is not valid YAML") from None
         node = out
@@ -80,11 +108,15 @@ def apply_overrides(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
         for depth, part in enumerate(parts[:-1]):
             if part not in node:
                 if not allow_new:
-                    raise ConfigError(f"override {item!r}: unknown key {'.'.join(parts[: depth + 1])!r}")
+                    raise ConfigError(
+                        f"override {item!r}: unknown key {'.'.join(parts[: depth + 1])!r}"
+                    )
                 node[part] = {}
             node = node[part]
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {'.'.join(parts[: depth + 1])!r} is not a group")
+                raise ConfigError(
+                    f"override {item!r}: {'.'.join(parts[: depth + 1])!r} is not a group"
+                )
         if parts[-1] not in node and not allow_new:
             known = ", ".join(sorted(node)) or "none"
             raise ConfigError(f"override {item!r}: unknown key {key!r} (known here: {known})")

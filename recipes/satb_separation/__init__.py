@@ -1,0 +1,1 @@
+"""SATB chorale separation recipe: ``python -m recipes.satb_separation <stage>``."""

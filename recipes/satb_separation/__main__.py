@@ -14,13 +14,14 @@ Stages:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wb.config import apply_overrides, load_yaml, save_yaml
+from wb.config import apply_overrides, load_yaml, merge, save_yaml
 from wb.errors import WbError
 
 CONF = Path(__file__).with_name("conf.yml")
@@ -52,6 +53,9 @@ def resolve_config(
         ConfigError: unreadable config file, malformed or unknown override.
     """
     cfg = load_yaml(args.config)
+    quick = cfg.pop("quick", None) or {}
+    if getattr(args, "quick", False):
+        cfg = merge(cfg, quick)
     cfg.setdefault(group, {})
     overrides = []
     for item in args.set:
@@ -104,6 +108,54 @@ def prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------- train
+RUNS = Path("runs") / "satb_separation"
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """Options of the ``train`` stage."""
+    p.add_argument("--root", help="chorale data root (data.root)")
+    p.add_argument("--run", help=f"run folder (default {RUNS}/<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="continue the run from last.ckpt")
+    p.add_argument("--devices", default="auto", help="Lightning devices (count, ids or auto)")
+    p.add_argument("--num-nodes", type=int, default=1, help="Lightning num_nodes (DDP)")
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train on ``data.root``; with ``--resume`` continue the run folder's last checkpoint.
+
+    A resumed run uses the config saved in the run folder (``config.yml``), with ``--set``
+    overrides applied on top (e.g. ``--set train.max_epochs=20`` to train longer).
+    """
+    from separation.train import train as train_model
+    from wb.runs import make_run_dir
+
+    if args.resume:
+        if not args.run:
+            raise WbError("--resume needs --run <run folder>")
+        saved = Path(args.run) / "config.yml"
+        args.config = str(saved)
+    cfg = resolve_config(args, "train")
+    if args.root:
+        cfg["data"]["root"] = args.root
+    if args.resume:
+        run = Path(args.run)
+    else:
+        run = make_run_dir(RUNS) if not args.run else Path(args.run)
+    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    if args.quiet:
+        os.environ["WB_QUIET"] = "1"
+    result = train_model(cfg, run, resume=args.resume, devices=devices, num_nodes=args.num_nodes)
+    score = result["best_sisdr"]
+    print(f"run folder: {run}")
+    print(
+        f"best checkpoint: {result['best']} (validation SI-SDR {score:.2f} dB)"
+        if score is not None
+        else f"last checkpoint: {result['last']}"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------------------------- stages
 @dataclass(frozen=True)
 class Stage:
@@ -116,6 +168,7 @@ class Stage:
 
 STAGES: dict[str, Stage] = {
     "prepare": Stage(add_prepare_args, prepare, "render the Bach chorale SATB data set"),
+    "train": Stage(add_train_args, train, "train a separation model on the chorale data"),
 }
 
 
@@ -131,8 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--set", action="append", default=[], metavar="KEY=VALUE", help="config override"
         )
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+        sp.add_argument(
+            "--quick", action="store_true", help="CI-sized profile (conf.yml's quick: overlay)"
+        )
         stage.add_arguments(sp)
-        sp.set_defaults(run=stage.run)
+        sp.set_defaults(stage_fn=stage.run)
     return parser
 
 
@@ -145,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(None if argv is None else list(argv))
-        return int(args.run(args) or 0)
+        return int(args.stage_fn(args) or 0)
     except WbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

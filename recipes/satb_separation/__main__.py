@@ -138,10 +138,7 @@ def train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, "train")
     if args.root:
         cfg["data"]["root"] = args.root
-    if args.resume:
-        run = Path(args.run)
-    else:
-        run = make_run_dir(RUNS) if not args.run else Path(args.run)
+    run = Path(args.run) if args.run else make_run_dir(RUNS)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     if args.quiet:
         os.environ["WB_QUIET"] = "1"
@@ -153,6 +150,140 @@ def train(args: argparse.Namespace) -> int:
         if score is not None
         else f"last checkpoint: {result['last']}"
     )
+    return 0
+
+
+# -------------------------------------------------------------------------------- evaluate
+def add_evaluate_args(p: argparse.ArgumentParser) -> None:
+    """Options of the ``evaluate`` stage."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--run", help="score this run folder's checkpoints/best.ckpt")
+    src.add_argument("--model", help="model file, shipped name or Demucs name (default: satb)")
+    p.add_argument("--root", help="chorale data root (data.root)")
+    p.add_argument("--split", default="test", help="split to score (default test)")
+    p.add_argument("--out", help="metrics.json path (default: <run>/metrics_<split>.json)")
+    p.add_argument("--max-tracks", type=int, help="score only the first N tracks")
+    p.add_argument("--no-bsseval", action="store_true", help="SI-SDR only (fast)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Separate every track of a split and print/write BSSEval v4 + SI-SDR per voice."""
+    from separation.evaluate import evaluate as evaluate_model
+
+    cfg = resolve_config(args, "data")
+    root = args.root or cfg["data"]["root"]
+    if args.run:
+        model = Path(args.run) / "checkpoints" / "best.ckpt"
+        out = args.out or Path(args.run) / f"metrics_{args.split}.json"
+    else:
+        model = args.model or "satb"
+        out = args.out or Path("out") / "evaluate" / f"{Path(str(model)).stem}_{args.split}.json"
+    chunking = cfg["inference"] if args.run else {}  # model files carry their own defaults
+    evaluate_model(
+        str(model),
+        root,
+        split=args.split,
+        out=out,
+        segment=chunking.get("segment"),
+        overlap=chunking.get("overlap"),
+        device=args.device,
+        max_tracks=args.max_tracks,
+        with_bsseval=not args.no_bsseval,
+        quiet=args.quiet or None,
+    )
+    print(f"metrics: {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- export
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    """Options of the ``export`` stage."""
+    p.add_argument("--run", required=True, help="run folder (uses checkpoints/best.ckpt)")
+    p.add_argument("--out", help="model file (default <run>/satb.pt)")
+    p.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
+    p.add_argument("--install", action="store_true", help="install as the shipped `satb` model")
+
+
+def export(args: argparse.Namespace) -> int:
+    """Write a self-describing model file (with test metrics when the run has them)."""
+    from separation.export import export as export_model
+    from separation.export import install_pretrained
+
+    run = Path(args.run)
+    cfg = resolve_config(argparse.Namespace(config=run / "config.yml", set=args.set), "inference")
+    metrics = run / "metrics_test.json"
+    out = export_model(
+        run / "checkpoints" / "best.ckpt",
+        args.out or run / "satb.pt",
+        half=args.half,
+        metrics=metrics if metrics.is_file() else None,
+        inference=cfg.get("inference"),
+    )
+    print(f"model file: {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    if args.install:
+        dest = install_pretrained(out, "satb", "HTDemucs SATB chorale separator (16 kHz, mono)")
+        print(f"installed: {dest}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ demo
+DEMO_PIECES = "bach/bwv255,bach/bwv256"  # held out: never in train or valid
+
+
+def add_demo_args(p: argparse.ArgumentParser) -> None:
+    """Options of the ``demo`` stage."""
+    p.add_argument("--out", default="out/demo", help="demo folder (default out/demo)")
+    p.add_argument("--model", default="satb", help="model for wb separate (default: satb)")
+    p.add_argument("--pieces", default=DEMO_PIECES, help="held-out works to render")
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Render two held-out chorales, separate them with ``wb separate``, score each voice.
+
+    Leaves ``<out>/data/test/<piece>/`` (mixture + reference stems, as rendered),
+    ``<out>/separated/<piece>/<voice>.wav`` (estimates) and ``<out>/metrics.json``.
+    """
+    import shutil
+
+    import torch
+
+    from music import chorales
+    from separation.evaluate import aggregate, format_table, track_metrics
+    from wb import audio
+    from wb.cli import main as wb_main
+    from wb.runs import write_json
+
+    out = Path(args.out)
+    cfg = resolve_config(args, "data")
+    data = {**cfg["data"], "root": str(out / "data"), "pieces": args.pieces, "splits": "test"}
+    data.update(limit=None)
+    chorales.check_prepare_kwargs(data)
+    print(f"1/3 rendering {args.pieces} (held-out chorales) into {out / 'data'}")
+    chorales.prepare_chorales(**data, quiet=args.quiet or None)
+    tracks = sorted(p for p in (out / "data" / "test").iterdir() if p.is_dir())
+    inputs = out / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    for t in tracks:
+        shutil.copyfile(t / "mixture.wav", inputs / f"{t.name}.wav")
+    print(f"2/3 wb separate {inputs}/*.wav --model {args.model} --out {out / 'separated'}")
+    argv = ["--quiet"] if args.quiet else []
+    argv += ["separate", *map(str, sorted(inputs.glob("*.wav"))), "--model", args.model]
+    code = wb_main([*argv, "--out", str(out / "separated")])
+    if code != 0:
+        raise WbError("wb separate failed (see the error above)")
+    print("3/3 scoring the estimates against the rendered stems")
+    sources = ["soprano", "alto", "tenor", "bass"]
+    scored = []
+    for t in tracks:
+        ref = torch.stack([audio.load(t / f"{s}.wav")[0] for s in sources])
+        est = torch.stack([audio.load(out / "separated" / t.name / f"{s}.wav")[0] for s in sources])
+        mix, sr = audio.load(t / "mixture.wav")
+        scored.append({"name": t.name, "metrics": track_metrics(ref, est, mix, sr, sources)})
+    summary = {**aggregate(scored, sources), "n_tracks": len(scored), "tracks": scored}
+    write_json(out / "metrics.json", summary)
+    print(format_table(summary))
+    print(f"mixtures: {inputs}  estimates: {out / 'separated'}  references: {out / 'data/test'}")
     return 0
 
 
@@ -169,6 +300,9 @@ class Stage:
 STAGES: dict[str, Stage] = {
     "prepare": Stage(add_prepare_args, prepare, "render the Bach chorale SATB data set"),
     "train": Stage(add_train_args, train, "train a separation model on the chorale data"),
+    "evaluate": Stage(add_evaluate_args, evaluate, "BSSEval v4 + SI-SDR per voice on a split"),
+    "export": Stage(add_export_args, export, "write a self-describing model file"),
+    "demo": Stage(add_demo_args, demo, "render, separate and score two held-out chorales"),
 }
 
 

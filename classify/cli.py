@@ -1,4 +1,9 @@
-"""``wb classify``: train, cross-validate and apply audio classifiers."""
+"""``wb classify``: cross-validate a classifier on a dataset, or apply a trained one.
+
+``wb classify --dataset fsdd [--model cnn] [--protocol loso] [--folds all] [--epochs N]
+[--out DIR] [--set key=value ...]`` trains with cross-validation (see :mod:`classify.cv`);
+``wb classify predict FILE... --checkpoint DIR/model.pt [--top-k 5]`` prints the top classes.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,227 @@ import click
 
 from wb.errors import WbError
 
+DATASETS = ("esc50", "urbansound8k", "audiomnist", "fsdd", "coral", "folder")
+MODELS = ("piczak", "cnn", "transformer", "mamba")
+
 
 @click.group("classify", invoke_without_command=True)
+@click.option("--dataset", default=None, help="Dataset: " + ", ".join(DATASETS) + ".")
 @click.option(
-    "--dataset",
+    "--data-dir",
+    type=click.Path(file_okay=False),
     default=None,
-    help="Dataset name (esc50, urbansound8k, audiomnist, fsdd, coral, folder).",
+    help="Dataset folder (default: the adapter's default location).",
+)
+@click.option(
+    "--model",
+    type=click.Choice(MODELS),
+    default=None,
+    help="Classifier head (default: the recipe's model.name).",
+)
+@click.option(
+    "--protocol",
+    default=None,
+    help="Split protocol, e.g. official or loso for fsdd (default: the official one).",
+)
+@click.option(
+    "--folds",
+    multiple=True,
+    help="Test folds: 'all' (default) or names/positions, e.g. --folds 1,2.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Maximum epochs (overrides train.epochs).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run folder (default: runs/classify/<dataset>-<model>-<time>).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Config override, e.g. --set train.lr=3e-4 --set model.cnn.widths=[16,32].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file instead of recipes/<dataset>/conf.yml.",
+)
+@click.option("--download", is_flag=True, help="Download the dataset when it is missing.")
+@click.option("--sha256", default=None, help="Expected SHA-256 of the downloaded archive.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out: reuse finished folds, resume the interrupted one.",
 )
 @click.pass_context
-def classify(ctx: click.Context, dataset: str | None) -> None:
-    """Train and evaluate a classifier with cross-validation on official folds."""
-    if ctx.invoked_subcommand is None:
-        raise WbError("the classification core is not implemented yet")
+def classify(
+    ctx: click.Context,
+    dataset: str | None,
+    data_dir: str | None,
+    model: str | None,
+    protocol: str | None,
+    folds: tuple[str, ...],
+    epochs: int | None,
+    out: str | None,
+    overrides: tuple[str, ...],
+    config_path: str | None,
+    download: bool,
+    sha256: str | None,
+    resume: bool,
+) -> None:
+    """Train and evaluate a classifier with cross-validation on official folds.
+
+    \b
+    Writes OUT/metrics.json (accuracy and macro-F1 per fold, mean and std), details.json,
+    confusion matrices (PNG + CSV), training curves, config.yml and model.pt.
+    \b
+    Examples:
+      wb classify --dataset fsdd --data-dir data/fsdd --model cnn
+      wb classify --dataset fsdd --data-dir data/fsdd --protocol loso --out runs/fsdd-loso
+      wb classify predict clip.wav --checkpoint runs/fsdd-loso/model.pt --top-k 3
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if dataset is None:
+        raise click.UsageError("missing --dataset (or a subcommand such as 'predict')")
+    if dataset not in DATASETS:
+        raise WbError(f"unknown dataset {dataset!r} (choose from {', '.join(DATASETS)})")
+    import time
+    from pathlib import Path
+
+    from classify.cv import resolve_config, run_cv
+
+    cfg = resolve_config(dataset, model, overrides, epochs, protocol, config_path)
+    if sha256:
+        cfg["dataset_options"] = {**(cfg.get("dataset_options") or {}), "sha256": sha256}
+    if out is None:
+        if resume:
+            raise click.UsageError("--resume needs --out (the run folder to continue)")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = str(Path("runs") / "classify" / f"{dataset}-{cfg['model']['name']}-{stamp}")
+    run_cv(dataset, cfg, out, data_dir=data_dir, folds=list(folds) or "all",
+           download=download, resume=resume)  # fmt: skip
+
+
+@classify.command("predict")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Model file written by wb classify (RUN/model.pt).",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Number of classes to print per file.",
+)
+def predict_cmd(files: tuple[str, ...], checkpoint: str, top_k: int) -> None:
+    """Print the top-k classes with probabilities for each audio file.
+
+    Long files are cut into sliding windows whose logits are averaged.
+    """
+    from classify.predict import predict_files
+
+    for pred in predict_files(files, checkpoint):
+        click.echo(f"{pred.path} ({pred.windows} window{'s' if pred.windows != 1 else ''})")
+        for rank, (name, p) in enumerate(pred.top(top_k), start=1):
+            click.echo(f"  {rank}. {name:<20s} {p:.4f}")
+
+
+@classify.command("prepare")
+@click.option("--dataset", "name", required=True, help="Dataset: " + ", ".join(DATASETS) + ".")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Dataset folder (default: the adapter's default location).",
+)
+@click.option("--download", is_flag=True, help="Download the dataset when it is missing.")
+@click.option("--sha256", default=None, help="Expected SHA-256 of the downloaded archive.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Config override (e.g. frontend.sample_rate=16000, cache_dir=...).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file instead of recipes/<dataset>/conf.yml.",
+)
+def prepare_cmd(
+    name: str, data_dir: str | None, download: bool, sha256: str | None,
+    overrides: tuple[str, ...], config_path: str | None,
+) -> None:  # fmt: skip
+    """Check (or download) a dataset and build its decoded-audio cache."""
+    from classify.cv import open_audio, resolve_config
+    from classify.datasets import get_dataset
+
+    if name not in DATASETS:
+        raise WbError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
+    cfg = resolve_config(name, overrides=overrides, config_path=config_path)
+    if sha256:
+        cfg["dataset_options"] = {**(cfg.get("dataset_options") or {}), "sha256": sha256}
+    ds = get_dataset(name, data_dir=data_dir, download=download,
+                     **dict(cfg.get("dataset_options") or {}))  # fmt: skip
+    click.echo(ds.summary())
+    rate = int(cfg["frontend"].get("sample_rate") or ds.sample_rate)
+    open_audio(ds, rate, cfg.get("cache_dir"), lambda msg: click.echo(msg))
+
+
+@classify.command("table")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+def table_cmd(runs: tuple[str, ...]) -> None:
+    """Print a Markdown results table from run folders (metrics.json, details.json, config.yml).
+
+    One row per run: dataset, protocol, model, parameters, folds, accuracy and macro-F1
+    (mean ± std over folds), the train/validation accuracy gap at the best epoch, wall time.
+    """
+    from classify.cv import results_table
+
+    click.echo(results_table(runs))
+
+
+def recipe_main(dataset: str, argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m recipes.<dataset> STAGE [options]``.
+
+    Stages: ``prepare`` (check/download the data, build the audio cache), ``train``
+    (cross-validate: the options of ``wb classify``), ``predict`` (``wb classify predict``),
+    ``table`` (Markdown results table from run folders).
+
+    Returns:
+        the exit code of :func:`wb.cli.main`.
+    """
+    import sys
+
+    from wb.cli import main
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    usage = f"usage: python -m recipes.{dataset} {{prepare,train,predict,table}} [options]"
+    if not args or args[0] in ("-h", "--help"):
+        click.echo(usage)
+        return 0 if args else 2
+    stage, rest = args[0], args[1:]
+    if stage == "train":
+        return main(["classify", "--dataset", dataset, *rest])
+    if stage == "prepare":
+        return main(["classify", "prepare", "--dataset", dataset, *rest])
+    if stage in ("predict", "table"):
+        return main(["classify", stage, *rest])
+    click.echo(f"error: unknown stage {stage!r}; {usage}", err=True)
+    return 2

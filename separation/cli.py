@@ -1,22 +1,223 @@
-"""``wb separate``: apply a separation model to audio files."""
+"""``wb separate``: apply a separation model to audio files.
+
+Every input is written to ``OUT/<input file stem>/<source>.wav`` at the input's sample rate and
+channel count. A track's stems are written into a temporary folder next to the destination and
+renamed into place when all are written, so a failure never leaves a partial track folder; an
+input file is never overwritten. A bad input is reported as one ``error:`` line and the others
+are still separated; the exit code is then 1.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import traceback
+from pathlib import Path
 
 import click
 
 from wb.errors import WbError
 
 
+def _device(choice: str):
+    import torch
+
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise WbError("--device cuda: no CUDA device is available (use --device cpu)")
+    return torch.device(choice)
+
+
+def _parse_stems(value: str | None, sources: list[str]) -> list[str]:
+    if not value:
+        return sources
+    wanted = [s.strip() for s in value.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in sources]
+    if unknown or not wanted:
+        raise click.UsageError(
+            f"--stems: unknown stem(s) {', '.join(unknown) or repr(value)}; "
+            f"this model's sources: {', '.join(sources)}"
+        )
+    return list(dict.fromkeys(wanted))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _install(tmp: Path, dest: Path) -> None:
+    """Move the finished ``tmp`` folder to ``dest``, replacing an older ``dest`` folder."""
+    old = None
+    if dest.exists():
+        if not dest.is_dir():
+            raise WbError(f"{dest}: exists and is not a folder")
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.replace(dest, old / dest.name)
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        if old is not None:
+            os.replace(old / dest.name, dest)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def separate_file(
+    model,
+    path: str,
+    out_dir: Path,
+    stems: list[str],
+    protect: list[str],
+    subtype: str = "PCM_16",
+    **options,
+) -> Path:
+    """Separate one file into ``out_dir/<stem>/<source>.wav`` (all or nothing).
+
+    Args:
+        model: a loaded separator (:func:`separation.export.load_separator`).
+        path: input audio file.
+        out_dir: output root folder.
+        stems: sources to write.
+        protect: input files that must never be overwritten or removed.
+        subtype: ``PCM_16``, ``PCM_24`` or ``FLOAT``.
+        **options: :func:`separation.inference.separate_tensor` options.
+
+    Returns:
+        The track folder.
+
+    Raises:
+        AudioError: unreadable input, unsupported channel count, write failure.
+        WbError: the destination folder would contain or replace an input file.
+    """
+    from separation.inference import iter_separate
+    from wb import audio
+
+    mixture, sr = audio.load(path)
+    dest = out_dir / Path(path).stem
+    for src in protect:
+        if _inside(Path(src), dest):
+            raise WbError(f"{dest}: refusing to replace this folder, it contains the input {src}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=out_dir))
+    try:
+        for name, stem in iter_separate(model, mixture, sr, stems=stems, **options):
+            audio.save(tmp / f"{name}.wav", stem, sr, subtype=subtype, protect=protect)
+        _install(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
 @click.command("separate")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option(
-    "--model", "model", default=None, help="Shipped model name, Demucs name, or checkpoint path."
+    "--model",
+    "model_name",
+    default=None,
+    metavar="NAME_OR_PATH",
+    help="Shipped model name (default: satb), pretrained Demucs name (e.g. htdemucs), "
+    "model file (.pt) or training checkpoint (.ckpt).",
 )
-@click.option("--out", "out_dir", default="separated", show_default=True, help="Output folder.")
-def separate(inputs: tuple[str, ...], model: str | None, out_dir: str) -> None:
-    """Separate each INPUT into stems, written to OUT/<input stem>/<source>.wav."""
-    from wb import audio
+@click.option(
+    "--out", "out_dir", default="separated", show_default=True, metavar="DIR", help="Output folder."
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the model runs.",
+)
+@click.option(
+    "--segment",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Chunk length in seconds (default: the model's).",
+)
+@click.option(
+    "--overlap",
+    type=click.FloatRange(min=0.0, max=1.0, max_open=True),
+    default=None,
+    metavar="FRACTION",
+    help="Overlap between chunks, in [0, 1) (default: the model's, usually 0.25).",
+)
+@click.option(
+    "--stems", default=None, metavar="NAMES", help="Comma-separated sources to write (default all)."
+)
+@click.option(
+    "--subtype",
+    type=click.Choice(["PCM_16", "PCM_24", "FLOAT"]),
+    default="PCM_16",
+    show_default=True,
+    help="Sample format of the written WAV files.",
+)
+def separate(
+    inputs: tuple[str, ...],
+    model_name: str | None,
+    out_dir: str,
+    device: str,
+    segment: float | None,
+    overlap: float | None,
+    stems: str | None,
+    subtype: str,
+) -> None:
+    """Separate each INPUT into stems, written to DIR/<input stem>/<source>.wav.
 
-    for path in inputs:
-        audio.load(path)
-    raise WbError("no separation model is available yet")
+    Stems have the input's sample rate and channel count. Existing track folders are replaced.
+
+    \b
+    wb separate choir.wav                        # shipped SATB model
+    wb separate song.mp3 --model htdemucs --stems vocals
+    wb separate a.wav b.flac --model runs/satb/best.pt --out stems/
+    """
+    from separation.export import load_separator
+    from separation.inference import check_segment
+    from wb.progress import progress
+
+    dev = _device(device)
+    model = load_separator(model_name, device=dev)
+    sources = list(model.sources)
+    wanted = _parse_stems(stems, sources)
+    if segment is not None:
+        try:
+            check_segment(model, segment)
+        except WbError as exc:
+            raise click.BadParameter(str(exc), param_hint="--segment") from None
+    out = Path(out_dir)
+    options = {"segment": segment, "overlap": overlap, "device": dev}
+    failed = 0
+    used: dict[Path, str] = {}
+    for path in progress(inputs, desc="files", unit="file", quiet=len(inputs) < 2 or None):
+        try:
+            dest = (out / Path(path).stem).resolve()
+            if dest in used:
+                raise WbError(
+                    f"{path}: output folder {out / Path(path).stem} is already used by {used[dest]}"
+                    " in this run (rename one input)"
+                )
+            folder = separate_file(model, path, out, wanted, list(inputs), subtype, **options)
+            used[dest] = path
+        except WbError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - one file's failure must not stop the others
+            if (click.get_current_context().obj or {}).get("debug"):
+                traceback.print_exc()
+            msg = " ".join(str(exc).split())[:160]
+            click.echo(f"error: {path}: {type(exc).__name__}: {msg} (rerun with --debug)", err=True)
+            failed += 1
+            continue
+        click.echo(f"{path} -> {folder}/ ({', '.join(wanted)})")
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,73 @@
+"""The SATB recipe's stages, called in-process through ``main(argv)``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from recipes.satb_separation.__main__ import main
+from separation.models import build
+from wb.checkpoint import save_model
+
+needs_fluidsynth = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None
+    or not Path("/usr/share/sounds/sf2/FluidR3_GM.sf2").is_file(),
+    reason="needs fluidsynth and fluid-soundfont-gm",
+)
+SOURCES = ["soprano", "alto", "tenor", "bass"]
+
+
+def test_usage_and_input_errors_are_one_line(tmp_path, capsys):
+    assert main(["train", "--resume"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --resume needs --run <run folder>"
+    assert main(["evaluate", "--model", str(tmp_path / "missing.pt")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "missing.pt" in err[0]
+    assert main(["no-such-stage"]) == 2
+    assert main(["train", "--set", "train.no_such_key=1", "--run", str(tmp_path / "r")]) == 1
+    assert "unknown key" in capsys.readouterr().err
+
+
+@needs_fluidsynth
+def test_demo_renders_separates_and_scores(tmp_path, capsys):
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("# test list\nbach/bwv255\n")
+    model = build("htdemucs", SOURCES, 8000, 1, channels=8, depth=2, t_layers=1, segment=2.0)
+    meta = {"sources": SOURCES, "sample_rate": 8000, "audio_channels": 1, "segment": 2.0}
+    kwargs = {"sources": SOURCES, "sample_rate": 8000, "audio_channels": 1, "channels": 8,
+              "depth": 2, "t_layers": 1, "segment": 2.0}  # fmt: skip
+    model_file = save_model(tmp_path / "m.pt", "separation.models:htdemucs", kwargs,
+                            model.state_dict(), meta)  # fmt: skip
+    out = tmp_path / "demo"
+    argv = ["demo", "--quiet", "--out", str(out), "--model", str(model_file)]
+    argv += ["--pieces", "bach/bwv255", "--set", f"heldout={heldout}", "--set", "max_seconds=4"]
+    argv += ["--set", "sample_rate=8000", "--set", f"cache_dir={tmp_path / 'cache'}"]
+    assert main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "SI-SDR" in printed and "median over 1 s frames" in printed
+    track = out / "data" / "test" / "bwv255__r0"
+    assert sorted(p.name for p in (out / "separated" / "bwv255__r0").iterdir()) == sorted(
+        f"{s}.wav" for s in SOURCES
+    )
+    assert (track / "mixture.wav").is_file() and (out / "inputs" / "bwv255__r0.wav").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["sources"]) == set(SOURCES) and metrics["n_tracks"] == 1
+    assert {"SDR", "SIR", "SAR", "SI-SDR", "SI-SDRi"} <= set(metrics["mean"])
+
+
+@pytest.mark.slow
+@needs_fluidsynth
+def test_quick_profile_end_to_end(tmp_path):
+    root = tmp_path / "data"
+    run = tmp_path / "run"
+    common = ["--quick", "--quiet"]
+    assert main(["prepare", *common, "--root", str(root)]) == 0
+    assert main(["train", *common, "--root", str(root), "--run", str(run)]) == 0
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "config.yml").is_file()
+    assert main(["evaluate", *common, "--run", str(run), "--root", str(root),
+                 "--split", "valid", "--no-bsseval"]) == 0  # fmt: skip
+    assert main(["export", *common, "--run", str(run)]) == 0
+    assert (run / "satb.pt").is_file()

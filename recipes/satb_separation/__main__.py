@@ -258,6 +258,14 @@ def demo(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, "data")
     data = {**cfg["data"], "root": str(out / "data"), "pieces": args.pieces, "splits": "test"}
     data.update(limit=None)
+    if not chorales.resolve_heldout(data["heldout"]).is_file():
+        # the demo pieces are held-out works by definition; without the shared list the
+        # same-tune rule has nothing else to add for a render of just these pieces
+        listed = out / "heldout_demo.txt"
+        listed.parent.mkdir(parents=True, exist_ok=True)
+        listed.write_text("\n".join(args.pieces.split(",")) + "\n")
+        print(f"note: {data['heldout']} not found; using {listed}")
+        data["heldout"] = str(listed)
     chorales.check_prepare_kwargs(data)
     print(f"1/3 rendering {args.pieces} (held-out chorales) into {out / 'data'}")
     chorales.prepare_chorales(**data, quiet=args.quiet or None)

@@ -61,13 +61,13 @@ def _install(tmp: Path, dest: Path) -> None:
         os.replace(dest, old / dest.name)
     try:
         os.replace(tmp, dest)
-    except OSError:
-        if old is not None:
+    except OSError as exc:
+        if old is not None:  # put the previous folder back
             os.replace(old / dest.name, dest)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            old.rmdir()
+        raise WbError(f"{dest}: could not move the separated stems into place ({exc})") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def separate_file(

@@ -1,0 +1,425 @@
+"""Cross-validation over a dataset's official protocol, and the run folder it writes.
+
+Every split of the protocol is used in turn as the test fold (``folds="all"``) or a chosen
+subset; each fold trains from scratch (:func:`classify.train.train_fold`) with early stopping
+on a validation set carved from that fold's training part.
+
+Run folder (``out``)::
+
+    config.yml               the resolved config (recipe conf.yml + per-model overrides + --set)
+    metrics.json             {"dataset", "model", "folds": [{"fold", "accuracy", "macro_f1",
+                              "n_test"}], "mean": {...}, "std": {...}}   (exactly this shape)
+    details.json             per fold: per-class precision/recall/F1, confusion matrix,
+                             train/validation gap at the best epoch, epochs, wall time; totals
+    confusion_<fold>.png/.csv, confusion_all.png/.csv (summed over folds)
+    curves_<fold>.png        training curves
+    model.pt                 the fold model with the best *validation* accuracy (predict input)
+    folds/<fold>/            Lightning logs, checkpoints while training, model.pt, result.json
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classify.augment import GROUPS as AUGMENTATIONS
+from classify.frontends import Frontend, LengthPolicy
+from classify.metrics import (
+    confusion_matrix,
+    mean_std,
+    plot_confusion,
+    plot_curves,
+    scores,
+    write_confusion_csv,
+)
+from classify.train import FoldResult, Say, TrainConfig, _stderr, train_fold
+from wb.config import apply_overrides, load_yaml, merge, save_yaml
+from wb.errors import ConfigError, WbError
+from wb.runs import write_json
+
+HEAD_NAMES = ("piczak", "cnn", "transformer", "mamba")
+
+
+def _signature_defaults(fn, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """Keyword defaults of ``fn`` as plain YAML values (tuples become lists)."""
+    out = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if name in skip or p.default is inspect.Parameter.empty or name == "self":
+            continue
+        out[name] = list(p.default) if isinstance(p.default, tuple) else p.default
+    return out
+
+
+def defaults() -> dict[str, Any]:
+    """The complete default config; a recipe's ``conf.yml`` is merged over it.
+
+    Every group lists every constructor argument with its default, so any of them can be set
+    with ``--set group.key=value``; ``null`` sample rate / duration mean "the dataset's
+    recommendation".
+    """
+    from classify.models import head_class
+
+    train = _signature_defaults(TrainConfig)
+    data = _signature_defaults(LengthPolicy)
+    data["seconds"] = None
+    frontend = _signature_defaults(Frontend.__init__)
+    frontend["sample_rate"] = None
+    frontend["normalize"] = True
+    augment = {
+        name: _signature_defaults(cls.__init__, skip=("sample_rate",))
+        for name, cls in AUGMENTATIONS.items()
+    }
+    model: dict[str, Any] = {"name": "cnn"}
+    for name in HEAD_NAMES:
+        model[name] = _signature_defaults(
+            head_class(name).__init__, skip=("n_classes", "n_bins", "n_frames")
+        )
+    return {
+        "dataset_options": {},
+        "protocol": None,
+        "cache_dir": None,
+        "data": data,
+        "frontend": frontend,
+        "augment": augment,
+        "model": model,
+        "train": train,
+        "per_model": {},
+    }
+
+
+def recipe_config_path(dataset: str) -> Path | None:
+    """``recipes/<dataset>/conf.yml`` when the recipe exists, else ``None``."""
+    import recipes
+
+    p = Path(recipes.__file__).parent / dataset / "conf.yml"
+    return p if p.is_file() else None
+
+
+def resolve_config(
+    dataset: str,
+    model: str | None = None,
+    overrides: Sequence[str] = (),
+    epochs: int | None = None,
+    protocol: str | None = None,
+    config_path: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Build the run config: defaults <- recipe conf.yml <- per-model block <- overrides.
+
+    ``model`` (``--model``), ``epochs`` (``--epochs``) and ``protocol`` (``--protocol``) set
+    ``model.name``, ``train.epochs`` and ``protocol``; then the ``--set`` overrides apply.
+    Both win over the recipe's per-model block (``per_model: {<head>: {group: {key: value}}}``)
+    which is merged over the groups when that head is selected.
+
+    Returns:
+        the resolved config tree (``model.name`` selects the head; ``model.<name>`` holds its
+        kwargs; see :func:`head_config`).
+
+    Raises:
+        ConfigError: unknown keys, invalid YAML, unknown model name.
+    """
+    path = Path(config_path) if config_path else recipe_config_path(dataset)
+    base = merge(defaults(), load_yaml(path) if path else {})
+    base["dataset"] = dataset
+
+    def explicit(cfg: dict[str, Any]) -> dict[str, Any]:
+        cfg = merge(cfg, {})
+        if model is not None:
+            cfg["model"]["name"] = model
+        if epochs is not None:
+            cfg["train"]["epochs"] = int(epochs)
+        if protocol is not None:
+            cfg["protocol"] = protocol
+        return apply_overrides(cfg, overrides)
+
+    name = explicit(base)["model"].get("name")
+    if name not in HEAD_NAMES:
+        raise ConfigError(f"unknown model {name!r} (choose from {', '.join(HEAD_NAMES)})")
+    per = (base.get("per_model") or {}).get(name) or {}
+    if not isinstance(per, dict):
+        raise ConfigError(f"per_model.{name} must be a mapping of config groups")
+    return explicit(merge(base, per))
+
+
+def head_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``{"name": head, **kwargs}`` for :class:`~classify.models.Classifier` from ``cfg``."""
+    name = cfg["model"]["name"]
+    kwargs = cfg["model"].get(name) or {}
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"model.{name} must be a mapping of the head's options")
+    return {"name": name, **kwargs}
+
+
+def select_splits(splits: list, folds: Sequence[str] | str | None) -> list:
+    """Pick splits by name, ``fold<k>`` shorthand, or 1-based position; ``all``/None: all.
+
+    Args:
+        splits: the protocol's splits.
+        folds: ``"all"``, ``None``, or names such as ``["1", "fold3", "speaker=theo"]``
+            (comma-separated strings are split).
+
+    Raises:
+        WbError: a fold that matches none (the message lists the available names).
+    """
+    if folds is None or folds == "all":
+        return list(splits)
+    items = [folds] if isinstance(folds, str) else list(folds)
+    wanted = [w.strip() for item in items for w in str(item).split(",") if w.strip()]
+    if not wanted or "all" in wanted:
+        return list(splits)
+    by_name = {s.name: s for s in splits}
+    out = []
+    for w in wanted:
+        s = by_name.get(w) or by_name.get(f"fold{w}")
+        if s is None and w.isdigit() and 1 <= int(w) <= len(splits):
+            s = splits[int(w) - 1]
+        if s is None:
+            names = ", ".join(by_name)
+            raise WbError(f"unknown fold {w!r} (available: {names})")
+        if s not in out:
+            out.append(s)
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "fold"
+
+
+def _rank() -> int:
+    for var in ("RANK", "LOCAL_RANK"):
+        if os.environ.get(var):
+            return int(os.environ[var])
+    return 0
+
+
+def default_cache_dir() -> Path:
+    """``$WB_CACHE`` or ``~/.cache/wb``, sub-folder ``classify``."""
+    root = os.environ.get("WB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "wb")
+    return Path(root) / "classify"
+
+
+def open_audio(dataset, sample_rate: int, cache_dir: str | os.PathLike | None, say: Say):
+    """Decoded, resampled, memory-mapped audio of all clips (:class:`classify.cache.AudioCache`)."""
+    from classify.cache import AudioCache
+
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    t0 = time.time()
+    cache = AudioCache(dataset.clips, sample_rate=sample_rate, cache_dir=root, name=dataset.name)
+    say(f"audio cache: {len(cache)} clips at {sample_rate} Hz ({time.time() - t0:.1f} s)")
+    return cache
+
+
+def run_cv(
+    dataset: str,
+    cfg: dict[str, Any],
+    out: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    folds: Sequence[str] | str | None = "all",
+    download: bool = False,
+    resume: bool = False,
+    say: Say = _stderr,
+) -> dict[str, Any]:
+    """Cross-validate ``cfg`` on ``dataset`` and write the run folder.
+
+    Args:
+        dataset: registry name (esc50, urbansound8k, audiomnist, fsdd, coral, folder).
+        cfg: resolved config from :func:`resolve_config`.
+        out: run folder (created).
+        data_dir: dataset folder (``None``: the adapter's default).
+        folds: see :func:`select_splits`.
+        download: let the adapter download a missing dataset.
+        resume: reuse finished folds and continue interrupted ones from their last checkpoint.
+        say: progress-line sink.
+
+    Returns:
+        the ``metrics.json`` dictionary.
+
+    Raises:
+        WbError: unknown dataset/protocol/fold, missing data, invalid settings.
+    """
+    from classify.datasets import get_dataset
+
+    out = Path(out)
+    ds = get_dataset(dataset, data_dir=data_dir, download=download,
+                     **dict(cfg.get("dataset_options") or {}))  # fmt: skip
+    splits = select_splits(ds.splits(cfg.get("protocol")), folds)
+    cfg = dict(cfg)
+    cfg["protocol"] = cfg.get("protocol") or ds.default_protocol
+    cfg["frontend"] = dict(cfg["frontend"])
+    if not cfg["frontend"].get("sample_rate"):
+        cfg["frontend"]["sample_rate"] = int(ds.sample_rate)
+    cfg["data"] = dict(cfg["data"])
+    if not cfg["data"].get("seconds"):
+        cfg["data"]["seconds"] = float(ds.clip_seconds)
+    head = head_config(cfg)
+    fold_cfg = {
+        "data": cfg["data"], "frontend": cfg["frontend"], "augment": cfg["augment"],
+        "model": head, "train": cfg["train"],
+    }  # fmt: skip
+    rank0 = _rank() == 0
+    if rank0:
+        out.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, out / "config.yml")
+    say(ds.summary() if hasattr(ds, "summary") else f"{ds.name}: {len(ds.clips)} clips")
+    say(
+        f"protocol {cfg['protocol']}: folds {', '.join(s.name for s in splits)}; "
+        f"model {head['name']}"
+    )
+    audio = open_audio(ds, int(cfg["frontend"]["sample_rate"]), cfg.get("cache_dir"), say)
+
+    t0 = time.time()
+    results: list[FoldResult] = []
+    for split in splits:
+        fold_dir = out / "folds" / _slug(split.name)
+        res = train_fold(ds, audio, split, fold_cfg, fold_dir, resume=resume, say=say)
+        if rank0:
+            acc = scores(confusion_matrix(res.test_labels, res.test_logits.argmax(-1),
+                                          len(ds.classes)))["accuracy"]  # fmt: skip
+            say(f"[{split.name}] test accuracy {acc:.4f} ({res.seconds:.0f} s)")
+        results.append(res)
+    if not rank0:
+        return {}
+    metrics, details = summarize(ds, head["name"], results)
+    details["wall_seconds"] = time.time() - t0
+    details["protocol"] = cfg["protocol"]
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "details.json", details)
+    _write_plots(out, ds.classes, results)
+    best = max(results, key=lambda r: (np.nan_to_num(r.val_accuracy, nan=-1.0), -results.index(r)))
+    if best.model_path and Path(best.model_path).is_file():
+        shutil.copyfile(best.model_path, out / "model.pt")
+    say(
+        f"{ds.name} {head['name']}: accuracy {metrics['mean']['accuracy']:.4f} "
+        f"± {metrics['std']['accuracy']:.4f}, macro-F1 {metrics['mean']['macro_f1']:.4f} "
+        f"± {metrics['std']['macro_f1']:.4f} over {len(results)} fold(s) -> {out}/metrics.json"
+    )
+    return metrics
+
+
+def summarize(ds, model: str, results: list[FoldResult]) -> tuple[dict, dict]:
+    """``metrics.json`` (exact schema) and ``details.json`` dictionaries from fold results."""
+    n = len(ds.classes)
+    folds, det_folds = [], []
+    total = np.zeros((n, n), dtype=np.int64)
+    for r in results:
+        cm = confusion_matrix(r.test_labels, np.asarray(r.test_logits).argmax(-1), n)
+        total += cm
+        s = scores(cm)
+        folds.append({
+            "fold": str(r.name), "accuracy": float(s["accuracy"]),
+            "macro_f1": float(s["macro_f1"]), "n_test": int(len(r.test_labels)),
+        })  # fmt: skip
+        det_folds.append({
+            "fold": r.name, "accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
+            "n_test": len(r.test_labels), "n_train": r.n_train, "n_val": r.n_val,
+            "per_class": {
+                c: {"precision": s["precision"][k], "recall": s["recall"][k],
+                    "f1": s["f1"][k], "support": s["support"][k]}
+                for k, c in enumerate(ds.classes)
+            },
+            "confusion": cm.tolist(), "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
+            "gap_at_best_epoch": r.gap, "val_accuracy": _nan_none(r.val_accuracy),
+            "seconds": r.seconds, **r.extra,
+        })  # fmt: skip
+    acc_m, acc_s = mean_std([f["accuracy"] for f in folds])
+    f1_m, f1_s = mean_std([f["macro_f1"] for f in folds])
+    metrics = {
+        "dataset": str(ds.name),
+        "model": str(model),
+        "folds": folds,
+        "mean": {"accuracy": acc_m, "macro_f1": f1_m},
+        "std": {"accuracy": acc_s, "macro_f1": f1_s},
+    }
+    gaps = {
+        k: mean_std([r.gap[k] for r in results if r.gap and not np.isnan(r.gap.get(k, np.nan))])
+        for k in ("loss_gap", "acc_gap")
+    }
+    pooled = scores(total)
+    details = {
+        "dataset": ds.name, "model": model, "classes": list(ds.classes), "folds": det_folds,
+        "pooled": {"accuracy": pooled["accuracy"], "macro_f1": pooled["macro_f1"],
+                   "confusion": total.tolist()},
+        "gap_at_best_epoch": {k: {"mean": m, "std": s} for k, (m, s) in gaps.items()},
+        "std_definition": "population standard deviation over folds (ddof=0)",
+    }  # fmt: skip
+    return metrics, details
+
+
+def _nan_none(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
+
+
+def _write_plots(out: Path, classes: list[str], results: list[FoldResult]) -> None:
+    n = len(classes)
+    total = np.zeros((n, n), dtype=np.int64)
+    for r in results:
+        cm = confusion_matrix(r.test_labels, np.asarray(r.test_logits).argmax(-1), n)
+        total += cm
+        slug = _slug(r.name)
+        acc = scores(cm)["accuracy"]
+        write_confusion_csv(out / f"confusion_{slug}.csv", cm, classes)
+        plot_confusion(out / f"confusion_{slug}.png", cm, classes, f"{r.name}: accuracy {acc:.3f}")
+        if r.history:
+            plot_curves(out / f"curves_{slug}.png", r.history, r.name)
+    if len(results) > 1:
+        acc = scores(total)["accuracy"]
+        write_confusion_csv(out / "confusion_all.csv", total, classes)
+        plot_confusion(out / "confusion_all.png", total, classes, f"all folds: accuracy {acc:.3f}")
+
+
+def results_table(runs: Sequence[str | os.PathLike]) -> str:
+    """Markdown table of run folders written by :func:`run_cv`.
+
+    Raises:
+        WbError: a folder without ``metrics.json``.
+    """
+    import json
+
+    import yaml
+
+    head = (
+        "| dataset | protocol | model | params | folds | accuracy (mean ± std) "
+        "| macro-F1 (mean ± std) | train−val acc gap | wall time |\n"
+        "|---|---|---|---:|---:|---|---|---:|---:|"
+    )
+    rows = [head]
+    for run in runs:
+        run = Path(run)
+        if not (run / "metrics.json").is_file():
+            raise WbError(f"{run}: no metrics.json (not a finished wb classify run)")
+        m = json.loads((run / "metrics.json").read_text())
+        d = _read_json(run / "details.json")
+        cfg = (
+            yaml.safe_load((run / "config.yml").read_text())
+            if (run / "config.yml").is_file()
+            else {}
+        )
+        params = (d.get("folds") or [{}])[0].get("n_parameters")
+        gap = (d.get("gap_at_best_epoch") or {}).get("acc_gap") or {}
+        wall = d.get("wall_seconds")
+        cells = [
+            m["dataset"],
+            str((cfg or {}).get("protocol") or d.get("protocol", "?")),
+            m["model"],
+            f"{params:,}" if params else "?",
+            str(len(m["folds"])),
+            f"{100 * m['mean']['accuracy']:.2f} ± {100 * m['std']['accuracy']:.2f} %",
+            f"{100 * m['mean']['macro_f1']:.2f} ± {100 * m['std']['macro_f1']:.2f} %",
+            f"{100 * gap['mean']:+.2f} %" if gap.get("mean") is not None else "-",
+            f"{wall / 60:.1f} min" if wall else "-",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,0 +1,243 @@
+"""The Lightning system: one thin ``LightningModule`` around a :class:`~classify.models.Classifier`.
+
+Training step: waveform augmentation -> mixup (on waveforms and soft targets) -> front end ->
+SpecAugment -> head -> soft-target cross-entropy with label smoothing (Szegedy et al. 2016).
+Validation step: deterministic windows per clip (centre crop or sliding), logits averaged per
+clip, plain cross-entropy and accuracy. AdamW (Loshchilov & Hutter 2019) with a cosine,
+plateau or one-cycle (Smith & Topin 2019) schedule and linear warm-up.
+
+Reproducibility: torch's global generator is reseeded at every training batch from
+``(seed, rank, global_step, batch_idx)``, so augmentation and dropout draws depend only on the
+position in training, and a run resumed from a checkpoint continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from classify.augment import Augmentation
+from classify.models import Classifier
+from wb.errors import ConfigError
+
+SCHEDULES = ("cosine", "plateau", "onecycle", "constant")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and schedule settings (a subset of the ``train:`` config group).
+
+    Attributes:
+        lr: peak learning rate.
+        weight_decay: AdamW decoupled weight decay.
+        betas: AdamW betas.
+        schedule: ``cosine`` (to ``min_lr``), ``plateau`` (x ``plateau_factor`` after
+            ``plateau_patience`` epochs without validation-loss improvement), ``onecycle``
+            or ``constant``.
+        warmup_epochs: linear warm-up length in epochs (fractions allowed; for ``onecycle``
+            it sets the rising phase).
+        min_lr: final learning rate of the cosine schedule.
+        plateau_factor: LR multiplier of the plateau schedule.
+        plateau_patience: epochs without improvement before the plateau schedule reduces.
+        label_smoothing: epsilon of label smoothing, in [0, 1).
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    min_lr: float = 1e-5
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"train.schedule={self.schedule!r}: choose from {', '.join(SCHEDULES)}"
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(
+                f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}"
+            )
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy against soft targets: ``-(targets * log_softmax(logits)).sum(-1)``.
+
+    Args:
+        logits: ``(batch, n_classes)``.
+        targets: probabilities ``(batch, n_classes)``.
+    """
+    return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+
+
+def average_windows(logits: torch.Tensor, owner: torch.Tensor, n_clips: int) -> torch.Tensor:
+    """Average window logits per clip.
+
+    Args:
+        logits: ``(windows, n_classes)``.
+        owner: clip index of each window ``(windows,)`` in ``0..n_clips-1``.
+        n_clips: number of clips.
+
+    Returns:
+        ``(n_clips, n_classes)`` mean logits.
+    """
+    out = torch.zeros(n_clips, logits.shape[1], device=logits.device, dtype=torch.float32)
+    out.index_add_(0, owner, logits.float())
+    count = torch.bincount(owner, minlength=n_clips).clamp_min(1).to(out.dtype)
+    return out / count[:, None]
+
+
+class ClassifierSystem(pl.LightningModule):
+    """LightningModule training a :class:`~classify.models.Classifier`.
+
+    Args:
+        classifier: front end + head.
+        augment: training augmentation (identity in eval mode).
+        n_classes: number of classes.
+        optim: :class:`OptimConfig`.
+        seed: base seed of the per-step reseeding.
+        plateau_monitor: metric watched by the plateau schedule (``train_loss`` when there is
+            no validation set).
+
+    Batches:
+        training ``(wave (batch, samples), labels (batch,))``; validation
+        ``(windows (n_windows, samples), owner (n_windows,), labels (batch,))``.
+
+    Logged metrics (per epoch): ``train_loss``, ``train_acc`` (on augmented batches, in train
+    mode), ``val_loss``, ``val_acc``, ``lr``.
+    """
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        augment: Augmentation,
+        n_classes: int,
+        optim: OptimConfig,
+        seed: int = 0,
+        plateau_monitor: str = "val_loss",
+    ) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.augment = augment
+        self.n_classes = n_classes
+        self.optim = optim
+        self.seed = int(seed)
+        self.plateau_monitor = plateau_monitor
+        self._warmup_steps = 0
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """Waveform ``(batch, samples)`` -> logits ``(batch, n_classes)``."""
+        return self.classifier(wave)
+
+    # ------------------------------------------------------------------------------ training
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        """Reseed torch's generator from the position in training (exact resume)."""
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        torch.manual_seed(
+            (self.seed * 1_000_003 + rank * 7_919 + self.global_step * 104_729 + batch_idx)
+            % (2**63 - 1)
+        )
+        if self.optim.schedule == "plateau" and self._warmup_steps:
+            self._plateau_warmup()
+
+    def _plateau_warmup(self) -> None:
+        opt = self.optimizers()
+        opt = getattr(opt, "optimizer", opt)
+        if self.global_step <= self._warmup_steps:
+            frac = min(1.0, (self.global_step + 1) / self._warmup_steps)
+            for g in opt.param_groups:
+                g["lr"] = self.optim.lr * frac
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """Augment, mix, featurise, mask, classify; return the soft-target loss."""
+        wave, labels = batch
+        eps = self.optim.label_smoothing
+        targets = F.one_hot(labels, self.n_classes).float() * (1 - eps) + eps / self.n_classes
+        wave = self.augment.wave(wave)
+        wave, targets = self.augment.mix(wave, targets)
+        feats = self.augment.spec(self.classifier.features(wave))
+        logits = self.classifier.head(feats)
+        loss = soft_cross_entropy(logits, targets)
+        acc = (logits.argmax(-1) == targets.argmax(-1)).float().mean()
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(labels))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        """Clip-level validation loss and accuracy from window-averaged logits."""
+        windows, owner, labels = batch
+        logits = average_windows(self.classifier(windows), owner, len(labels))
+        loss = F.cross_entropy(logits, labels)
+        acc = (logits.argmax(-1) == labels).float().mean()
+        kw = dict(on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
+        self.log("val_loss", loss, prog_bar=True, **kw)
+        self.log("val_acc", acc, prog_bar=True, **kw)
+
+    def on_train_epoch_start(self) -> None:
+        """Log the learning rate the epoch starts with."""
+        opt = self.optimizers()
+        opt = getattr(opt, "optimizer", opt)
+        self.log("lr", float(opt.param_groups[0]["lr"]), on_epoch=True)
+
+    # ---------------------------------------------------------------------------- optimiser
+    def configure_optimizers(self):
+        """AdamW plus the configured schedule (stepped per optimiser step, plateau per epoch)."""
+        o = self.optim
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim <= 1 or name.endswith(".pos") else decay).append(p)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=o.lr, betas=tuple(o.betas),
+        )  # fmt: skip
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, int(self.trainer.max_epochs or 1))
+        steps_per_epoch = max(1, total // epochs)
+        warm = int(round(o.warmup_epochs * steps_per_epoch))
+        self._warmup_steps = min(warm, total)
+        if o.schedule == "constant":
+            if not warm:
+                return opt
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if o.schedule == "cosine":
+            floor = o.min_lr / o.lr
+
+            def cosine(step: int) -> float:
+                if step < warm:
+                    return (step + 1) / warm
+                t = (step - warm) / max(1, total - warm)
+                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if o.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=o.lr, total_steps=total,
+                pct_start=min(0.5, max(warm / total, 0.01)), anneal_strategy="cos",
+            )  # fmt: skip
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=o.plateau_factor, patience=o.plateau_patience,
+            min_lr=o.min_lr,
+        )  # fmt: skip
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {
+                "scheduler": sched,
+                "interval": "epoch",
+                "monitor": self.plateau_monitor,
+            },
+        }

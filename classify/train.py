@@ -1,0 +1,673 @@
+"""Training one fold: data sets over the decoded-audio cache, the Lightning trainer, evaluation.
+
+:func:`train_fold` trains a :class:`~classify.models.Classifier` on one
+:class:`~classify.datasets.base.Split`:
+
+1. a validation set is carved from the split's training indices
+   (:func:`classify.datasets.validation_split`; or the protocol's own ``validate`` part) --
+   the test fold is never looked at until the end;
+2. per-frequency normalisation statistics (when enabled) are fitted on the remaining training
+   clips;
+3. Lightning trains with early stopping and checkpointing on the validation metric
+   (``last.ckpt`` each epoch for exact resume, ``best.ckpt`` for the best epoch);
+4. the best epoch's weights are evaluated on the training clips, the validation clips and the
+   test fold (clip-level logits averaged over windows).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from classify.augment import Augmentation
+from classify.frontends import LengthPolicy, eval_windows, train_view
+from classify.models import Classifier, count_parameters
+from classify.system import ClassifierSystem, OptimConfig, average_windows
+from wb.errors import ConfigError, WbError
+from wb.progress import quiet_default
+from wb.runs import write_json
+
+Say = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train:`` config group.
+
+    Attributes:
+        epochs: maximum number of epochs.
+        batch_size: training clips per batch.
+        eval_batch_size: clips per evaluation batch.
+        lr, weight_decay, betas, schedule, warmup_epochs, min_lr, plateau_factor,
+            plateau_patience, label_smoothing: see :class:`classify.system.OptimConfig`.
+        grad_clip: gradient-norm clipping threshold (0: off).
+        accumulate: gradient accumulation steps.
+        precision: ``auto`` (bf16/fp16 mixed precision on CUDA, fp32 on CPU), ``32-true``,
+            ``16-mixed`` or ``bf16-mixed`` (mixed precision only on a GPU).
+        patience: early-stopping patience in epochs (0: off).
+        monitor: ``val_loss`` or ``val_acc`` (early stopping and best checkpoint).
+        val_fraction: share of the training clips carved out for validation (0: none; then
+            the last epoch is used).
+        val_groups: ``auto`` (keep leakage groups whole when the protocol's test fold does),
+            ``dataset`` (always) or ``clip`` (every clip its own group).
+        seed: seed of weights, sampling, crops and augmentation.
+        devices: number of devices (``>1`` uses Lightning DDP).
+        accelerator: ``auto``, ``cpu`` or ``gpu``.
+        num_workers: DataLoader worker processes.
+        keep_checkpoints: keep the Lightning checkpoints after a fold finishes.
+        logger: ``csv`` or ``tensorboard`` (per-epoch metrics in the fold folder).
+        threads: CPU threads for torch (0: torch's default). On a shared, oversubscribed
+            machine 1 thread (or ``OMP_WAIT_POLICY=PASSIVE``) avoids OpenMP spin-waiting.
+    """
+
+    epochs: int = 30
+    batch_size: int = 64
+    eval_batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    min_lr: float = 1e-5
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0
+    accumulate: int = 1
+    precision: str = "auto"
+    patience: int = 10
+    monitor: str = "val_loss"
+    val_fraction: float = 0.1
+    val_groups: str = "auto"
+    seed: int = 0
+    devices: int = 1
+    accelerator: str = "auto"
+    num_workers: int = 0
+    keep_checkpoints: bool = False
+    logger: str = "csv"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.monitor not in ("val_loss", "val_acc"):
+            raise ConfigError(f"train.monitor={self.monitor!r}: choose val_loss or val_acc")
+        if self.val_groups not in ("auto", "dataset", "clip"):
+            raise ConfigError(f"train.val_groups={self.val_groups!r}: choose auto, dataset or clip")
+        if self.logger not in ("csv", "tensorboard"):
+            raise ConfigError(f"train.logger={self.logger!r}: choose csv or tensorboard")
+        for name in ("epochs", "batch_size", "eval_batch_size", "accumulate", "devices"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> TrainConfig:
+        """Build from the config group.
+
+        Raises:
+            ConfigError: unknown key or invalid value.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ConfigError(f"train: unknown key(s) {', '.join(unknown)}")
+        kw = dict(cfg)
+        if "betas" in kw:
+            kw["betas"] = tuple(kw["betas"])
+        return cls(**kw)
+
+    def optim(self) -> OptimConfig:
+        """The optimiser part as :class:`~classify.system.OptimConfig`."""
+        names = {f.name for f in fields(OptimConfig)}
+        return OptimConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+class EpochSampler(Sampler):
+    """Seeded shuffling sampler yielding ``(index, epoch)`` pairs, sharded for DDP.
+
+    The permutation depends only on ``(seed, epoch)``; Lightning calls :meth:`set_epoch`
+    before every epoch (also after a resume), so a resumed run sees the same order.
+
+    Args:
+        n: dataset length.
+        seed: shuffling seed.
+        shuffle: shuffle (training) or keep order.
+        rank: this process's rank; ``world_size``: number of processes. Each rank gets
+            ``ceil(n / world_size)`` items (wrapping around).
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.rank, self.world = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose permutation and crops are drawn."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.world)
+
+    def __iter__(self):
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        per = len(self)
+        order = np.resize(order, per * self.world)[self.rank :: self.world]
+        return iter([(int(i), self.epoch) for i in order])
+
+
+class TrainClips(Dataset):
+    """Fixed-length training examples: random crop / placement and padding per epoch.
+
+    Args:
+        audio: indexable decoded audio (``audio[i]`` -> ``(samples,)`` float32), e.g.
+            :class:`classify.cache.AudioCache`.
+        indices: clip indices into ``audio``.
+        labels: label of every clip of ``audio`` (indexable by the same indices).
+        n_samples: example length in samples.
+        policy: :class:`~classify.frontends.LengthPolicy`.
+        seed: crop seed.
+
+    Items:
+        ``__getitem__((k, epoch))`` -> ``(wave (n_samples,), label)``.
+    """
+
+    def __init__(self, audio, indices, labels, n_samples: int, policy: LengthPolicy, seed: int):
+        self.audio, self.indices = audio, list(indices)
+        self.labels = [int(labels[i]) for i in self.indices]
+        self.n, self.policy, self.seed = n_samples, policy, seed
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item):
+        k, epoch = item if isinstance(item, tuple) else (item, 0)
+        rng = np.random.default_rng([self.seed, epoch, k])
+        clip = np.asarray(self.audio[self.indices[k]], dtype=np.float32)
+        wave = train_view(clip, self.n, self.policy, rng)
+        return torch.from_numpy(np.ascontiguousarray(wave)), self.labels[k]
+
+
+class EvalClips(Dataset):
+    """Deterministic evaluation windows per clip (centre crop or sliding windows).
+
+    Items:
+        ``__getitem__(k)`` -> ``(windows (n_windows, n_samples), label)``.
+    """
+
+    def __init__(self, audio, indices, labels, n_samples: int, policy: LengthPolicy, hop: int):
+        self.audio, self.indices = audio, list(indices)
+        self.labels = [int(labels[i]) for i in self.indices]
+        self.n, self.policy, self.hop = n_samples, policy, hop
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int):
+        clip = np.asarray(self.audio[self.indices[k]], dtype=np.float32)
+        return torch.from_numpy(eval_windows(clip, self.n, self.policy, self.hop)), self.labels[k]
+
+
+def eval_collate(batch):
+    """Stack windows of several clips: ``(windows, owner, labels)``."""
+    windows = torch.cat([w for w, _ in batch])
+    owner = torch.cat(
+        [torch.full((len(w),), i, dtype=torch.long) for i, (w, _) in enumerate(batch)]
+    )
+    return windows, owner, torch.tensor([y for _, y in batch], dtype=torch.long)
+
+
+@torch.no_grad()
+def predict_logits(
+    classifier: Classifier, dataset: EvalClips, batch_size: int = 128, device: str | None = None
+) -> np.ndarray:
+    """Clip-level logits (window logits averaged) for every clip of ``dataset``.
+
+    Returns:
+        float32 array ``(len(dataset), n_classes)``.
+    """
+    device = device or next(classifier.parameters()).device
+    was_training = classifier.training
+    classifier.eval()
+    out = []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=eval_collate)
+    for windows, owner, labels in loader:
+        logits = classifier(windows.to(device))
+        out.append(average_windows(logits, owner.to(device), len(labels)).cpu())
+    classifier.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def loss_and_accuracy(logits: np.ndarray, labels: Sequence[int]) -> tuple[float, float]:
+    """Mean cross-entropy (nats) and accuracy of clip logits ``(clips, n_classes)``."""
+    if not len(labels):
+        return float("nan"), float("nan")
+    lg = torch.from_numpy(np.asarray(logits, np.float32))
+    y = torch.as_tensor(list(labels), dtype=torch.long)
+    return float(F.cross_entropy(lg, y)), float((lg.argmax(-1) == y).float().mean())
+
+
+# ------------------------------------------------------------------------------ one fold
+
+
+@dataclass
+class FoldResult:
+    """What one fold produced.
+
+    Attributes:
+        name: split name.
+        test_indices: clip indices of the test fold.
+        test_logits: ``(n_test, n_classes)`` clip logits of the best epoch's model.
+        test_labels: true labels ``(n_test,)``.
+        best_epoch: 0-based epoch of the selected weights.
+        epochs_run: epochs actually trained.
+        gap: ``{"train_loss", "val_loss", "train_acc", "val_acc", "loss_gap", "acc_gap"}``
+            of the best weights evaluated in eval mode on the (un-augmented) training and
+            validation clips; ``loss_gap = val_loss - train_loss``, ``acc_gap = train_acc -
+            val_acc``.
+        history: per-epoch logged metrics.
+        n_train, n_val: sizes of the training and validation parts.
+        seconds: wall time of the fold.
+        model_path: exported model file (``wb-model/1``).
+        val_accuracy: validation accuracy of the selected weights (NaN without validation).
+    """
+
+    name: str
+    test_indices: list[int]
+    test_logits: np.ndarray
+    test_labels: list[int]
+    best_epoch: int
+    epochs_run: int
+    gap: dict[str, float]
+    history: list[dict[str, float]]
+    n_train: int
+    n_val: int
+    seconds: float
+    model_path: str
+    val_accuracy: float = float("nan")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-value dictionary (for ``result.json``)."""
+        d = asdict(self)
+        d["test_logits"] = np.asarray(self.test_logits).tolist()
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FoldResult:
+        """Inverse of :meth:`to_json`."""
+        d = dict(d)
+        d["test_logits"] = np.asarray(d["test_logits"], dtype=np.float32)
+        return cls(**d)
+
+
+def _precision(cfg: TrainConfig, accelerator: str) -> str:
+    if cfg.precision == "auto":
+        if accelerator == "gpu":
+            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        return "32-true"
+    if cfg.precision in ("16-mixed", "bf16-mixed") and accelerator != "gpu":
+        raise ConfigError(f"train.precision={cfg.precision}: mixed precision needs a GPU")
+    if cfg.precision not in ("32-true", "32", "16-mixed", "bf16-mixed"):
+        raise ConfigError(
+            f"train.precision={cfg.precision!r}: choose auto, 32-true, 16-mixed or bf16-mixed"
+        )
+    return cfg.precision
+
+
+def _accelerator(cfg: TrainConfig) -> str:
+    if cfg.accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if cfg.accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("train.accelerator=gpu but no CUDA device is available")
+        return "gpu"
+    if cfg.accelerator != "cpu":
+        raise ConfigError(f"train.accelerator={cfg.accelerator!r}: choose auto, cpu or gpu")
+    return "cpu"
+
+
+def _quiet_lightning() -> None:
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
+
+
+def _read_history(log_dir: Path) -> list[dict[str, float]]:
+    """Merge Lightning's CSV metrics rows into one dict per epoch."""
+    import csv
+
+    files = sorted(log_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
+    rows: dict[int, dict[str, float]] = {}
+    for f in files:
+        with open(f, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if not row.get("epoch"):
+                    continue
+                e = int(float(row["epoch"]))
+                d = rows.setdefault(e, {"epoch": e})
+                for k, v in row.items():
+                    if v not in ("", None) and k not in ("epoch", "step"):
+                        d[k] = float(v)
+    return [rows[e] for e in sorted(rows)]
+
+
+class EpochLine(pl.Callback):
+    """Lightning callback printing one line per epoch (losses, accuracies, LR, seconds).
+
+    Args:
+        say: where the line goes.
+        name: fold name shown in brackets.
+        epochs: planned number of epochs.
+    """
+
+    def __init__(self, say: Say, name: str, epochs: int) -> None:
+        self.say, self.name, self.epochs = say, name, epochs
+        self.t0 = time.time()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        """Start the epoch timer."""
+        self.t0 = time.time()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Print the epoch's line (rank 0 only)."""
+        if not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+
+        def g(k: str) -> str:
+            return f"{float(m[k]):.4f}" if k in m else "-"
+
+        self.say(
+            f"[{self.name}] epoch {trainer.current_epoch + 1}/{self.epochs} "
+            f"train_loss {g('train_loss')} train_acc {g('train_acc')} "
+            f"val_loss {g('val_loss')} val_acc {g('val_acc')} lr {g('lr')} "
+            f"({time.time() - self.t0:.1f} s)"
+        )
+
+
+def _train_fold(
+    dataset,
+    audio,
+    split,
+    cfg: dict[str, Any],
+    fold_dir: str | os.PathLike,
+    resume: bool = False,
+    say: Say = _stderr,
+) -> FoldResult:
+    """Train and evaluate one split.
+
+    Args:
+        dataset: :class:`~classify.datasets.base.ClipDataset`.
+        audio: decoded audio indexable by clip index (``audio[i]`` -> ``(samples,)`` float32
+            at ``cfg["frontend"]["sample_rate"]`` Hz), e.g. :class:`classify.cache.AudioCache`.
+        split: the :class:`~classify.datasets.base.Split` (train/test indices).
+        cfg: resolved config with groups ``data``, ``frontend``, ``augment``, ``model``
+            (``{"name": ..., **kwargs}``) and ``train``.
+        fold_dir: folder for this fold's checkpoints, logs, model and ``result.json``.
+        resume: continue from ``fold_dir/checkpoints/last.ckpt`` when present, and reuse a
+            finished fold's ``result.json``.
+        say: where progress lines go (stderr by default).
+
+    Returns:
+        :class:`FoldResult`; also written to ``fold_dir/result.json``.
+
+    Raises:
+        ConfigError: invalid settings. WbError: empty training or test set.
+    """
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    from wb.checkpoint import save_model
+
+    fold_dir = Path(fold_dir)
+    result_file = fold_dir / "result.json"
+    if resume and result_file.is_file():
+        say(f"[{split.name}] already finished; reusing {result_file}")
+        return FoldResult.from_json(json.loads(result_file.read_text()))
+    t_start = time.time()
+    tcfg = TrainConfig.from_dict(dict(cfg.get("train") or {}))
+    policy = LengthPolicy(**dict(cfg.get("data") or {}))
+    sr = int(cfg["frontend"]["sample_rate"])
+    n_samples = policy.n_samples(sr)
+    hop = policy.hop_samples(sr)
+    labels = [c.label for c in dataset.clips]
+    n_classes = len(dataset.classes)
+
+    train_idx, val_idx = _carve_validation(dataset, split, tcfg)
+    if not train_idx or not split.test:
+        raise WbError(f"{dataset.name}: split {split.name}: empty training or test set")
+    pl.seed_everything(tcfg.seed, workers=True, verbose=False)
+    _quiet_lightning()
+
+    frontend_cfg = {k: v for k, v in dict(cfg["frontend"]).items() if k != "sample_rate"}
+    classifier = Classifier(n_classes, sr, n_samples, frontend_cfg, dict(cfg["model"]))
+    augment = Augmentation(sr, **dict(cfg.get("augment") or {}))
+    say(
+        f"[{split.name}] model {classifier.name}: {count_parameters(classifier):,} parameters; "
+        f"train {len(train_idx)} / val {len(val_idx)} / test {len(split.test)} clips; "
+        f"input {n_samples / sr:g} s -> {classifier.frontend.n_bins}x{classifier.n_frames}"
+    )
+    center = LengthPolicy(**{**policy.to_dict(), "eval_crop": "center"})
+    if classifier.frontend.norm is not None:
+        fit_set = EvalClips(audio, train_idx, labels, n_samples, center, hop)
+        loader = DataLoader(fit_set, batch_size=tcfg.eval_batch_size, collate_fn=eval_collate)
+        classifier.frontend.fit_norm(w for w, _, _ in loader)
+
+    accelerator = _accelerator(tcfg)
+    precision = _precision(tcfg, accelerator)
+    system = ClassifierSystem(
+        classifier, augment, n_classes, tcfg.optim(), seed=tcfg.seed,
+        plateau_monitor="val_loss" if val_idx else "train_loss",
+    )  # fmt: skip
+    train_set = TrainClips(audio, train_idx, labels, n_samples, policy, tcfg.seed)
+    val_set = EvalClips(audio, val_idx, labels, n_samples, policy, hop) if val_idx else None
+
+    class Data(pl.LightningDataModule):
+        def train_dataloader(self):
+            tr = self.trainer
+            sampler = EpochSampler(
+                len(train_set), tcfg.seed, True,
+                rank=tr.global_rank if tr else 0, world_size=tr.world_size if tr else 1,
+            )  # fmt: skip
+            return DataLoader(
+                train_set, batch_size=tcfg.batch_size, sampler=sampler, drop_last=False,
+                num_workers=tcfg.num_workers, persistent_workers=tcfg.num_workers > 0,
+            )  # fmt: skip
+
+        def val_dataloader(self):
+            if val_set is None:
+                return []
+            return DataLoader(
+                val_set, batch_size=tcfg.eval_batch_size, collate_fn=eval_collate,
+                num_workers=tcfg.num_workers,
+            )  # fmt: skip
+
+    ckpt_dir = fold_dir / "checkpoints"
+    monitor = tcfg.monitor if val_idx else "train_loss"
+    mode = "max" if monitor == "val_acc" else "min"
+    best_ckpt = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_last=True,
+        save_top_k=1, enable_version_counter=False,
+    )  # fmt: skip
+    callbacks: list[Any] = [best_ckpt, EpochLine(say, split.name, tcfg.epochs)]
+    if tcfg.patience and val_idx:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=tcfg.patience))
+    if tcfg.logger == "tensorboard":
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        logger = TensorBoardLogger(fold_dir, name="logs", version=0)
+    else:
+        from pytorch_lightning.loggers import CSVLogger
+
+        logger = CSVLogger(fold_dir, name="logs", version=0)
+    csv_logger = None
+    if tcfg.logger != "csv":
+        from pytorch_lightning.loggers import CSVLogger
+
+        csv_logger = CSVLogger(fold_dir, name="csv", version=0)
+    quiet = quiet_default() or not sys.stderr.isatty()
+    strategy = "ddp" if tcfg.devices > 1 else "auto"
+    trainer = pl.Trainer(
+        max_epochs=tcfg.epochs,
+        accelerator=accelerator,
+        devices=tcfg.devices,
+        strategy=strategy,
+        precision=precision,
+        gradient_clip_val=tcfg.grad_clip or None,
+        accumulate_grad_batches=tcfg.accumulate,
+        callbacks=callbacks,
+        logger=[lg for lg in (logger, csv_logger) if lg is not None],
+        enable_progress_bar=not quiet,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        deterministic=False,
+        default_root_dir=str(fold_dir),
+        log_every_n_steps=10,
+    )
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = str(last) if (resume and last.is_file()) else None
+    if ckpt_path:
+        say(f"[{split.name}] resuming from {last}")
+    elif ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    trainer.fit(system, datamodule=Data(), ckpt_path=ckpt_path)
+    if not trainer.is_global_zero:
+        return FoldResult(split.name, [], np.zeros((0, n_classes)), [], 0, 0, {}, [], 0, 0, 0, "")
+
+    best_path = best_ckpt.best_model_path
+    best_epoch = trainer.current_epoch - 1
+    if best_path and Path(best_path).is_file():
+        state = torch.load(best_path, map_location="cpu", weights_only=False)
+        system.load_state_dict(state["state_dict"])
+        best_epoch = int(state.get("epoch", best_epoch))
+    classifier = system.classifier.cpu().eval()
+    bs = tcfg.eval_batch_size
+    tr_logits = predict_logits(
+        classifier, EvalClips(audio, train_idx, labels, n_samples, policy, hop), bs, "cpu"
+    )
+    tr_loss, tr_acc = loss_and_accuracy(tr_logits, [labels[i] for i in train_idx])
+    va_loss = va_acc = float("nan")
+    if val_idx:
+        va_logits = predict_logits(classifier, val_set, bs, "cpu")
+        va_loss, va_acc = loss_and_accuracy(va_logits, [labels[i] for i in val_idx])
+    test_set = EvalClips(audio, split.test, labels, n_samples, policy, hop)
+    test_logits = predict_logits(classifier, test_set, bs, "cpu")
+    gap = {
+        "train_loss": tr_loss, "val_loss": va_loss, "train_acc": tr_acc, "val_acc": va_acc,
+        "loss_gap": va_loss - tr_loss, "acc_gap": tr_acc - va_acc,
+    }  # fmt: skip
+    model_path = fold_dir / "model.pt"
+    save_model(
+        model_path,
+        "classify.models:Classifier",
+        {
+            "n_classes": n_classes, "sample_rate": sr, "n_samples": n_samples,
+            "frontend": frontend_cfg, "model": dict(cfg["model"]),
+        },
+        classifier.state_dict(),
+        meta={
+            "classes": list(dataset.classes), "sample_rate": sr, "dataset": dataset.name,
+            "fold": split.name, "length": policy.to_dict(), "best_epoch": best_epoch,
+            "val_accuracy": None if math.isnan(va_acc) else va_acc,
+        },
+    )  # fmt: skip
+    history = _read_history(fold_dir / ("logs" if tcfg.logger == "csv" else "csv"))
+    result = FoldResult(
+        name=split.name,
+        test_indices=list(split.test),
+        test_logits=test_logits,
+        test_labels=[labels[i] for i in split.test],
+        best_epoch=best_epoch,
+        epochs_run=int(trainer.current_epoch),
+        gap=gap,
+        history=history,
+        n_train=len(train_idx),
+        n_val=len(val_idx),
+        seconds=time.time() - t_start,
+        model_path=str(model_path),
+        val_accuracy=va_acc,
+        extra={"n_parameters": count_parameters(classifier), "precision": precision},
+    )
+    write_json(result_file, result.to_json())
+    if not tcfg.keep_checkpoints and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    return result
+
+
+def train_fold(
+    dataset,
+    audio,
+    split,
+    cfg: dict[str, Any],
+    fold_dir: str | os.PathLike,
+    resume: bool = False,
+    say: Say = _stderr,
+) -> FoldResult:
+    """Train and evaluate one split (see :func:`_train_fold` for the arguments).
+
+    Sets torch's CPU thread count from ``train.threads`` for the fold and restores it after.
+    """
+    threads = int((cfg.get("train") or {}).get("threads") or 0)
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _train_fold(dataset, audio, split, cfg, fold_dir, resume=resume, say=say)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _carve_validation(dataset, split, tcfg: TrainConfig) -> tuple[list[int], list[int]]:
+    """Training and validation indices for a split (never touching its test indices)."""
+    validate = list(getattr(split, "validate", ()) or ())
+    if validate:
+        return sorted(split.train), sorted(validate)
+    if tcfg.val_fraction <= 0:
+        return sorted(split.train), []
+    from classify.datasets import validation_split
+
+    mode = tcfg.val_groups
+    if mode == "auto":
+        train_groups = {dataset.clips[i].group for i in split.train}
+        disjoint = not (train_groups & {dataset.clips[i].group for i in split.test})
+        mode = "dataset" if disjoint else "clip"
+    view = dataset if mode == "dataset" else _PerClipGroups(dataset)
+    train, val = validation_split(view, split.train, tcfg.val_fraction, tcfg.seed)
+    return list(train), list(val)
+
+
+class _PerClipGroups:
+    """A read-only view of a dataset in which every clip is its own leakage group."""
+
+    def __init__(self, dataset) -> None:
+        from dataclasses import replace
+
+        self.name, self.classes = dataset.name, dataset.classes
+        self.clips = [replace(c, group=f"#{i}") for i, c in enumerate(dataset.clips)]

@@ -1,0 +1,1 @@
+"""Recipe ``audiomnist``: cross-validated classification on the official protocol (README.md)."""

@@ -1,0 +1,1 @@
+"""Recipe ``coral``: cross-validated classification on the official protocol (README.md)."""

@@ -1,0 +1,1 @@
+"""Recipe ``esc50``: cross-validated classification on the official protocol (README.md)."""

@@ -1,0 +1,1 @@
+"""Recipe ``fsdd``: cross-validated classification on the official protocol (README.md)."""

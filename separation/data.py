@@ -1,0 +1,390 @@
+"""Stem datasets: ``<root>/<split>/<track>/{mixture,<source>...}.wav`` folders.
+
+The layout covers the chorale data set (``<root>/<split>/<piece>__r<k>/{mixture,soprano,alto,
+tenor,bass}.wav``), MUSDB18-HQ in wav form (``train/<track>/{mixture,vocals,drums,bass,
+other}.wav``) and any user folder of stems. A stem may also be ``.flac``.
+
+Audio is decoded with :func:`wb.audio.load`, resampled to the dataset rate and converted to the
+dataset channel count once, then cached: in memory and/or as ``.npy`` files in ``cache_dir``
+keyed by the source file's path, size, modification time, sample rate and channel count
+(memory-mapped on later reads), so epochs and later runs never re-decode audio. ``train`` and
+``segments`` datasets decode every track when built (a bad file fails at once); with a large
+data set give a ``cache_dir`` so the arrays live in the page cache rather than in RAM.
+
+Three modes:
+
+* ``"train"``: random fixed-length segments (a random track, then a random offset), per-source
+  random gain in dB (and optional left/right swap for stereo); the mixture is recomputed as the
+  sum of the augmented sources. Item ``i`` of epoch ``e`` is drawn from a generator seeded with
+  ``(seed, e * len + i)``, so a run is reproducible and a resumed run draws the same data.
+* ``"segments"``: deterministic non-overlapping segments of every track (validation), the
+  mixture read from ``mixture.wav``.
+* ``"full"``: whole tracks (evaluation), the mixture read from ``mixture.wav``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from wb import audio
+from wb.errors import ConfigError, WbError
+from wb.progress import progress
+
+MIXTURE = "mixture"
+EXTENSIONS = (".wav", ".flac")
+MODES = ("train", "segments", "full")
+
+
+@dataclass(frozen=True)
+class Track:
+    """One track folder: ``name`` and the path of every stem (``mixture`` included)."""
+
+    name: str
+    folder: Path
+    files: dict[str, Path]
+
+
+def _find_stem(folder: Path, name: str) -> Path | None:
+    for ext in EXTENSIONS:
+        p = folder / f"{name}{ext}"
+        if p.is_file():
+            return p
+    return None
+
+
+def discover_sources(root: str | os.PathLike, split: str) -> list[str]:
+    """Source names of the first track of ``root/split`` (every stem but the mixture, sorted).
+
+    Useful for user stem folders; recipes should list their sources explicitly (order matters).
+
+    Raises:
+        WbError: missing or empty split, or a first track without stems.
+    """
+    tracks = _track_folders(Path(root), split)
+    names = sorted(
+        p.stem for p in tracks[0].iterdir() if p.suffix.lower() in EXTENSIONS and p.stem != MIXTURE
+    )
+    if not names:
+        raise WbError(f"{tracks[0]}: no source stems found next to the mixture")
+    return names
+
+
+def _track_folders(root: Path, split: str) -> list[Path]:
+    folder = root / split
+    if not folder.is_dir():
+        raise WbError(f"{folder}: split folder not found (expected {root}/{split}/<track>/*.wav)")
+    tracks = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not tracks:
+        raise WbError(f"{folder}: split is empty (no track folders)")
+    return tracks
+
+
+def find_tracks(
+    root: str | os.PathLike, split: str, sources: Sequence[str], need_mixture: bool = True
+) -> list[Track]:
+    """List and validate the track folders of a split.
+
+    Args:
+        root: data set root.
+        split: split folder name (``train``, ``valid``, ``test``, ...).
+        sources: stem names every track must have.
+        need_mixture: require ``mixture.wav`` too.
+
+    Returns:
+        Tracks sorted by name.
+
+    Raises:
+        WbError: missing/empty split, or a track missing a stem (the message names the track
+            and the missing stems).
+    """
+    if not sources:
+        raise ConfigError("no source names given")
+    wanted = ([MIXTURE] if need_mixture else []) + list(sources)
+    out = []
+    for folder in _track_folders(Path(root), split):
+        files = {name: _find_stem(folder, name) for name in wanted}
+        missing = [name for name, p in files.items() if p is None]
+        if missing:
+            raise WbError(f"{folder}: track is missing {', '.join(m + '.wav' for m in missing)}")
+        out.append(Track(folder.name, folder, files))  # type: ignore[arg-type]
+    return out
+
+
+class AudioCache:
+    """Decoded, resampled stems: in memory and/or ``.npy`` files (memory-mapped when read).
+
+    Args:
+        sample_rate: target rate in Hz.
+        channels: target channel count (1 or 2).
+        cache_dir: folder for ``.npy`` files; ``None`` keeps arrays in memory only.
+        memory: also keep arrays in a per-process dict (default True).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        channels: int,
+        cache_dir: str | os.PathLike | None = None,
+        memory: bool = True,
+    ) -> None:
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.memory = memory
+        self._mem: dict[Path, np.ndarray] = {}
+
+    def _key(self, path: Path) -> Path:
+        assert self.cache_dir is not None
+        st = path.stat()
+        ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.sample_rate}|{self.channels}"
+        digest = hashlib.sha1(ident.encode()).hexdigest()[:20]
+        return self.cache_dir / f"{self.sample_rate}Hz-{self.channels}ch" / f"{digest}.npy"
+
+    def get(self, path: Path) -> np.ndarray:
+        """Return the stem as float32 ``(channels, samples)`` at the cache's rate.
+
+        Raises:
+            AudioError: the file cannot be decoded (see :func:`wb.audio.load`).
+        """
+        if path in self._mem:
+            return self._mem[path]
+        arr = None
+        npy = self._key(path) if self.cache_dir else None
+        if npy is not None and npy.is_file():
+            try:
+                arr = np.load(npy, mmap_mode="r")
+            except (OSError, ValueError):
+                arr = None
+        if arr is None:
+            x, _ = audio.load(path, sample_rate=self.sample_rate, channels=self.channels)
+            arr = x.numpy().astype(np.float32, copy=False)
+            if npy is not None:
+                from wb.runs import atomic_write
+
+                def _write(tmp: str, data: np.ndarray = arr) -> None:
+                    with open(tmp, "wb") as fh:
+                        np.save(fh, data)
+
+                atomic_write(npy, _write)
+                arr = np.load(npy, mmap_mode="r")
+        if self.memory:
+            self._mem[path] = arr
+        return arr
+
+
+class StemsDataset(Dataset):
+    """Mixture/stems pairs from a ``<root>/<split>/<track>/`` folder.
+
+    Args:
+        root: data set root.
+        split: split folder name.
+        sources: stem names, in model output order.
+        sample_rate: Hz; stems are resampled to it.
+        channels: 1 (mono downmix) or 2 (stereo; mono stems are duplicated).
+        mode: ``"train"`` (random augmented segments), ``"segments"`` (fixed segments) or
+            ``"full"`` (whole tracks).
+        segment: segment length in seconds (``train`` and ``segments`` modes).
+        samples_per_epoch: items per epoch in ``train`` mode.
+        gain_db: ``(low, high)`` range of the per-source random gain in dB (``train`` mode).
+        swap_channels: randomly swap left/right per source (stereo ``train`` mode).
+        max_segments_per_track: cap on segments per track in ``segments`` mode (``None``: all).
+        cache_dir: ``.npy`` cache folder (``None``: memory only).
+        seed: base seed of the ``train`` mode's per-item generators.
+        quiet: no progress bar while decoding (``None`` follows ``WB_QUIET``).
+
+    Items:
+        ``train``/``segments``: ``(mixture, sources)`` float32 tensors ``(channels, samples)``
+        and ``(n_sources, channels, samples)``. ``full``: a dict with ``name``, ``mixture``
+        and ``sources`` of the whole track.
+
+    Raises:
+        WbError: missing/empty split or a track missing a stem. ConfigError: bad mode,
+            segment or gain range.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        sources: Sequence[str],
+        sample_rate: int,
+        channels: int = 1,
+        mode: str = "train",
+        segment: float = 4.0,
+        samples_per_epoch: int = 1000,
+        gain_db: Sequence[float] = (-6.0, 3.0),
+        swap_channels: bool = True,
+        max_segments_per_track: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        seed: int = 0,
+        quiet: bool | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"dataset mode {mode!r} unknown (choose from {', '.join(MODES)})")
+        if mode != "full" and not segment > 0:
+            raise ConfigError(f"segment must be positive seconds, got {segment}")
+        gain = tuple(float(g) for g in gain_db)
+        if len(gain) != 2 or gain[0] > gain[1]:
+            raise ConfigError(f"gain_db must be [low, high] in dB, got {list(gain_db)}")
+        self.root, self.split, self.mode = Path(root), split, mode
+        self.sources = list(sources)
+        self.sample_rate, self.channels = int(sample_rate), int(channels)
+        self.segment_samples = (
+            int(round(float(segment) * self.sample_rate)) if mode != "full" else 0
+        )
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.gain_db = gain
+        self.swap_channels = bool(swap_channels)
+        self.seed = int(seed)
+        self.tracks = find_tracks(root, split, self.sources, need_mixture=mode != "train")
+        # train/segments: decode every track now (errors surface at once, epochs read RAM or
+        # the memory-mapped cache, DataLoader workers share the arrays); full: one at a time
+        self.cache = AudioCache(self.sample_rate, self.channels, cache_dir, memory=mode != "full")
+        self._lengths: dict[int, int] = {}
+        self._index: list[tuple[int, int]] = []
+        if mode != "full":
+            for i in progress(
+                range(len(self.tracks)), desc=f"loading {split}", unit="track", quiet=quiet
+            ):
+                self.track_length(i)
+        if mode == "segments":
+            self._index = self._segment_index(max_segments_per_track)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _stems(self, track: Track, names: Sequence[str]) -> list[np.ndarray]:
+        return [self.cache.get(track.files[n]) for n in names]
+
+    def track_length(self, i: int) -> int:
+        """Samples (at the dataset rate) of track ``i``: the shortest of its stems.
+
+        Raises:
+            AudioError: a stem cannot be decoded.
+        """
+        if i not in self._lengths:
+            names = self.sources if self.mode == "train" else [MIXTURE, *self.sources]
+            self._lengths[i] = min(a.shape[-1] for a in self._stems(self.tracks[i], names))
+        return self._lengths[i]
+
+    def _segment_index(self, cap: int | None) -> list[tuple[int, int]]:
+        index = []
+        for i in range(len(self.tracks)):
+            n = max(1, self.track_length(i) // self.segment_samples)
+            if cap is not None:
+                n = min(n, int(cap))
+            index += [(i, k * self.segment_samples) for k in range(n)]
+        return index
+
+    @staticmethod
+    def _crop(arr: np.ndarray, offset: int, length: int) -> np.ndarray:
+        out = np.asarray(arr[:, offset : offset + length], dtype=np.float32)
+        if out.shape[-1] < length:
+            out = np.pad(out, ((0, 0), (0, length - out.shape[-1])))
+        return out
+
+    # -- Dataset -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        if self.mode == "train":
+            return self.samples_per_epoch
+        if self.mode == "segments":
+            return len(self._index)
+        return len(self.tracks)
+
+    def __getitem__(self, index: int):
+        if self.mode == "train":
+            return self._train_item(int(index))
+        if self.mode == "segments":
+            i, offset = self._index[index]
+            track = self.tracks[i]
+            mix, *srcs = (
+                self._crop(a, offset, self.segment_samples)
+                for a in self._stems(track, [MIXTURE, *self.sources])
+            )
+            return torch.from_numpy(mix), torch.from_numpy(np.stack(srcs))
+        track = self.tracks[index]
+        length = self.track_length(index)
+        mix, *srcs = (
+            np.array(a[:, :length], dtype=np.float32)
+            for a in self._stems(track, [MIXTURE, *self.sources])
+        )
+        return {
+            "name": track.name,
+            "mixture": torch.from_numpy(mix),
+            "sources": torch.from_numpy(np.stack(srcs)),
+        }
+
+    def _train_item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        i = int(rng.integers(len(self.tracks)))
+        length = self.track_length(i)
+        offset = int(rng.integers(0, max(1, length - self.segment_samples + 1)))
+        srcs = np.stack(
+            [
+                self._crop(a, offset, self.segment_samples)
+                for a in self._stems(self.tracks[i], self.sources)
+            ]
+        )
+        gains_db = rng.uniform(self.gain_db[0], self.gain_db[1], size=len(self.sources))
+        srcs *= (10.0 ** (gains_db / 20.0)).astype(np.float32)[:, None, None]
+        if self.swap_channels and self.channels == 2:
+            flip = rng.random(len(self.sources)) < 0.5
+            srcs[flip] = srcs[flip][:, ::-1]
+        mixture = srcs.sum(axis=0)
+        return torch.from_numpy(mixture), torch.from_numpy(np.ascontiguousarray(srcs))
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class EpochSampler(Sampler[int]):
+    """Indices for a ``train``-mode :class:`StemsDataset`, fresh every epoch, sharded by rank.
+
+    Epoch ``e`` yields ``e * n + i`` for ``i`` in this process's share of ``range(n)`` (every
+    ``world_size``-th index from its rank under DDP), so every item of every epoch has its own
+    generator seed and ranks never draw the same segment. Lightning calls :meth:`set_epoch`.
+
+    Args:
+        n: items per epoch (over all ranks).
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = int(n)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose indices :meth:`__iter__` yields."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        rank, world = _dist_rank_world()
+        base = self.epoch * self.n
+        return iter(range(base + rank, base + self.n, world))
+
+    def __len__(self) -> int:
+        rank, world = _dist_rank_world()
+        return len(range(rank, self.n, world))
+
+
+class ShardSampler(Sampler[int]):
+    """Sequential indices ``range(n)`` split across DDP ranks (rank ``r`` takes ``r::world``)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = int(n)
+
+    def __iter__(self) -> Iterator[int]:
+        rank, world = _dist_rank_world()
+        return iter(range(rank, self.n, world))
+
+    def __len__(self) -> int:
+        rank, world = _dist_rank_world()
+        return len(range(rank, self.n, world))

@@ -1,0 +1,257 @@
+"""Separation quality: BSSEval v4 (museval) and SI-SDR / SI-SDR improvement.
+
+Per track and source:
+
+* SDR, SIR, SAR, ISR -- BSSEval v4 (Vincent, Gribonval & Févotte 2006, "Performance measurement
+  in blind audio source separation"; Stöter, Liutkus & Ito 2018, "The 2018 signal separation
+  evaluation campaign", museval) on 1-second frames (window = hop = 1 s), aggregated by the
+  **median over frames** (frames where a reference is silent are NaN and skipped);
+* SI-SDR (Le Roux et al. 2019) over the whole track, and SI-SDRi = SI-SDR(estimate) -
+  SI-SDR(mixture as the estimate).
+
+Over tracks: BSSEval metrics take the **median over tracks** (the SiSEC 2018 convention),
+SI-SDR and SI-SDRi the **mean over tracks**. The "mean" row averages the per-source values.
+All values are in dB; BSSEval gives +inf for a perfect estimate, stored capped at 200 dB.
+Evaluation runs at the model's sample rate and channel count.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from separation.data import StemsDataset
+from separation.inference import model_segment, separate_tensor
+from separation.losses import si_sdr
+from wb.errors import WbError
+from wb.progress import progress
+from wb.runs import write_json
+
+BSS_METRICS = ("SDR", "SIR", "SAR", "ISR")
+SI_METRICS = ("SI-SDR", "SI-SDRi")
+CAP_DB = 200.0
+AGGREGATION = (
+    "BSSEval v4 (museval) SDR/SIR/SAR/ISR: median over 1-second frames (window = hop = 1 s) "
+    "per track, then median over tracks. SI-SDR and SI-SDRi (SI-SDR of the estimate minus "
+    "SI-SDR of the mixture): whole track, then mean over tracks. 'mean' averages the "
+    "per-source values. dB; +inf (perfect estimate) capped at 200 dB."
+)
+
+
+def _cap(value: float) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(max(-CAP_DB, min(CAP_DB, value)))
+
+
+def bsseval(
+    references: torch.Tensor, estimates: torch.Tensor, sample_rate: int
+) -> dict[str, np.ndarray]:
+    """BSSEval v4 framewise metrics with 1-second frames (``museval.evaluate``).
+
+    Args:
+        references: ``(n_sources, channels, samples)``.
+        estimates: same shape.
+        sample_rate: Hz (sets the 1 s window and hop).
+
+    Returns:
+        ``{"SDR", "SIR", "SAR", "ISR"}`` -> ``(n_sources,)`` medians over frames (dB; NaN when
+        every frame is undefined).
+    """
+    import warnings
+
+    import museval
+
+    ref = references.detach().cpu().double().permute(0, 2, 1).numpy()  # (S, T, C)
+    est = estimates.detach().cpu().double().permute(0, 2, 1).numpy()
+    sdr, isr, sir, sar = museval.evaluate(ref, est, win=int(sample_rate), hop=int(sample_rate))
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+        for name, values in (("SDR", sdr), ("SIR", sir), ("SAR", sar), ("ISR", isr)):
+            out[name] = np.nanmedian(np.asarray(values, dtype=np.float64), axis=1)
+    return out
+
+
+def track_metrics(
+    references: torch.Tensor,
+    estimates: torch.Tensor,
+    mixture: torch.Tensor,
+    sample_rate: int,
+    sources: Sequence[str],
+    with_bsseval: bool = True,
+) -> dict[str, dict[str, float | None]]:
+    """Metrics of one track.
+
+    Args:
+        references: ``(n_sources, channels, samples)``.
+        estimates: same shape.
+        mixture: ``(channels, samples)`` (the SI-SDRi baseline).
+        sample_rate: Hz.
+        sources: names of the sources, in order.
+        with_bsseval: also compute SDR/SIR/SAR/ISR (slow: seconds per track-minute).
+
+    Returns:
+        ``{source: {"SI-SDR", "SI-SDRi"[, "SDR", "SIR", "SAR", "ISR"]}}`` in dB (None where
+        undefined, e.g. a silent reference).
+    """
+    if references.shape != estimates.shape:
+        raise WbError(
+            f"reference shape {tuple(references.shape)} != estimate shape {tuple(estimates.shape)}"
+        )
+    scores = si_sdr(estimates, references)
+    base = si_sdr(mixture.expand_as(references), references)
+    out: dict[str, dict[str, float | None]] = {}
+    for k, name in enumerate(sources):
+        s, b = float(scores[k]), float(base[k])
+        out[name] = {"SI-SDR": _cap(s), "SI-SDRi": _cap(s - b)}
+    if with_bsseval:
+        bss = bsseval(references, estimates, sample_rate)
+        for k, name in enumerate(sources):
+            for metric in BSS_METRICS:
+                out[name][metric] = _cap(float(bss[metric][k]))
+    return out
+
+
+def aggregate(tracks: Sequence[Mapping[str, Any]], sources: Sequence[str]) -> dict[str, Any]:
+    """Aggregate per-track metrics (see the module doc for the rule).
+
+    Args:
+        tracks: ``[{"name": ..., "metrics": {source: {metric: dB or None}}}]``.
+        sources: source names.
+
+    Returns:
+        ``{"sources": {source: {metric: dB}}, "mean": {metric: dB}}`` (None where no track
+        has a defined value).
+    """
+    per_source: dict[str, dict[str, float | None]] = {}
+    metrics = [
+        m for m in (*BSS_METRICS, *SI_METRICS) if any(m in t["metrics"][sources[0]] for t in tracks)
+    ]
+    for name in sources:
+        per_source[name] = {}
+        for metric in metrics:
+            values = [t["metrics"][name].get(metric) for t in tracks]
+            values = [v for v in values if v is not None]
+            if not values:
+                per_source[name][metric] = None
+            elif metric in BSS_METRICS:
+                per_source[name][metric] = float(np.median(values))
+            else:
+                per_source[name][metric] = float(np.mean(values))
+    mean: dict[str, float | None] = {}
+    for metric in metrics:
+        values = [per_source[n][metric] for n in sources if per_source[n][metric] is not None]
+        mean[metric] = float(np.mean(values)) if values else None
+    return {"sources": per_source, "mean": mean}
+
+
+def format_table(summary: Mapping[str, Any]) -> str:
+    """Per-source table (dB) of :func:`aggregate` output, with the aggregation rule below it."""
+    rows = dict(summary["sources"])
+    rows["mean"] = summary["mean"]
+    metrics = list(next(iter(rows.values())).keys())
+    width = max(8, *(len(n) for n in rows))
+    lines = [f"{'source':<{width}}" + "".join(f"{m:>9}" for m in metrics)]
+    for name, values in rows.items():
+        cells = "".join(
+            f"{values[m]:>9.2f}" if values[m] is not None else f"{'n/a':>9}" for m in metrics
+        )
+        lines.append(f"{name:<{width}}{cells}")
+    n = summary.get("n_tracks", "all")
+    lines.append(
+        f"dB. SDR/SIR/SAR/ISR: BSSEval v4, median over 1 s frames, then median over {n} tracks."
+    )
+    lines.append("SI-SDR, SI-SDRi: whole track, then mean over tracks. mean: average over sources.")
+    return "\n".join(lines)
+
+
+def evaluate(
+    model: nn.Module | str | os.PathLike,
+    root: str | os.PathLike,
+    split: str = "test",
+    out: str | os.PathLike | None = None,
+    sources: Sequence[str] | None = None,
+    segment: float | None = None,
+    overlap: float | None = None,
+    device: str | torch.device = "cpu",
+    max_tracks: int | None = None,
+    with_bsseval: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    quiet: bool | None = None,
+    print_table: bool = True,
+) -> dict[str, Any]:
+    """Separate every track of ``root/split`` and score it against its stems.
+
+    Args:
+        model: a loaded model or anything :func:`separation.export.load_separator` accepts
+            (model file, training checkpoint, shipped or Demucs name).
+        root: data set root (``<root>/<split>/<track>/{mixture,<source>...}.wav``).
+        split: split to evaluate.
+        out: ``metrics.json`` destination (written atomically); ``None``: not written.
+        sources: subset of the model's sources to score (default all).
+        segment: inference chunk length in seconds (default: the model's).
+        overlap: inference chunk overlap fraction (default: the model's).
+        device: where the model runs.
+        max_tracks: score only the first ``max_tracks`` tracks (sorted by name).
+        with_bsseval: compute BSSEval v4 (slow) besides SI-SDR.
+        cache_dir: ``.npy`` cache of decoded audio (see :class:`separation.data.AudioCache`).
+        quiet: no progress bars (``None`` follows ``WB_QUIET``).
+        print_table: print the per-source table.
+
+    Returns:
+        The ``metrics.json`` content: ``aggregation``, ``sources``, ``mean``, ``tracks``,
+        ``n_tracks``, ``split``, ``sample_rate``, ``segment``, ``overlap``, ``model``.
+
+    Raises:
+        WbError: unknown source names, data set errors (missing split or stem), model errors.
+    """
+    if not isinstance(model, nn.Module):
+        from separation.export import load_separator
+
+        model = load_separator(model, device=device)
+    names = list(model.sources)
+    wanted = list(sources) if sources else names
+    unknown = [s for s in wanted if s not in names]
+    if unknown:
+        raise WbError(f"unknown source(s) {', '.join(unknown)} (the model has {', '.join(names)})")
+    dataset = StemsDataset(
+        root, split, wanted, int(model.samplerate), int(model.audio_channels), mode="full",
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    count = len(dataset) if max_tracks is None else min(len(dataset), int(max_tracks))
+    index = [names.index(s) for s in wanted]
+    tracks = []
+    for i in progress(range(count), desc="evaluating", total=count, unit="track", quiet=quiet):
+        item = dataset[i]
+        est = separate_tensor(
+            model, item["mixture"], segment=segment, overlap=overlap, device=device, quiet=True
+        )[index]
+        metrics = track_metrics(
+            item["sources"], est, item["mixture"], int(model.samplerate), wanted, with_bsseval
+        )
+        tracks.append({"name": item["name"], "metrics": metrics})
+    summary = aggregate(tracks, wanted)
+    result = {
+        "aggregation": AGGREGATION,
+        "split": split,
+        "n_tracks": len(tracks),
+        "sample_rate": int(model.samplerate),
+        "segment": float(segment if segment is not None else model_segment(model) or 0.0),
+        "overlap": float(overlap if overlap is not None else getattr(model, "overlap", 0.25)),
+        "model": {k: v for k, v in (getattr(model, "wb_info", None) or {}).items() if k != "meta"},
+        **summary,
+        "tracks": tracks,
+    }
+    if out is not None:
+        write_json(Path(out), result)
+    if print_table:
+        print(format_table(result), flush=True)
+    return result

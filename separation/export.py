@@ -1,0 +1,413 @@
+"""Export Lightning checkpoints to self-describing model files, and load separators by name.
+
+A model file (:func:`wb.checkpoint.save_model`, loadable with ``torch.load(...,
+weights_only=True)``) holds::
+
+    class   "separation.models:<name>"   (registry builder)
+    kwargs  {sources, sample_rate, audio_channels, segment, <constructor kwargs>}
+    state_dict
+    meta    {name, sources, sample_rate, audio_channels, segment, overlap, training_segment,
+             parameters, config (the training run's resolved config), metrics, checkpoint}
+    versions
+
+:func:`load_separator` resolves, in order: a path to a model file (or a Lightning ``.ckpt``
+of a :class:`~separation.system.SeparationSystem`), a shipped model listed in
+``separation/pretrained/manifest.json`` (sha256 verified on load; default ``satb``), or a
+pretrained Demucs name such as ``htdemucs`` (:func:`demucs.pretrained.get_model`, weights in
+the torch hub cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from separation import models
+from separation.inference import DEFAULT_OVERLAP
+from wb.checkpoint import load_model, save_model
+from wb.errors import WbError
+from wb.runs import atomic_write, write_json
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "wb-pretrained/1"
+DEFAULT_MODEL = "satb"
+_MODEL_SUFFIXES = (".pt", ".pth", ".th", ".ckpt")
+
+
+# -- Lightning checkpoints ------------------------------------------------------------------
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a Lightning checkpoint of a :class:`~separation.system.SeparationSystem`
+    (``weights_only=True``: no code is unpickled).
+
+    Raises:
+        WbError: missing or unreadable file, or not a separation checkpoint.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WbError(f"{p}: no such checkpoint")
+    try:
+        data = torch.load(io.BytesIO(p.read_bytes()), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise WbError(
+            f"{p}: not a loadable checkpoint ({' '.join(str(exc).split())[:120]})"
+        ) from None
+    hp = data.get("hyper_parameters") if isinstance(data, dict) else None
+    if not isinstance(hp, Mapping) or "model_name" not in hp or "state_dict" not in data:
+        raise WbError(f"{p}: not a separation training checkpoint (no model hyper-parameters)")
+    return data
+
+
+def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the trained model (eval mode) from a Lightning checkpoint.
+
+    Returns:
+        ``(model, checkpoint dict without optimizer/loop state)``.
+
+    Raises:
+        WbError: see :func:`read_checkpoint`; weights that do not fit the model.
+    """
+    data = read_checkpoint(path)
+    hp = data["hyper_parameters"]
+    model = models.build(
+        hp["model_name"],
+        hp["sources"],
+        hp["sample_rate"],
+        hp["audio_channels"],
+        **dict(hp["model_kwargs"]),
+    )
+    prefix = "model."
+    state = {k[len(prefix) :]: v for k, v in data["state_dict"].items() if k.startswith(prefix)}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WbError(f"{path}: weights do not fit {hp['model_name']} ({str(exc)[:120]})") from None
+    model.eval()
+    keep = ("epoch", "global_step", "hyper_parameters", "callbacks")
+    return model, {k: data[k] for k in keep if k in data}
+
+
+def _best_score(info: Mapping[str, Any]) -> float | None:
+    for key, state in (info.get("callbacks") or {}).items():
+        if "ModelCheckpoint" in str(key) and state.get("best_model_score") is not None:
+            return float(state["best_model_score"])
+    return None
+
+
+def _plain_number(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): _plain_number(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_number(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not valid JSON
+        return None
+    return value
+
+
+def export(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    half: bool = False,
+    metrics: Mapping[str, Any] | str | os.PathLike | None = None,
+    inference: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a self-describing model file from a Lightning checkpoint.
+
+    Args:
+        checkpoint: ``best.ckpt`` / ``last.ckpt`` of a training run.
+        out: destination ``.pt`` file (written atomically).
+        half: store weights as float16 (about half the size; loaded back as float32).
+        metrics: evaluation results to embed: a dict or a ``metrics.json`` path.
+        inference: default chunking for ``wb separate``: ``{"segment": seconds, "overlap":
+            fraction}`` (the recipe's ``inference:`` group; default: the training segment and
+            0.25).
+
+    Returns:
+        The written path.
+
+    Raises:
+        WbError: unreadable checkpoint, unreadable metrics file, or an inference segment
+            longer than an HTDemucs model's training segment.
+    """
+    model, info = model_from_checkpoint(checkpoint)
+    hp = info["hyper_parameters"]
+    kwargs = dict(hp["model_kwargs"])
+    train_segment = float(kwargs.get("segment", models.DEFAULT_SEGMENT))
+    inference = dict(inference or {})
+    segment = float(inference.get("segment") or train_segment)
+    overlap = float(inference.get("overlap", DEFAULT_OVERLAP))
+    if hp["model_name"] == "htdemucs" and segment > train_segment:
+        raise WbError(
+            f"inference segment {segment:g} s exceeds the HTDemucs training segment "
+            f"{train_segment:g} s"
+        )
+    if metrics is not None and not isinstance(metrics, Mapping):
+        try:
+            metrics = json.loads(Path(metrics).read_text())
+        except (OSError, ValueError) as exc:
+            raise WbError(f"{metrics}: cannot read metrics ({exc})") from None
+    meta = {
+        "name": hp["model_name"],
+        "sources": list(hp["sources"]),
+        "sample_rate": int(hp["sample_rate"]),
+        "audio_channels": int(hp["audio_channels"]),
+        "segment": segment,
+        "overlap": overlap,
+        "training_segment": train_segment,
+        "parameters": models.count_parameters(model),
+        "config": _plain_number(dict(hp.get("config") or {})),
+        "metrics": _plain_number(dict(metrics or {})),
+        "checkpoint": {
+            "file": Path(checkpoint).name,
+            "epoch": int(info.get("epoch", -1)),
+            "global_step": int(info.get("global_step", -1)),
+            "best_val_sisdr": _best_score(info),
+        },
+    }
+    full_kwargs = {
+        "sources": list(hp["sources"]),
+        "sample_rate": int(hp["sample_rate"]),
+        "audio_channels": int(hp["audio_channels"]),
+        **kwargs,
+    }
+    return save_model(
+        out, models.class_ref(hp["model_name"]), full_kwargs, model.state_dict(), meta, half=half
+    )
+
+
+# -- shipped models ---------------------------------------------------------------------------
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The shipped-model manifest (``{"format", "default", "models": {name: entry}}``).
+
+    Raises:
+        WbError: unreadable manifest.
+    """
+    path = Path(folder or PRETRAINED_DIR) / MANIFEST
+    if not path.is_file():
+        return {"format": MANIFEST_FORMAT, "default": DEFAULT_MODEL, "models": {}}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise WbError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise WbError(f"{path}: not a model manifest (no 'models' mapping)")
+    return data
+
+
+def install_pretrained(
+    model_file: str | os.PathLike,
+    name: str = DEFAULT_MODEL,
+    description: str = "",
+    folder: str | os.PathLike | None = None,
+) -> Path:
+    """Copy an exported model file into the shipped-model folder and list it in the manifest.
+
+    Args:
+        model_file: a file written by :func:`export`.
+        name: the name ``wb separate --model`` will accept (``satb`` is the default model).
+        description: one line for the manifest.
+        folder: the shipped-model folder (default ``separation/pretrained``).
+
+    Returns:
+        The installed file's path.
+
+    Raises:
+        WbError: not a model file (see :func:`wb.checkpoint.read_model`).
+    """
+    from wb.checkpoint import read_model
+
+    data = read_model(model_file)
+    folder = Path(folder or PRETRAINED_DIR)
+    dest = folder / f"{name}.pt"
+    if Path(model_file).resolve() != dest.resolve():
+        atomic_write(dest, lambda tmp: shutil.copyfile(model_file, tmp))
+    manifest = read_manifest(folder)
+    meta = data.get("meta", {})
+    manifest["models"][name] = {
+        "file": dest.name,
+        "sha256": sha256(dest),
+        "bytes": dest.stat().st_size,
+        "sources": meta.get("sources"),
+        "sample_rate": meta.get("sample_rate"),
+        "audio_channels": meta.get("audio_channels"),
+        "description": description,
+    }
+    write_json(folder / MANIFEST, manifest)
+    return dest
+
+
+def _not_installed(name: str, path: Path) -> WbError:
+    return WbError(
+        f"shipped model {name!r} is not installed ({path} is missing); train and export one "
+        "(python -m recipes.satb_separation train, then export) or pass --model with a model "
+        "file, a training checkpoint or a Demucs name such as htdemucs"
+    )
+
+
+def _load_shipped(name: str, folder: Path) -> nn.Module:
+    entry = read_manifest(folder)["models"].get(name)
+    if entry is None:
+        raise _not_installed(name, folder / f"{name}.pt")
+    path = folder / entry["file"]
+    if not path.is_file():
+        raise _not_installed(name, path)
+    digest = sha256(path)
+    if entry.get("sha256") != digest:
+        raise WbError(
+            f"{path}: checksum mismatch (manifest sha256 {str(entry.get('sha256'))[:12]}..., file "
+            f"{digest[:12]}...); the file is corrupt or was replaced: reinstall it"
+        )
+    return _load_file(path)
+
+
+# -- pretrained Demucs ------------------------------------------------------------------------
+def demucs_names() -> list[str]:
+    """Names of the pretrained Demucs models the installed demucs package knows."""
+    from demucs.pretrained import REMOTE_ROOT
+
+    return sorted(p.stem for p in Path(REMOTE_ROOT).glob("*.yaml"))
+
+
+def _demucs_files(name: str) -> list[tuple[str, Path]]:
+    """``(url, torch hub cache path)`` of every weight file of a Demucs bag."""
+    import yaml
+    from demucs.pretrained import REMOTE_ROOT, _parse_remote_files
+
+    urls = _parse_remote_files(Path(REMOTE_ROOT) / "files.txt")
+    bag = yaml.safe_load((Path(REMOTE_ROOT) / f"{name}.yaml").read_text())
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    out = []
+    for sig in bag["models"]:
+        url = urls.get(sig, f"{sig}.th")  # unknown signature: reported as missing
+        out.append((url, cache / url.rsplit("/", 1)[-1]))
+    return out
+
+
+def _online(hosts: tuple[str, ...] = ("huggingface.co", "dl.fbaipublicfiles.com")) -> bool:
+    for host in hosts:
+        try:
+            socket.getaddrinfo(host, 443)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _load_demucs(name: str) -> nn.Module:
+    files = _demucs_files(name)
+    missing = [(url, path) for url, path in files if not path.is_file()]
+    try:
+        if not missing:
+            # Every weight file is in the torch hub cache: load through demucs' legacy repo,
+            # which reads the cache without touching the network (get_model would first try
+            # the HuggingFace hub, retrying for ~30 s when offline).
+            from demucs.pretrained import REMOTE_ROOT, _parse_remote_files
+            from demucs.repo import AnyModelRepo, BagOnlyRepo, RemoteRepo
+
+            repo = RemoteRepo(_parse_remote_files(Path(REMOTE_ROOT) / "files.txt"))
+            model = AnyModelRepo(repo, BagOnlyRepo(Path(REMOTE_ROOT), repo)).get_model(name)
+        else:
+            if not _online():
+                raise OSError("no network")
+            from demucs.pretrained import get_model
+
+            model = get_model(name)
+    except Exception as exc:  # noqa: BLE001 - download/unpickling failures of many kinds
+        where = Path(torch.hub.get_dir()) / "checkpoints"
+        urls = " ".join(url for url, _ in (missing or files))
+        reason = " ".join(str(exc).split())[:80] or type(exc).__name__
+        raise WbError(
+            f"pretrained Demucs model {name!r} could not be loaded ({reason}); place its weights "
+            f"in the torch hub cache {where}/ (download {urls})"
+        ) from None
+    model.eval()
+    return model
+
+
+# -- resolution -------------------------------------------------------------------------------
+def _load_file(path: Path) -> nn.Module:
+    if path.suffix == ".ckpt":
+        model, info = model_from_checkpoint(path)
+        hp = info["hyper_parameters"]
+        inference = dict((hp.get("config") or {}).get("inference") or {})
+        model.inference_segment = float(inference.get("segment") or model.segment)
+        model.overlap = float(inference.get("overlap", DEFAULT_OVERLAP))
+        model.wb_info = {"kind": "checkpoint", "path": str(path), "name": hp["model_name"]}
+        return model
+    model, data = load_model(path)
+    meta = data.get("meta", {})
+    if meta.get("segment"):
+        model.inference_segment = float(meta["segment"])
+    model.overlap = float(meta.get("overlap", DEFAULT_OVERLAP))
+    model.wb_info = {"kind": "file", "path": str(path), "name": meta.get("name"), "meta": meta}
+    return model
+
+
+def load_separator(
+    name_or_path: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    pretrained_dir: str | os.PathLike | None = None,
+) -> nn.Module:
+    """Load a separation model ready for :func:`separation.inference.separate_tensor`.
+
+    Args:
+        name_or_path: a model file from :func:`export`, a Lightning ``.ckpt`` of a training
+            run, a shipped model name from ``separation/pretrained/manifest.json``
+            (default ``satb``), or a pretrained Demucs name (``htdemucs``, ``htdemucs_ft``,
+            ``mdx_extra``, ...; weights from the torch hub cache, downloaded when online).
+        device: where to put the model.
+        pretrained_dir: the shipped-model folder (default ``separation/pretrained``).
+
+    Returns:
+        An eval-mode module with forward ``(batch, channels, samples) -> (batch, n_sources,
+        channels, samples)`` and attributes ``sources``, ``samplerate`` (Hz),
+        ``audio_channels``, ``segment`` (seconds), ``overlap`` and ``wb_info`` (where it came
+        from), or a Demucs ``BagOfModels`` (use ``separate_tensor``, not ``forward``).
+
+    Raises:
+        WbError: unknown name (the message lists the choices), shipped model not installed,
+            checksum mismatch, unreadable file, Demucs weights unavailable offline.
+    """
+    folder = Path(pretrained_dir or PRETRAINED_DIR)
+    name = str(name_or_path) if name_or_path is not None else DEFAULT_MODEL
+    path = Path(name).expanduser()
+    if path.is_file():
+        model = _load_file(path)
+    elif path.suffix in _MODEL_SUFFIXES or os.sep in name:
+        raise WbError(f"{path}: no such model file")
+    elif name in read_manifest(folder)["models"] or name == DEFAULT_MODEL:
+        model = _load_shipped(name, folder)
+        model.wb_info["kind"] = "shipped"
+        model.wb_info["name"] = name
+    elif name in demucs_names():
+        model = _load_demucs(name)
+        model.overlap = DEFAULT_OVERLAP
+        model.wb_info = {"kind": "demucs", "name": name}
+    else:
+        shipped = sorted(read_manifest(folder)["models"]) or ["none installed"]
+        raise WbError(
+            f"unknown model {name!r}: not a file, not a shipped model ({', '.join(shipped)}), "
+            f"not a pretrained Demucs name ({', '.join(demucs_names())})"
+        )
+    return model.to(device)

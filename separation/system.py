@@ -1,0 +1,184 @@
+"""The training system: a thin PyTorch Lightning module around a registry model.
+
+Batches are ``(mixture, sources)`` with shapes ``(batch, channels, samples)`` and
+``(batch, n_sources, channels, samples)``. Each epoch logs the mean training loss, the
+validation loss and the validation SI-SDR (dB, Le Roux et al. 2019) per source
+(``val/sisdr/<source>``) and averaged over sources (``val/sisdr``, the checkpoint monitor).
+Segments whose reference is silent are left out of a source's SI-SDR (it is undefined there).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torchmetrics import MeanMetric
+
+from separation import models
+from separation.losses import SeparationLoss, si_sdr
+from wb.errors import ConfigError
+
+SCHEDULERS = ("cosine", "plateau", "none")
+MONITOR = "val/sisdr"
+
+
+class SeparationSystem(pl.LightningModule):
+    """LightningModule training a :mod:`separation.models` model.
+
+    Args:
+        model_name: registry name (``convtasnet``, ``hdemucs``, ``htdemucs``).
+        model_kwargs: the model constructor's kwargs (the YAML ``model:`` group minus ``name``).
+        sources: source names in output order.
+        sample_rate: Hz.
+        audio_channels: 1 or 2.
+        loss: ``"l1"`` (waveform L1) or ``"sisdr"`` (negative SI-SDR).
+        pit: permutation-invariant loss (unordered sources only).
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        betas: AdamW betas.
+        scheduler: ``"cosine"`` (per-step cosine decay to ``lr * min_lr_ratio`` after
+            ``warmup_steps`` of linear warm-up), ``"plateau"`` (multiply by ``plateau_factor``
+            when validation SI-SDR has not improved for ``plateau_patience`` epochs) or
+            ``"none"``.
+        warmup_steps: linear warm-up steps (cosine schedule).
+        min_lr_ratio: final learning rate as a fraction of ``lr`` (cosine schedule).
+        plateau_patience: epochs without improvement before a decay (plateau schedule).
+        plateau_factor: decay factor (plateau schedule).
+        config: the resolved run configuration, stored with the checkpoint for export.
+
+    Raises:
+        ConfigError: unknown loss or scheduler, invalid model kwargs. WbError: unknown model.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        model_kwargs: Mapping[str, Any],
+        sources: Sequence[str],
+        sample_rate: int,
+        audio_channels: int = 1,
+        loss: str = "l1",
+        pit: bool = False,
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        betas: Sequence[float] = (0.9, 0.999),
+        scheduler: str = "cosine",
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.01,
+        plateau_patience: int = 3,
+        plateau_factor: float = 0.5,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(
+                f"unknown scheduler {scheduler!r} (choose from {', '.join(SCHEDULERS)})"
+            )
+        self.save_hyperparameters()
+        self.sources = list(sources)
+        self.model = models.build(
+            model_name, self.sources, sample_rate, audio_channels, **dict(model_kwargs)
+        )
+        self.criterion = SeparationLoss(loss, pit)
+        self.train_loss = MeanMetric(nan_strategy="ignore")
+        self.val_loss = MeanMetric(nan_strategy="ignore")
+        self.val_sisdr = torch.nn.ModuleList(
+            MeanMetric(nan_strategy="ignore") for _ in self.sources
+        )
+        self.last_epoch_summary: dict[str, float] = {}
+
+    def forward(self, mixture: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, samples)`` -> ``(batch, n_sources, channels, samples)``."""
+        return self.model(mixture)
+
+    # -- steps -------------------------------------------------------------------------------
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        """Loss of a batch ``(mixture (B, C, T), sources (B, S, C, T))``."""
+        mixture, sources = batch
+        loss, _ = self.criterion(self.model(mixture), sources)
+        self.train_loss.update(loss.detach())
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Accumulate the validation loss and the per-source SI-SDR (dB) of a batch."""
+        mixture, sources = batch
+        estimate = self.model(mixture)
+        loss, estimate = self.criterion(estimate, sources)
+        self.val_loss.update(loss.detach())
+        scores = si_sdr(estimate, sources, silent=1e-6).float()  # (batch, n_sources)
+        for k, metric in enumerate(self.val_sisdr):
+            metric.update(scores[:, k])
+
+    # -- epoch ends --------------------------------------------------------------------------
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/loss``, ``val/sisdr/<source>`` and their mean ``val/sisdr`` (dB)."""
+        per_source = [float(m.compute()) for m in self.val_sisdr]
+        val_loss = float(self.val_loss.compute())
+        for m in (*self.val_sisdr, self.val_loss):
+            m.reset()
+        finite = [v for v in per_source if math.isfinite(v)]
+        mean = sum(finite) / len(finite) if finite else float("nan")
+        # values are already reduced over ranks (torchmetrics); sync_dist only averages equals
+        for name, value in zip(self.sources, per_source, strict=True):
+            self.log(f"val/sisdr/{name}", value, sync_dist=True)
+        self.log(MONITOR, mean, prog_bar=True, sync_dist=True)
+        self.log("val/loss", val_loss, sync_dist=True)
+        self.last_epoch_summary = {"val_loss": val_loss, "val_sisdr": mean}
+        self.last_epoch_summary.update(
+            {f"val_sisdr/{n}": v for n, v in zip(self.sources, per_source, strict=True)}
+        )
+
+    def on_train_epoch_end(self) -> None:
+        """Log ``train/loss_epoch`` and print one summary line per epoch (rank 0)."""
+        train_loss = float(self.train_loss.compute())
+        self.train_loss.reset()
+        self.log("train/loss_epoch", train_loss, sync_dist=True)
+        if self.trainer.sanity_checking:
+            return
+        summary = self.last_epoch_summary
+        line = (
+            f"epoch {self.current_epoch + 1}/{self.trainer.max_epochs}: train loss {train_loss:.5f}"
+        )
+        if summary:
+            per = ", ".join(f"{n} {summary[f'val_sisdr/{n}']:.2f}" for n in self.sources)
+            line += (
+                f" | val loss {summary['val_loss']:.5f} | val SI-SDR {summary['val_sisdr']:.2f} dB"
+                f" ({per})"
+            )
+        if self.trainer.is_global_zero:
+            print(line, flush=True)
+
+    # -- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self):
+        """AdamW with the configured schedule (cosine per step, plateau per epoch, or none)."""
+        hp = self.hparams
+        opt = torch.optim.AdamW(
+            self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas)
+        )
+        if hp.scheduler == "none":
+            return opt
+        if hp.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="max", factor=hp.plateau_factor, patience=hp.plateau_patience
+            )
+            return {
+                "optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "monitor": MONITOR, "interval": "epoch"},
+            }
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup, floor = int(hp.warmup_steps), float(hp.min_lr_ratio)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,358 @@
+"""Train a separation model from a resolved recipe config (PyTorch Lightning).
+
+Config groups read by :func:`train`. ``model:`` maps 1:1 to
+:func:`separation.models.build`'s arguments; unknown keys in ``train:`` are errors (a typo
+does not pass silently); other keys of ``data:`` (the prepare stage's) are ignored::
+
+    data:                          # written by the recipe's prepare stage
+      root: data/chorales          # <root>/<split>/<track>/{mixture,<source>...}.wav
+      sample_rate: 16000           # Hz (default for model.sample_rate)
+    model:
+      name: htdemucs               # convtasnet | hdemucs | htdemucs
+      sources: [soprano, alto, tenor, bass]  # output order (default: data.sources, else the
+                                   # stems of the first training track, sorted)
+      sample_rate: 16000           # Hz the model runs at (default data.sample_rate); stems
+                                   # are resampled to it on loading
+      audio_channels: 1            # default data.channels, else 1
+      channels: 16                 # ... every other key: the model constructor's kwargs
+    train:                         # see TRAIN_DEFAULTS for every key and its default
+      max_epochs: 20
+
+The run folder receives ``config.yml`` (the resolved config), ``checkpoints/best.ckpt`` (best
+validation SI-SDR) and ``checkpoints/last.ckpt`` (end of the latest epoch: optimizer,
+scheduler, epoch and callback state, used by ``resume=True``), CSV logs
+(``csv/version_<k>/metrics.csv``) and TensorBoard logs (``tensorboard/version_<k>/``); a resumed
+run writes a new ``version_<k>`` so no log is overwritten.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from separation.data import EpochSampler, ShardSampler, StemsDataset, discover_sources
+from separation.system import MONITOR, SeparationSystem
+from wb.config import save_yaml
+from wb.errors import ConfigError, WbError
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "train_split": "train",
+    "valid_split": "valid",
+    "segment": 4.0,  # seconds; also the model's segment
+    "batch_size": 4,
+    "samples_per_epoch": 1000,  # random training segments per epoch
+    "gain_db": [-6.0, 3.0],  # per-source random gain range in dB
+    "swap_channels": True,
+    "valid_segments_per_track": 4,  # null: every segment of every validation track
+    "num_workers": 0,
+    "threads": None,  # torch CPU threads (null: torch's default, one per core)
+    "audio_cache": None,  # folder for .npy copies of the decoded, resampled stems (null: RAM)
+    "max_epochs": 20,
+    "max_time_minutes": None,  # stop after this wall time (a checkpoint is still written)
+    "limit_train_batches": None,  # int (batches) or float (fraction) per epoch
+    "limit_val_batches": None,
+    "loss": "l1",  # l1 | sisdr
+    "pit": False,  # permutation invariant: only for unordered sources
+    "lr": 3e-4,
+    "weight_decay": 0.0,
+    "betas": [0.9, 0.999],
+    "scheduler": "cosine",  # cosine | plateau | none
+    "warmup_steps": 0,
+    "min_lr_ratio": 0.01,
+    "plateau_patience": 3,
+    "plateau_factor": 0.5,
+    "clip_grad": 5.0,  # gradient norm clipping; null: none
+    "precision": "auto",  # auto: bf16/16 mixed on GPU, 32 on CPU; or a Lightning precision
+    "accelerator": "auto",  # auto | cpu | gpu
+    "log_every_n_steps": 10,
+}
+_SYSTEM_KEYS = (
+    "loss", "pit", "lr", "weight_decay", "betas", "scheduler", "warmup_steps", "min_lr_ratio",
+    "plateau_patience", "plateau_factor",
+)  # fmt: skip
+
+
+def train_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``train:`` group merged over :data:`TRAIN_DEFAULTS`.
+
+    Raises:
+        ConfigError: an unknown key in ``train:``.
+    """
+    given = dict(cfg.get("train") or {})
+    unknown = sorted(set(given) - set(TRAIN_DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"train: unknown key(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(TRAIN_DEFAULTS))})"
+        )
+    return {**copy.deepcopy(TRAIN_DEFAULTS), **given}
+
+
+def resolve_model(cfg: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Resolve the model's builder arguments and the data location.
+
+    Args:
+        cfg: config with ``data`` and ``model`` groups (see the module doc).
+        settings: :func:`train_settings` output (``segment``, ``train_split``).
+
+    Returns:
+        ``{"name", "sources", "sample_rate", "audio_channels", "kwargs", "root"}``;
+        ``kwargs`` are the constructor kwargs with ``segment`` set to ``train.segment``.
+
+    Raises:
+        ConfigError: no ``model.name``, no ``data.root``, no sample rate, or a
+            ``model.segment`` that differs from ``train.segment``.
+    """
+    data = dict(cfg.get("data") or {})
+    group = dict(cfg.get("model") or {})
+    name = group.pop("name", None)
+    if not name:
+        raise ConfigError("model.name is required (convtasnet, hdemucs or htdemucs)")
+    if data.get("root") in (None, ""):
+        raise ConfigError("data.root is required")
+    sources = group.pop("sources", None) or data.get("sources")
+    if not sources:
+        sources = discover_sources(data["root"], settings["train_split"])
+    sample_rate = group.pop("sample_rate", None) or data.get("sample_rate")
+    if not sample_rate:
+        raise ConfigError("model.sample_rate (or data.sample_rate) is required")
+    channels = group.pop("audio_channels", None) or data.get("channels") or 1
+    segment = float(settings["segment"])
+    if "segment" in group and float(group["segment"]) != segment:
+        raise ConfigError(
+            f"model.segment ({group['segment']}) must equal train.segment ({segment}): the model "
+            "is trained on segments of that length"
+        )
+    group["segment"] = segment
+    return {
+        "name": str(name),
+        "sources": [str(x) for x in sources],
+        "sample_rate": int(sample_rate),
+        "audio_channels": int(channels),
+        "kwargs": group,
+        "root": str(data["root"]),
+    }
+
+
+class StemsDataModule(pl.LightningDataModule):
+    """Training (random augmented segments) and validation (fixed segments) loaders.
+
+    Args:
+        setup: :func:`resolve_model` output (data root, sources, rate, channels).
+        settings: :func:`train_settings` output.
+    """
+
+    def __init__(self, setup: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.model_setup, self.settings = dict(setup), dict(settings)
+        self.train_set: StemsDataset | None = None
+        self.valid_set: StemsDataset | None = None
+
+    def _common(self) -> dict[str, Any]:
+        m = self.model_setup
+        return {
+            "root": m["root"],
+            "sources": m["sources"],
+            "sample_rate": m["sample_rate"],
+            "channels": m["audio_channels"],
+            "cache_dir": self.settings["audio_cache"],
+            "segment": self.settings["segment"],
+        }
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets once (decoding every track; errors surface here)."""
+        s = self.settings
+        if self.train_set is None:
+            self.train_set = StemsDataset(
+                split=s["train_split"],
+                mode="train",
+                samples_per_epoch=s["samples_per_epoch"],
+                gain_db=s["gain_db"],
+                swap_channels=s["swap_channels"],
+                seed=s["seed"],
+                **self._common(),
+            )
+        if self.valid_set is None:
+            self.valid_set = StemsDataset(
+                split=s["valid_split"],
+                mode="segments",
+                max_segments_per_track=s["valid_segments_per_track"],
+                **self._common(),
+            )
+
+    def _loader(self, dataset: StemsDataset, sampler) -> DataLoader:
+        workers = int(self.settings["num_workers"])
+        return DataLoader(
+            dataset,
+            batch_size=int(self.settings["batch_size"]),
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=False,
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Random augmented segments, new ones every epoch, sharded over DDP ranks."""
+        assert self.train_set is not None
+        return self._loader(self.train_set, EpochSampler(len(self.train_set)))
+
+    def val_dataloader(self) -> DataLoader:
+        """Fixed validation segments, sharded over DDP ranks."""
+        assert self.valid_set is not None
+        return self._loader(self.valid_set, ShardSampler(len(self.valid_set)))
+
+
+def _precision(setting: str, accelerator: str) -> str:
+    if setting != "auto":
+        return str(setting)
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if not gpu:
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def _world(devices: Any, num_nodes: int) -> int:
+    if isinstance(devices, int):
+        per_node = devices if devices > 0 else max(1, torch.cuda.device_count())
+    elif isinstance(devices, list | tuple):
+        per_node = len(devices)
+    elif isinstance(devices, str) and devices.strip().isdigit():
+        per_node = int(devices)
+    elif isinstance(devices, str) and "," in devices:
+        per_node = len([d for d in devices.split(",") if d.strip()])
+    else:
+        per_node = max(1, torch.cuda.device_count())
+    return per_node * int(num_nodes)
+
+
+def train(
+    cfg: Mapping[str, Any],
+    run_dir: str | os.PathLike,
+    resume: bool = False,
+    devices: int | str | list[int] = 1,
+    num_nodes: int = 1,
+) -> dict[str, Any]:
+    """Train (or resume training) a separation model.
+
+    Args:
+        cfg: resolved config with ``data``, ``model`` and ``train`` groups (see module doc).
+        run_dir: run folder; receives ``config.yml``, ``checkpoints/``, ``csv/``,
+            ``tensorboard/``.
+        resume: continue from ``run_dir/checkpoints/last.ckpt`` (optimizer, scheduler, epoch,
+            global step and checkpoint-callback state); ``train.max_epochs`` may be raised to
+            train further.
+        devices: Lightning ``devices`` (count, list of GPU ids, or ``"auto"``).
+        num_nodes: Lightning ``num_nodes``. With more than one process in total the strategy
+            is Lightning's DDP (``"ddp_find_unused_parameters_true"``); every rank draws
+            distinct training segments and validation is sharded across ranks.
+
+    Returns:
+        ``{"best": path or None, "last": path, "best_sisdr": dB or None, "epochs": n}``.
+
+    Raises:
+        WbError: ``resume`` without ``last.ckpt``, or a fresh run into a folder that already
+            holds checkpoints; dataset errors (missing split, missing stem).
+        ConfigError: invalid config values.
+    """
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    settings = train_settings(cfg)
+    setup = resolve_model(cfg, settings)
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if resume and not last.is_file():
+        raise WbError(f"{last}: no checkpoint to resume from")
+    if not resume and last.exists():
+        raise WbError(f"{run_dir}: already holds checkpoints; resume it or choose a new run folder")
+
+    resolved = copy.deepcopy(dict(cfg))
+    resolved["model"] = {
+        "name": setup["name"],
+        "sources": setup["sources"],
+        "sample_rate": setup["sample_rate"],
+        "audio_channels": setup["audio_channels"],
+        **setup["kwargs"],
+    }
+    resolved["train"] = settings
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(resolved, run_dir / "config.yml")
+
+    if settings["threads"]:
+        torch.set_num_threads(int(settings["threads"]))
+    pl.seed_everything(int(settings["seed"]), workers=True, verbose=False)
+    system = SeparationSystem(
+        model_name=setup["name"],
+        model_kwargs=setup["kwargs"],
+        sources=setup["sources"],
+        sample_rate=setup["sample_rate"],
+        audio_channels=setup["audio_channels"],
+        config=resolved,
+        **{k: settings[k] for k in _SYSTEM_KEYS},
+    )
+    datamodule = StemsDataModule(setup, settings)
+    datamodule.setup("fit")  # dataset errors surface here, before Lightning starts
+
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=MONITOR,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    loggers = [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")]
+    world = _world(devices, num_nodes)
+    accelerator = str(settings["accelerator"])
+    max_time = settings["max_time_minutes"]
+    from wb.progress import quiet_default
+
+    per_epoch = -(-int(settings["samples_per_epoch"]) // (int(settings["batch_size"]) * world))
+    limit = settings["limit_train_batches"]
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        per_epoch = min(per_epoch, limit)
+    log_every = max(1, min(int(settings["log_every_n_steps"]), per_epoch))
+    trainer = pl.Trainer(
+        default_root_dir=run_dir,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=int(num_nodes),
+        # Lightning DDP; some models (Conv-TasNet's last skip/residual pair) have parameters
+        # that do not reach the loss, so DDP must look for unused parameters
+        strategy="ddp_find_unused_parameters_true" if world > 1 else "auto",
+        use_distributed_sampler=False,  # our samplers shard by rank themselves
+        precision=_precision(str(settings["precision"]), accelerator),
+        max_epochs=int(settings["max_epochs"]),
+        max_time={"minutes": float(max_time)} if max_time else None,
+        limit_train_batches=settings["limit_train_batches"],
+        limit_val_batches=settings["limit_val_batches"],
+        gradient_clip_val=settings["clip_grad"],
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch")],
+        logger=loggers,
+        log_every_n_steps=log_every,
+        num_sanity_val_steps=1,
+        enable_progress_bar=not quiet_default(),
+        enable_model_summary=not quiet_default(),
+        deterministic=False,
+    )
+    trainer.fit(system, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    best = checkpoint.best_model_path or None
+    score = checkpoint.best_model_score
+    return {
+        "best": best,
+        "last": str(last),
+        "best_sisdr": float(score) if score is not None else None,
+        "epochs": int(trainer.current_epoch),
+    }

@@ -1,0 +1,172 @@
+"""Metrics by hand, samplers, validation carving, and exact resume of a fold's training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classify.datasets.base import Clip, ClipDataset, Split
+from classify.metrics import (
+    confusion_matrix,
+    mean_std,
+    plot_confusion,
+    plot_curves,
+    scores,
+    write_confusion_csv,
+)
+from classify.system import average_windows, soft_cross_entropy
+from classify.train import EpochSampler, TrainConfig, _carve_validation, train_fold
+from wb.errors import ConfigError, WbError
+
+SR = 8000
+
+
+def test_scores_by_hand() -> None:
+    # rows = true class, columns = predicted
+    cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 4]])
+    s = scores(cm)
+    assert s["accuracy"] == pytest.approx(12 / 16)
+    p = [5 / 7, 3 / 4, 4 / 5]
+    r = [5 / 6, 3 / 6, 4 / 4]
+    f1 = [2 * a * b / (a + b) for a, b in zip(p, r, strict=True)]
+    assert s["precision"] == pytest.approx(p) and s["recall"] == pytest.approx(r)
+    assert s["f1"] == pytest.approx(f1)
+    assert s["macro_f1"] == pytest.approx(sum(f1) / 3)
+    assert s["support"] == [6, 6, 4]
+    # a class absent from the test set and never predicted does not count in macro-F1
+    cm4 = np.zeros((4, 4), dtype=int)
+    cm4[:3, :3] = cm
+    assert scores(cm4)["macro_f1"] == pytest.approx(s["macro_f1"])
+    # a class never predicted has precision 0 (not NaN)
+    assert scores(np.array([[2, 0], [1, 0]]))["precision"] == [2 / 3, 0.0]
+
+
+def test_confusion_matrix_and_aggregation(tmp_path: Path) -> None:
+    cm = confusion_matrix([0, 0, 1, 2, 2], [0, 1, 1, 2, 0], 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+    with pytest.raises(WbError):
+        confusion_matrix([0, 5], [0, 1], 3)
+    assert mean_std([0.9, 0.8, 1.0]) == pytest.approx((0.9, np.std([0.9, 0.8, 1.0])))
+    write_confusion_csv(tmp_path / "cm.csv", cm, ["a", "b", "c"])
+    assert (tmp_path / "cm.csv").read_text().splitlines()[1] == "a,1,1,0"
+    plot_confusion(tmp_path / "cm.png", cm, ["a", "b", "c"])
+    plot_curves(tmp_path / "c.png", [{"epoch": 0, "train_loss": 1.0, "val_loss": 1.2}])
+    assert (tmp_path / "cm.png").stat().st_size > 1000 and (tmp_path / "c.png").is_file()
+
+
+def test_window_averaging_and_soft_loss() -> None:
+    logits = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    out = average_windows(logits, torch.tensor([0, 0, 1]), 2)
+    assert out.tolist() == [[2.0, 0.0], [0.0, 2.0]]
+    y = torch.tensor([0, 1])
+    hard = torch.nn.functional.one_hot(y, 2).float()
+    assert soft_cross_entropy(out, hard) == pytest.approx(
+        torch.nn.functional.cross_entropy(out, y).item()
+    )
+
+
+def test_epoch_sampler_is_seeded_and_sharded() -> None:
+    s = EpochSampler(10, seed=3)
+    s.set_epoch(1)
+    a = list(s)
+    s.set_epoch(1)
+    assert list(s) == a and all(e == 1 for _, e in a)
+    s.set_epoch(2)
+    assert [i for i, _ in s] != [i for i, _ in a]
+    shards = [list(EpochSampler(10, 3, rank=r, world_size=3)) for r in range(3)]
+    assert all(len(x) == 4 for x in shards)
+    assert {i for x in shards for i, _ in x} == set(range(10))
+
+
+def test_train_config_validation() -> None:
+    with pytest.raises(ConfigError, match="unknown key"):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(ConfigError):
+        TrainConfig.from_dict({"schedule": "step"}).optim()
+    with pytest.raises(ConfigError):
+        TrainConfig.from_dict({"monitor": "test_acc"})
+
+
+# --------------------------------------------------------------------------- tiny fold
+
+
+def _tiny_dataset(n_per_class: int = 8) -> tuple[ClipDataset, list[np.ndarray]]:
+    rng = np.random.default_rng(0)
+    clips, audio = [], []
+    t = np.arange(int(0.25 * SR)) / SR
+    for label, freq in enumerate((400.0, 1200.0, 2400.0)):
+        for k in range(n_per_class):
+            wave = 0.5 * np.sin(2 * np.pi * freq * (1 + 0.02 * k) * t) + 0.05 * rng.standard_normal(
+                len(t)
+            )
+            audio.append(wave.astype(np.float32))
+            spk = f"s{k % 4}"
+            clips.append(Clip(Path(f"{label}_{k}.wav"), label, str(1 + k % 2), spk))
+    ds = ClipDataset("tiny", ["low", "mid", "high"], clips, SR, 0.25)
+    return ds, audio
+
+
+def _tiny_cfg(epochs: int) -> dict:
+    return {
+        "data": {"seconds": 0.25},
+        "frontend": {"sample_rate": SR, "n_fft": 128, "hop_length": 64, "n_mels": 16,
+                     "normalize": True},
+        "augment": {"gain": {"p": 0.5}, "spec_augment": {"p": 0.5, "time_mask": 4,
+                                                           "freq_mask": 4}},
+        "model": {"name": "cnn", "widths": [4], "dropout": 0.2},
+        "train": {"epochs": epochs, "batch_size": 4, "lr": 3e-3, "schedule": "constant",
+                  "warmup_epochs": 0, "patience": 0, "val_fraction": 0.25, "seed": 1,
+                  "keep_checkpoints": True, "threads": 1},
+    }  # fmt: skip
+
+
+def test_validation_is_carved_from_training_only() -> None:
+    ds, _ = _tiny_dataset()
+    split = ds.splits()[0]
+    tcfg = TrainConfig.from_dict({"val_fraction": 0.25})
+    train, val = _carve_validation(ds, split, tcfg)
+    assert val and not set(val) & set(split.test) and not set(train) & set(val)
+    assert set(train) | set(val) == set(split.train)
+    # the tiny folds share speakers with the test fold -> per-clip validation groups
+    grouped = Split("g", tuple(i for i in range(24) if ds.clips[i].group != "s0"),
+                    tuple(i for i in range(24) if ds.clips[i].group == "s0"))  # fmt: skip
+    train, val = _carve_validation(ds, grouped, tcfg)
+    # a group-disjoint test fold -> validation keeps speakers whole
+    groups_val = {ds.clips[i].group for i in val}
+    assert not groups_val & {ds.clips[i].group for i in train}
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_fold_training_resumes_exactly(tmp_path: Path) -> None:
+    ds, audio = _tiny_dataset()
+    split = ds.splits()[0]
+    say = lambda msg: None  # noqa: E731
+    straight = train_fold(ds, audio, split, _tiny_cfg(2), tmp_path / "a", say=say)
+    assert straight.epochs_run == 2 and len(straight.test_labels) == len(split.test)
+    assert np.asarray(straight.test_logits).shape == (len(split.test), 3)
+    for key in ("train_loss", "val_loss", "train_acc", "val_acc", "loss_gap", "acc_gap"):
+        assert np.isfinite(straight.gap[key])
+    assert json.loads((tmp_path / "a" / "result.json").read_text())["name"] == split.name
+    assert Path(straight.model_path).is_file()
+
+    train_fold(ds, audio, split, _tiny_cfg(1), tmp_path / "b", say=say)
+    (tmp_path / "b" / "result.json").unlink()  # as if interrupted after epoch 1
+    lines: list[str] = []
+    resumed = train_fold(ds, audio, split, _tiny_cfg(2), tmp_path / "b", resume=True,
+                         say=lines.append)  # fmt: skip
+    assert any("resuming" in line for line in lines) and resumed.epochs_run == 2
+    a = _state(tmp_path / "a" / "checkpoints" / "last.ckpt")
+    b = _state(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # a finished fold is reused, not retrained
+    again = train_fold(ds, audio, split, _tiny_cfg(2), tmp_path / "b", resume=True, say=say)
+    assert np.allclose(again.test_logits, resumed.test_logits)

@@ -1,0 +1,164 @@
+"""`wb separate` in-process: files, formats, partial failures, atomicity, usage errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from separation import models
+from wb import audio
+from wb.checkpoint import save_model
+from wb.cli import main
+
+from .conftest import TINY_TASNET
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    kwargs = {k: v for k, v in TINY_TASNET.items() if k != "name"}
+    torch.manual_seed(0)
+    model = models.build("convtasnet", ["tone", "noise"], 8000, 1, **kwargs)
+    return str(
+        save_model(
+            tmp_path_factory.mktemp("model") / "tiny.pt",
+            models.class_ref("convtasnet"),
+            {"sources": ["tone", "noise"], "sample_rate": 8000, "audio_channels": 1, **kwargs},
+            model.state_dict(),
+            meta={"sources": ["tone", "noise"], "sample_rate": 8000, "segment": 0.5},
+        )
+    )
+
+
+def _write(path, sr, channels, seconds=1.3):
+    rng = np.random.default_rng(0)
+    sf.write(
+        path, (0.1 * rng.standard_normal((int(sr * seconds), channels))).astype(np.float32), sr
+    )
+    return str(path)
+
+
+def _run(capsys, *argv):
+    code = main(["--quiet", "separate", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_writes_stems_in_input_format(tmp_path, capsys, model_file):
+    a = _write(tmp_path / "song.wav", 44100, 2)
+    b = _write(tmp_path / "voice.flac", 22050, 1)
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, a, b, "--model", model_file, "--out", str(out))
+    assert code == 0, err
+    assert _tree(out) == [
+        "song", "song/noise.wav", "song/tone.wav", "voice", "voice/noise.wav", "voice/tone.wav",
+    ]  # fmt: skip
+    for name, sr, ch, frames in (
+        ("song", 44100, 2, int(44100 * 1.3)),
+        ("voice", 22050, 1, int(22050 * 1.3)),
+    ):
+        for stem in ("tone", "noise"):
+            info = audio.info(out / name / f"{stem}.wav")
+            assert (info.sample_rate, info.channels, info.frames) == (sr, ch, frames)
+    assert "song.wav ->" in stdout
+
+
+def test_selected_stems_and_subtype(tmp_path, capsys, model_file):
+    a = _write(tmp_path / "x.wav", 8000, 1)
+    out = tmp_path / "out"
+    code, _, err = _run(
+        capsys, a, "--model", model_file, "--out", str(out), "--stems", "noise",
+        "--subtype", "FLOAT", "--segment", "0.25", "--overlap", "0.5",
+    )  # fmt: skip
+    assert code == 0, err
+    assert _tree(out) == ["x", "x/noise.wav"]
+    assert sf.info(str(out / "x" / "noise.wav")).subtype == "FLOAT"
+
+
+def test_unknown_stem_is_usage_error(tmp_path, capsys, model_file):
+    a = _write(tmp_path / "x.wav", 8000, 1)
+    code, _, err = _run(
+        capsys, a, "--model", model_file, "--stems", "bass", "--out", str(tmp_path / "o")
+    )
+    assert code == 2 and "bass" in err and "tone, noise" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_file_among_good_ones(tmp_path, capsys, model_file):
+    good1 = _write(tmp_path / "one.wav", 8000, 1)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    good2 = _write(tmp_path / "two.wav", 16000, 2)
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, good1, str(bad), good2, "--model", model_file, "--out", str(out))
+    assert code == 1
+    assert err.count("error:") == 1 and "bad.wav" in err and "Traceback" not in err
+    assert _tree(out) == [
+        "one", "one/noise.wav", "one/tone.wav", "two", "two/noise.wav", "two/tone.wav",
+    ]  # fmt: skip
+
+
+def test_failure_mid_track_leaves_nothing(tmp_path, capsys, model_file, monkeypatch):
+    a = _write(tmp_path / "x.wav", 8000, 1)
+    out = tmp_path / "out"
+    real_save = audio.save
+    calls = []
+
+    def flaky_save(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise audio.AudioError(f"{path}: disk full")
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(audio, "save", flaky_save)
+    code, _, err = _run(capsys, a, "--model", model_file, "--out", str(out))
+    assert code == 1 and "disk full" in err
+    assert _tree(out) == []  # no partial track folder, no temporary folder
+
+
+def test_rerun_replaces_folder_and_never_touches_inputs(tmp_path, capsys, model_file):
+    out = tmp_path / "out"
+    a = _write(tmp_path / "x.wav", 8000, 1)
+    assert _run(capsys, a, "--model", model_file, "--out", str(out))[0] == 0
+    (out / "x" / "stale.wav").write_bytes(b"old")
+    assert _run(capsys, a, "--model", model_file, "--out", str(out))[0] == 0
+    assert _tree(out) == ["x", "x/noise.wav", "x/tone.wav"]
+    # an input inside the folder that would be replaced is refused, and left intact
+    inner = _write(out / "x" / "x.wav", 8000, 1)
+    before = (out / "x" / "x.wav").read_bytes()
+    code, _, err = _run(capsys, inner, "--model", model_file, "--out", str(out))
+    assert code == 1 and "contains the input" in err
+    assert (out / "x" / "x.wav").read_bytes() == before
+
+
+def test_device_and_model_errors(tmp_path, capsys, model_file):
+    a = _write(tmp_path / "x.wav", 8000, 1)
+    if not torch.cuda.is_available():
+        code, _, err = _run(capsys, a, "--model", model_file, "--device", "cuda")
+        assert code == 1 and "CUDA" in err
+    code, _, err = _run(capsys, a, "--model", "no-such-model")
+    assert code == 1 and err.startswith("error: unknown model") and err.count("\n") == 1
+    code, _, err = _run(capsys, a, "--model", model_file, "--overlap", "1.5")
+    assert code == 2
+
+
+def test_segment_longer_than_htdemucs_training_is_usage_error(tmp_path, capsys):
+    kwargs = {"segment": 0.5, "channels": 8, "depth": 2, "nfft": 256, "t_layers": 1}
+    model = models.build("htdemucs", ["a", "b"], 8000, 1, **kwargs)
+    path = save_model(
+        tmp_path / "ht.pt",
+        models.class_ref("htdemucs"),
+        {"sources": ["a", "b"], "sample_rate": 8000, "audio_channels": 1, **kwargs},
+        model.state_dict(),
+        meta={"segment": 0.5},
+    )
+    a = _write(tmp_path / "x.wav", 8000, 1)
+    code, _, err = _run(capsys, a, "--model", str(path), "--segment", "2", "--out", str(tmp_path))
+    assert code == 2 and "training segment 0.5 s" in err
+    code, _, err = _run(capsys, a, "--model", str(path), "--out", str(tmp_path / "o"))
+    assert code == 0, err

@@ -1,0 +1,87 @@
+"""Stems dataset: modes, augmentation, caching, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from separation import data
+from separation.data import EpochSampler, StemsDataset, discover_sources, find_tracks
+from wb.errors import WbError
+
+from .conftest import SOURCES, SR, write_stems
+
+
+def test_train_items_are_augmented_sums_and_reproducible(stems_root):
+    ds = StemsDataset(stems_root, "train", SOURCES, SR, 1, segment=0.5, gain_db=(-6, 3), seed=1)
+    mix, srcs = ds[5]
+    assert mix.shape == (1, SR // 2) and srcs.shape == (2, 1, SR // 2)
+    assert torch.allclose(mix, srcs.sum(0), atol=1e-6)  # mixture recomputed from the stems
+    again_mix, again_srcs = ds[5]
+    assert torch.equal(mix, again_mix) and torch.equal(srcs, again_srcs)
+    other_mix, _ = ds[6]
+    assert not torch.equal(mix, other_mix)
+    # gains stay within [-6, +3] dB of the original stems (peak of the 0.3 sine)
+    peak = float(srcs[0].abs().max())
+    assert 0.3 * 10 ** (-6 / 20) - 1e-3 <= peak <= 0.3 * 10 ** (3 / 20) + 1e-3
+
+
+def test_stereo_train_items(stems_root):
+    ds = StemsDataset(stems_root, "train", SOURCES, 16000, 2, segment=0.25)
+    mix, srcs = ds[0]
+    assert mix.shape == (2, 4000) and srcs.shape == (2, 2, 4000)
+
+
+def test_segments_and_full_modes(stems_root):
+    seg = StemsDataset(stems_root, "valid", SOURCES, SR, 1, mode="segments", segment=0.5)
+    assert len(seg) == 2 * 4  # two 2-second tracks, four 0.5 s segments each
+    mix, srcs = seg[0]
+    assert torch.allclose(mix, srcs.sum(0), atol=1e-6)
+    capped = StemsDataset(
+        stems_root, "valid", SOURCES, SR, 1, mode="segments", segment=0.5, max_segments_per_track=1
+    )
+    assert len(capped) == 2
+    full = StemsDataset(stems_root, "test", SOURCES, SR, 1, mode="full")
+    item = full[1]
+    assert item["name"] == "t1" and item["mixture"].shape == (1, 2 * SR)
+    assert item["sources"].shape == (2, 1, 2 * SR)
+
+
+def test_epoch_sampler_gives_new_indices_each_epoch():
+    s = EpochSampler(4)
+    first = list(s)
+    s.set_epoch(1)
+    assert first == [0, 1, 2, 3] and list(s) == [4, 5, 6, 7] and len(s) == 4
+
+
+def test_errors(tmp_path, stems_root):
+    with pytest.raises(WbError, match="split folder not found"):
+        StemsDataset(stems_root, "nope", SOURCES, SR)
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    with pytest.raises(WbError, match="empty"):
+        find_tracks(tmp_path / "empty", "train", SOURCES)
+    root = write_stems(tmp_path / "broken", {"train": 2})
+    (root / "train" / "t1" / "noise.wav").unlink()
+    with pytest.raises(WbError, match=r"t1: track is missing noise\.wav"):
+        StemsDataset(root, "train", SOURCES, SR)
+    assert discover_sources(stems_root, "train") == ["noise", "tone"]
+
+
+def test_npy_cache_avoids_decoding(tmp_path, stems_root, monkeypatch):
+    root = tmp_path / "copy"
+    shutil.copytree(stems_root, root)
+    cache = tmp_path / "cache"
+    ds = StemsDataset(root, "test", SOURCES, SR, 1, mode="full", cache_dir=cache)
+    first = ds[0]
+    assert len(list(cache.rglob("*.npy"))) == 3  # mixture + 2 sources of track t0
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(data.audio, "load", no_decoding)
+    again = StemsDataset(root, "test", SOURCES, SR, 1, mode="full", cache_dir=cache)[0]
+    assert torch.equal(first["mixture"], again["mixture"])
+    assert isinstance(again["sources"], torch.Tensor) and np.isfinite(again["sources"]).all()

@@ -1,0 +1,97 @@
+"""Training: loss goes down, checkpoints and logs exist, resume continues, export round-trips."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+import yaml
+
+from separation.export import export, load_separator, model_from_checkpoint
+from separation.train import resolve_model, train, train_settings
+from wb.errors import ConfigError, WbError
+
+from .conftest import tiny_config
+
+
+def _epoch_rows(run, version, key="train/loss_epoch"):
+    with open(run / "csv" / f"version_{version}" / "metrics.csv") as fh:
+        return [r for r in csv.DictReader(fh) if r.get(key)]
+
+
+def test_tiny_model_learns(trained_run):
+    run, result = trained_run
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (
+        run / "checkpoints" / "last.ckpt"
+    ).is_file()
+    assert result["epochs"] == 2 and result["best_sisdr"] is not None
+    cfg = yaml.safe_load((run / "config.yml").read_text())
+    assert cfg["model"]["segment"] == 0.5 and cfg["train"]["loss"] == "l1"
+    assert cfg["model"]["sources"] == ["tone", "noise"] and cfg["model"]["sample_rate"] == 8000
+    rows = _epoch_rows(run, 0)
+    losses = [float(r["train/loss_epoch"]) for r in rows]
+    assert len(losses) == 2 and losses[1] < losses[0]
+    val = _epoch_rows(run, 0, "val/sisdr")
+    assert len(val) == 2 and all(r["val/sisdr/tone"] and r["val/sisdr/noise"] for r in val)
+    assert any((run / "tensorboard").rglob("events.out.tfevents*"))
+
+
+def test_resume_continues_epoch_counter(trained_run, stems_root, tmp_path):
+    run, _ = trained_run
+    resumed = tmp_path / "resumed"
+    import shutil
+
+    shutil.copytree(run, resumed)
+    before = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    result = train(tiny_config(stems_root, max_epochs=3), resumed, resume=True)
+    after = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert result["epochs"] == 3
+    assert after["epoch"] == before["epoch"] + 1
+    assert after["global_step"] == before["global_step"] + 4  # 16 samples / batch 4
+    rows = _epoch_rows(resumed, 1)  # a resumed run logs into a new version folder
+    assert [int(r["epoch"]) for r in rows] == [2]
+    assert _epoch_rows(resumed, 0)  # the first run's log is kept
+
+
+def test_run_folder_guards(trained_run, stems_root, tmp_path):
+    run, _ = trained_run
+    with pytest.raises(WbError, match="already holds checkpoints"):
+        train(tiny_config(stems_root), run)
+    with pytest.raises(WbError, match="no checkpoint to resume"):
+        train(tiny_config(stems_root), tmp_path / "fresh", resume=True)
+    with pytest.raises(ConfigError, match="unknown key"):
+        train_settings({"train": {"max_epoch": 3}})
+    settings = train_settings({})
+    # sources default to the stems of the first training track (sorted)
+    data = {"root": str(stems_root), "sample_rate": 8000}
+    setup = resolve_model({"data": data, "model": {"name": "hdemucs"}}, settings)
+    assert setup["sources"] == ["noise", "tone"] and setup["audio_channels"] == 1
+    with pytest.raises(ConfigError, match="must equal train.segment"):
+        model = {"name": "hdemucs", "sources": ["a"], "segment": 9}
+        resolve_model({"data": data, "model": model}, settings)
+
+
+def test_export_roundtrip_bit_identical(trained_run, tmp_path):
+    run, _ = trained_run
+    ckpt = run / "checkpoints" / "best.ckpt"
+    reference, _ = model_from_checkpoint(ckpt)
+    path = export(ckpt, tmp_path / "model.pt", metrics={"SI-SDR": 1.0}, inference={"overlap": 0.5})
+    raw = torch.load(path, weights_only=True)
+    assert raw["class"] == "separation.models:convtasnet"
+    meta = raw["meta"]
+    assert meta["sources"] == ["tone", "noise"] and meta["sample_rate"] == 8000
+    assert meta["segment"] == 0.5 and meta["overlap"] == 0.5 and meta["metrics"] == {"SI-SDR": 1.0}
+    assert meta["config"]["model"]["name"] == "convtasnet" and "torch" in raw["versions"]
+    loaded = load_separator(path)
+    assert loaded.overlap == 0.5 and loaded.inference_segment == 0.5
+    x = torch.randn(2, 1, 4000)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), reference(x))
+    half = export(ckpt, tmp_path / "half.pt", half=True)
+    assert half.stat().st_size < path.stat().st_size
+    with torch.no_grad():
+        assert torch.allclose(load_separator(half)(x), reference(x), atol=1e-2)
+    # a training checkpoint is accepted directly too
+    with torch.no_grad():
+        assert torch.equal(load_separator(ckpt)(x), reference(x))

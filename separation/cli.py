@@ -70,8 +70,10 @@ def _install(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def separate_file(
+def write_track(
     model,
+    mixture,
+    sample_rate: int,
     path: str,
     out_dir: Path,
     stems: list[str],
@@ -79,11 +81,13 @@ def separate_file(
     subtype: str = "PCM_16",
     **options,
 ) -> Path:
-    """Separate one file into ``out_dir/<stem>/<source>.wav`` (all or nothing).
+    """Separate a decoded input into ``out_dir/<path stem>/<source>.wav`` (all or nothing).
 
     Args:
         model: a loaded separator (:func:`separation.export.load_separator`).
-        path: input audio file.
+        mixture: ``(channels, samples)`` float32 tensor, the decoded input.
+        sample_rate: its rate in Hz (the stems are written at this rate, with its channels).
+        path: the input file (names the track folder).
         out_dir: output root folder.
         stems: sources to write.
         protect: input files that must never be overwritten or removed.
@@ -94,13 +98,13 @@ def separate_file(
         The track folder.
 
     Raises:
-        AudioError: unreadable input, unsupported channel count, write failure.
+        AudioError: unsupported channel count, write failure.
         WbError: the destination folder would contain or replace an input file.
     """
     from separation.inference import iter_separate
     from wb import audio
 
-    mixture, sr = audio.load(path)
+    sr = sample_rate
     dest = out_dir / Path(path).stem
     for src in protect:
         if _inside(Path(src), dest):
@@ -115,6 +119,18 @@ def separate_file(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def separate_file(model, path: str, out_dir: Path, stems: list[str], protect: list[str], **kw):
+    """Decode ``path`` (:func:`wb.audio.load`) and :func:`write_track` it.
+
+    Raises:
+        AudioError: unreadable input; see :func:`write_track`.
+    """
+    from wb import audio
+
+    mixture, sr = audio.load(path)
+    return write_track(model, mixture, sr, path, out_dir, stems, protect, **kw)
 
 
 @click.command("separate")
@@ -182,17 +198,26 @@ def separate(
     """
     from separation.export import load_separator
     from separation.inference import check_segment
+    from wb import audio
     from wb.progress import progress
 
     dev = _device(device)
-    model = load_separator(model_name, device=dev)
-    sources = list(model.sources)
-    wanted = _parse_stems(stems, sources)
-    if segment is not None:
-        try:
-            check_segment(model, segment)
-        except WbError as exc:
-            raise click.BadParameter(str(exc), param_hint="--segment") from None
+    loaded: dict = {}
+
+    def get_model():
+        # loaded on the first readable input: unreadable inputs are reported without a model;
+        # a model error (or a bad --stems/--segment for it) stops the whole command
+        if not loaded:
+            model = load_separator(model_name, device=dev)
+            wanted = _parse_stems(stems, list(model.sources))
+            if segment is not None:
+                try:
+                    check_segment(model, segment)
+                except WbError as exc:
+                    raise click.BadParameter(str(exc), param_hint="--segment") from None
+            loaded.update(model=model, wanted=wanted)
+        return loaded["model"], loaded["wanted"]
+
     out = Path(out_dir)
     options = {"segment": segment, "overlap": overlap, "device": dev}
     failed = 0
@@ -205,7 +230,17 @@ def separate(
                     f"{path}: output folder {out / Path(path).stem} is already used by {used[dest]}"
                     " in this run (rename one input)"
                 )
-            folder = separate_file(model, path, out, wanted, list(inputs), subtype, **options)
+            mixture, sr = audio.load(path)
+        except WbError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed += 1
+            continue
+        model, wanted = get_model()
+        try:
+            folder = write_track(
+                model, mixture, sr, path, out, wanted, list(inputs), subtype, **options
+            )
+            del mixture
             used[dest] = path
         except WbError as exc:
             click.echo(f"error: {exc}", err=True)

@@ -11,17 +11,23 @@ SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
 
 setup: system-deps $(STAMP)
 
-# apt-get only when one of ffmpeg, fluidsynth or the FluidR3 sound font is missing.
+# apt-get only when ffmpeg, fluidsynth, the FluidR3 sound font or Python's venv module is missing.
 system-deps:
-	@if ! command -v ffmpeg >/dev/null || ! command -v fluidsynth >/dev/null || [ ! -f $(SF2) ]; then \
-		echo "installing system packages: ffmpeg fluidsynth fluid-soundfont-gm"; \
+	@pkgs=""; \
+	command -v ffmpeg >/dev/null || pkgs="$$pkgs ffmpeg"; \
+	command -v fluidsynth >/dev/null || pkgs="$$pkgs fluidsynth"; \
+	[ -f $(SF2) ] || pkgs="$$pkgs fluid-soundfont-gm"; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || pkgs="$$pkgs python3-venv"; \
+	if [ -n "$$pkgs" ]; then \
+		echo "installing system packages:$$pkgs"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg fluidsynth fluid-soundfont-gm >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkgs >/dev/null; \
 	fi
 
+# A venv without pip (an earlier failed attempt) is rebuilt rather than trusted.
 $(STAMP): setup.cfg pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
@@ -43,5 +49,6 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Build artefacts only: training runs (runs/) and rendered data (data/) are kept.
 clean:
-	rm -rf $(VENV) out runs separated .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) out separated .pytest_cache .ruff_cache *.egg-info

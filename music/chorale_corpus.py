@@ -412,11 +412,18 @@ def assign_splits(
     Returns:
         ``(splits, pulled)``: ``{name: "train" | "valid" | "test"}`` for every usable work,
         and ``{name: heldout_name}`` for the works pulled into test by the same-tune rule.
+
+    Raises:
+        ConfigError: a held-out work is missing from ``works`` or was skipped.
     """
     held = set(heldout)
-    tunes = {
-        h: soprano_pitches(works[h]) for h in heldout if works.get(h, {}).get("status") == "ok"
-    }
+    unusable = [h for h in heldout if works.get(h, {}).get("status") != "ok"]
+    if unusable:  # its tune could not protect its other harmonisations from train/valid
+        raise ConfigError(
+            f"held-out work(s) {', '.join(unusable)} could not be read as 4-part chorales, so "
+            "their other harmonisations cannot be kept out of train/valid"
+        )
+    tunes = {h: soprano_pitches(works[h]) for h in heldout}
     splits: dict[str, str] = {}
     pulled: dict[str, str] = {}
     for name, rec in works.items():

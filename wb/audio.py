@@ -24,6 +24,7 @@ import soundfile as sf
 import torch
 
 from wb.errors import AudioError
+from wb.runs import default_mode
 
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
 _SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".w64", ".caf"}
@@ -296,6 +297,7 @@ def save(
     os.close(fd)
     try:
         sf.write(tmp, arr.T, int(sample_rate), subtype=subtype)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, dest)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         raise AudioError(f"{dest}: could not write audio ({_short(exc)})") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
 import click
@@ -79,7 +79,8 @@ _register_subcommands()
 
 
 @contextmanager
-def _restore_env(*names: str):
+def restore_env(*names: str):
+    """Restore the named environment variables to their current values on exit."""
     saved = {n: os.environ.get(n) for n in names}
     try:
         yield
@@ -91,46 +92,64 @@ def _restore_env(*names: str):
                 os.environ[n] = v
 
 
+def run_guarded(func: Callable[[], int | None], debug: bool = False) -> int:
+    """Call ``func`` and turn every failure into one ``error:`` line and an exit code.
+
+    Args:
+        func: does the work; returns an exit code (``None`` means 0).
+        debug: print tracebacks instead of hiding them.
+
+    Returns:
+        ``func``'s code; 1 for :class:`~wb.errors.WbError` and unexpected exceptions; 2 for
+        click usage errors; 130 on Ctrl-C. Never raises for user errors.
+    """
+    try:
+        return int(func() or 0)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except WbError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+        if debug:
+            traceback.print_exc()
+        else:
+            msg = " ".join(str(exc).split())[:200]
+            click.echo(f"error: {type(exc).__name__}: {msg} (rerun with --debug)", err=True)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``wb`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code.
 
     Never raises for user errors: :class:`~wb.errors.WbError` gives exit 1, click usage
-    errors exit 2, both as one ``error:`` line on stderr.
+    errors exit 2, both as one ``error:`` line on stderr (see :func:`run_guarded`).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    with _restore_env("WB_QUIET"):
-        try:
-            cli.main(args=args, prog_name="wb", standalone_mode=False, obj={"debug": debug})
-            return 0
-        except click.exceptions.Exit as exc:
-            return int(exc.exit_code)
-        except click.exceptions.Abort:
-            click.echo("error: aborted", err=True)
-            return 1
-        except click.ClickException as exc:
-            if debug:
-                traceback.print_exc()
-            click.echo(f"error: {exc.format_message()}", err=True)
-            return 2 if isinstance(exc, click.UsageError) else exc.exit_code
-        except WbError as exc:
-            if debug:
-                traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
-            return 1
-        except SystemExit as exc:
-            code = exc.code
-            return code if isinstance(code, int) else (0 if code is None else 1)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            return 130
-        except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
-            if debug:
-                traceback.print_exc()
-            else:
-                msg = " ".join(str(exc).split())[:200]
-                click.echo(f"error: {type(exc).__name__}: {msg} (rerun with --debug)", err=True)
-            return 1
+    with restore_env("WB_QUIET"):
+        return run_guarded(
+            lambda: cli.main(
+                args=args, prog_name="wb", standalone_mode=False, obj={"debug": debug}
+            ),
+            debug,
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,16 @@ from pathlib import Path
 from typing import Any
 
 
+def default_mode() -> int:
+    """The permission bits a plain ``open()`` would give a new file (0o666 minus the umask).
+
+    ``tempfile.mkstemp`` creates files as 0o600; atomic writers chmod to this before renaming.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 
@@ -33,6 +43,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

@@ -140,8 +140,6 @@ def train(args: argparse.Namespace) -> int:
         cfg["data"]["root"] = args.root
     run = Path(args.run) if args.run else make_run_dir(RUNS)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
-    if args.quiet:
-        os.environ["WB_QUIET"] = "1"
     result = train_model(cfg, run, resume=args.resume, devices=devices, num_nodes=args.num_nodes)
     score = result["best_sisdr"]
     print(f"run folder: {run}")
@@ -171,6 +169,8 @@ def evaluate(args: argparse.Namespace) -> int:
     """Separate every track of a split and print/write BSSEval v4 + SI-SDR per voice."""
     from separation.evaluate import evaluate as evaluate_model
 
+    if args.run:  # the run's own resolved config, not conf.yml
+        args.config = str(Path(args.run) / "config.yml")
     cfg = resolve_config(args, "data")
     root = args.root or cfg["data"]["root"]
     if args.run:
@@ -179,7 +179,7 @@ def evaluate(args: argparse.Namespace) -> int:
     else:
         model = args.model or "satb"
         out = args.out or Path("out") / "evaluate" / f"{Path(str(model)).stem}_{args.split}.json"
-    chunking = cfg["inference"] if args.run else {}  # model files carry their own defaults
+    chunking = cfg.get("inference") or {} if args.run else {}  # model files carry their own
     evaluate_model(
         str(model),
         root,
@@ -222,7 +222,13 @@ def export(args: argparse.Namespace) -> int:
     )
     print(f"model file: {out} ({out.stat().st_size / 2**20:.1f} MiB)")
     if args.install:
-        dest = install_pretrained(out, "satb", "HTDemucs SATB chorale separator (16 kHz, mono)")
+        model = cfg["model"]
+        rate, channels = (
+            model["sample_rate"] / 1000,
+            "mono" if model["audio_channels"] == 1 else "stereo",
+        )
+        description = f"{model['name']} SATB chorale separator ({rate:g} kHz, {channels})"
+        dest = install_pretrained(out, "satb", description)
         print(f"installed: {dest}")
     return 0
 
@@ -337,21 +343,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a stage with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
 
-    User errors (:class:`~wb.errors.WbError`) print one ``error: ...`` line and return 1;
-    usage errors return 2. No traceback is shown for either.
+    Errors print one ``error: ...`` line (``--debug``: a traceback): 1 for bad input or failed
+    work, 2 for usage errors (see :func:`wb.cli.run_guarded`).
     """
-    parser = build_parser()
-    try:
-        args = parser.parse_args(None if argv is None else list(argv))
-        return int(args.stage_fn(args) or 0)
-    except WbError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    from wb.cli import restore_env, run_guarded
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+
+    def run() -> int:
+        parsed = build_parser().parse_args(args)
+        if parsed.quiet:
+            os.environ["WB_QUIET"] = "1"
+        return int(parsed.stage_fn(parsed) or 0)
+
+    with restore_env("WB_QUIET"):
+        return run_guarded(run, debug)
 
 
 if __name__ == "__main__":

@@ -433,6 +433,19 @@ def test_full_corpus_split(cache_dir, heldout_file):
     n_valid = sum(s == "valid" for s in splits.values())
     n_rest = sum(s != "test" for s in splits.values())
     assert 0.03 <= n_valid / n_rest <= 0.07
+    # regression pin: the other harmonisations of the held-out tunes found on 2026-11-21
+    # (e.g. bwv256/257/258 and bwv114.7, 178.7: "Wo Gott der Herr nicht bei uns hält")
+    assert set(pulled) == {
+        f"bach/bwv{n}"
+        for n in ("114.7", "130.6", "169.7", "17.7", "178.7", "197.5", "257", "258", "274",
+                  "29.8", "389")
+    }  # fmt: skip
+
+
+def test_unusable_heldout_work_is_an_error():
+    works = {"bach/bwv1.6": {"status": "skipped"}, "bach/bwv2.6": {"status": "skipped"}}
+    with pytest.raises(ConfigError, match="bach/bwv1.6 could not be read"):
+        cc.assign_splits(works, ["bach/bwv1.6"], 0.05)
 
 
 # ---------------------------------------------------------------------------- recipe / CLI

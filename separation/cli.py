@@ -3,12 +3,21 @@
 Every input is written to ``OUT/<input file stem>/<source>.wav`` at the input's sample rate and
 channel count. A track's stems are written into a temporary folder next to the destination and
 renamed into place when all are written, so a failure never leaves a partial track folder; an
-input file is never overwritten. A bad input is reported as one ``error:`` line and the others
-are still separated; the exit code is then 1.
+input file is never overwritten.
+
+Each track folder also gets a marker file (``.wb-separate.json``) listing the stems written. An
+existing ``OUT/<input stem>`` folder is replaced only when it is empty or holds nothing but that
+marker and the ``.wav`` files it lists (an earlier ``wb separate`` output): ``wb separate
+data/song.wav --out data`` never wipes a ``data/song/`` folder of other files, it is refused
+with a one-line error asking for another ``--out``.
+
+A bad input is reported as one ``error:`` line and the others are still separated; the exit
+code is then 1.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -51,12 +60,43 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+MARKER = ".wb-separate.json"
+
+
+def _written_by_wb(folder: Path) -> bool:
+    """True if ``folder`` is empty or holds only a :data:`MARKER` and the stems it lists."""
+    entries = {p.name: p for p in folder.iterdir()}
+    if not entries:
+        return True
+    marker = entries.pop(MARKER, None)
+    if marker is None or not marker.is_file():
+        return False
+    try:
+        listed = set(json.loads(marker.read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all(
+        name in listed and name.endswith(".wav") and p.is_file() and not p.is_symlink()
+        for name, p in entries.items()
+    )
+
+
 def _install(tmp: Path, dest: Path) -> None:
-    """Move the finished ``tmp`` folder to ``dest``, replacing an older ``dest`` folder."""
+    """Move the finished ``tmp`` folder to ``dest``, replacing an older ``dest`` folder.
+
+    Raises:
+        WbError: ``dest`` is not a folder, or holds anything but an earlier ``wb separate``
+            output (see :func:`_written_by_wb`).
+    """
     old = None
-    if dest.exists():
-        if not dest.is_dir():
-            raise WbError(f"{dest}: exists and is not a folder")
+    if dest.exists() or dest.is_symlink():
+        if not dest.is_dir() or dest.is_symlink():
+            raise WbError(f"{dest}: exists and is not a folder; pick another --out")
+        if not _written_by_wb(dest):
+            raise WbError(
+                f"{dest}: folder exists and holds files not written by wb separate; "
+                "refusing to replace it (pick another --out)"
+            )
         old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
         os.replace(dest, old / dest.name)
     try:
@@ -99,7 +139,8 @@ def write_track(
 
     Raises:
         AudioError: unsupported channel count, write failure.
-        WbError: the destination folder would contain or replace an input file.
+        WbError: the destination folder would contain or replace an input file, or exists
+            and holds anything but an earlier ``wb separate`` output.
     """
     from separation.inference import iter_separate
     from wb import audio
@@ -112,25 +153,18 @@ def write_track(
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=out_dir))
     try:
+        written = []
         for name, stem in iter_separate(model, mixture, sr, stems=stems, **options):
             audio.save(tmp / f"{name}.wav", stem, sr, subtype=subtype, protect=protect)
+            written.append(f"{name}.wav")
+        (tmp / MARKER).write_text(
+            json.dumps({"written_by": "wb separate", "input": str(path), "files": written})
+        )
         _install(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
-
-
-def separate_file(model, path: str, out_dir: Path, stems: list[str], protect: list[str], **kw):
-    """Decode ``path`` (:func:`wb.audio.load`) and :func:`write_track` it.
-
-    Raises:
-        AudioError: unreadable input; see :func:`write_track`.
-    """
-    from wb import audio
-
-    mixture, sr = audio.load(path)
-    return write_track(model, mixture, sr, path, out_dir, stems, protect, **kw)
 
 
 @click.command("separate")
@@ -189,7 +223,8 @@ def separate(
 ) -> None:
     """Separate each INPUT into stems, written to DIR/<input stem>/<source>.wav.
 
-    Stems have the input's sample rate and channel count. Existing track folders are replaced.
+    Stems have the input's sample rate and channel count. A track folder written by an earlier
+    wb separate is replaced; any other existing folder of that name is left alone (error).
 
     \b
     wb separate choir.wav                        # shipped SATB model

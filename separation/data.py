@@ -18,7 +18,8 @@ Three modes:
   sum of the augmented sources. Item ``i`` of epoch ``e`` is drawn from a generator seeded with
   ``(seed, e * len + i)``, so a run is reproducible and a resumed run draws the same data.
 * ``"segments"``: deterministic non-overlapping segments of every track (validation), the
-  mixture read from ``mixture.wav``.
+  mixture read from ``mixture.wav``; with ``max_segments_per_track`` the kept segments are
+  spread evenly over the track.
 * ``"full"``: whole tracks (evaluation), the mixture read from ``mixture.wav``.
 """
 
@@ -195,7 +196,8 @@ class StemsDataset(Dataset):
         samples_per_epoch: items per epoch in ``train`` mode.
         gain_db: ``(low, high)`` range of the per-source random gain in dB (``train`` mode).
         swap_channels: randomly swap left/right per source (stereo ``train`` mode).
-        max_segments_per_track: cap on segments per track in ``segments`` mode (``None``: all).
+        max_segments_per_track: cap on segments per track in ``segments`` mode, spread evenly
+            over the track (``None``: all).
         cache_dir: ``.npy`` cache folder (``None``: memory only).
         seed: base seed of the ``train`` mode's per-item generators.
         quiet: no progress bar while decoding (``None`` follows ``WB_QUIET``).
@@ -274,12 +276,15 @@ class StemsDataset(Dataset):
         return self._lengths[i]
 
     def _segment_index(self, cap: int | None) -> list[tuple[int, int]]:
+        """``(track, offset)`` of the fixed segments: the track's non-overlapping segments,
+        or ``cap`` of them spread evenly from its first to its last (not the first ``cap``)."""
         index = []
         for i in range(len(self.tracks)):
             n = max(1, self.track_length(i) // self.segment_samples)
-            if cap is not None:
-                n = min(n, int(cap))
-            index += [(i, k * self.segment_samples) for k in range(n)]
+            picks = range(n)
+            if cap is not None and int(cap) < n:
+                picks = np.linspace(0, n - 1, max(1, int(cap))).round().astype(int).tolist()
+            index += [(i, int(k) * self.segment_samples) for k in picks]
         return index
 
     @staticmethod
@@ -309,11 +314,9 @@ class StemsDataset(Dataset):
             )
             return torch.from_numpy(mix), torch.from_numpy(np.stack(srcs))
         track = self.tracks[index]
-        length = self.track_length(index)
-        mix, *srcs = (
-            np.array(a[:, :length], dtype=np.float32)
-            for a in self._stems(track, [MIXTURE, *self.sources])
-        )
+        stems = self._stems(track, [MIXTURE, *self.sources])  # decoded once per item
+        length = self._lengths.setdefault(index, min(a.shape[-1] for a in stems))
+        mix, *srcs = (np.array(a[:, :length], dtype=np.float32) for a in stems)
         return {
             "name": track.name,
             "mixture": torch.from_numpy(mix),
@@ -346,45 +349,63 @@ def _dist_rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def _shard(n: int, rank: int, world: int) -> range:
+    """Positions ``rank, rank + world, ...`` of ``n`` padded to ``ceil(n / world) * world``."""
+    total = -(-n // world) * world
+    return range(rank, total, world)
+
+
 class EpochSampler(Sampler[int]):
     """Indices for a ``train``-mode :class:`StemsDataset`, fresh every epoch, sharded by rank.
 
     Epoch ``e`` yields ``e * n + i`` for ``i`` in this process's share of ``range(n)`` (every
     ``world_size``-th index from its rank under DDP), so every item of every epoch has its own
-    generator seed and ranks never draw the same segment. Lightning calls :meth:`set_epoch`.
+    generator seed and ranks never draw the same segment. Like
+    :class:`torch.utils.data.DistributedSampler`, ``range(n)`` is padded to
+    ``ceil(n / world) * world`` by wrapping around to its start, so every rank yields the same
+    number of items (unequal batch counts would deadlock DDP); the few wrapped items are drawn
+    twice in that epoch. Lightning calls :meth:`set_epoch`.
 
     Args:
         n: items per epoch (over all ranks).
+        rank, world: this process's rank and the number of processes (default: from
+            ``torch.distributed`` when initialised, else ``0, 1``).
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, rank: int | None = None, world: int | None = None) -> None:
         self.n = int(n)
         self.epoch = 0
+        self._rank, self._world = rank, world
+
+    def _rank_world(self) -> tuple[int, int]:
+        rank, world = _dist_rank_world()
+        return (
+            rank if self._rank is None else int(self._rank),
+            world if self._world is None else int(self._world),
+        )
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose indices :meth:`__iter__` yields."""
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        rank, world = _dist_rank_world()
         base = self.epoch * self.n
-        return iter(range(base + rank, base + self.n, world))
+        return iter([base + i % self.n for i in _shard(self.n, *self._rank_world())])
 
     def __len__(self) -> int:
-        rank, world = _dist_rank_world()
-        return len(range(rank, self.n, world))
+        return len(_shard(self.n, *self._rank_world()))
 
 
-class ShardSampler(Sampler[int]):
-    """Sequential indices ``range(n)`` split across DDP ranks (rank ``r`` takes ``r::world``)."""
+class ShardSampler(EpochSampler):
+    """Sequential indices ``range(n)`` split across DDP ranks (rank ``r`` takes ``r::world``).
 
-    def __init__(self, n: int) -> None:
-        self.n = int(n)
+    Padded like :class:`EpochSampler` (the first ``ceil(n / world) * world - n`` items are
+    repeated on the last ranks) so every rank runs the same number of batches; with several
+    ranks those few validation segments count twice in the epoch's mean.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        """Ignored: the same indices every epoch."""
 
     def __iter__(self) -> Iterator[int]:
-        rank, world = _dist_rank_world()
-        return iter(range(rank, self.n, world))
-
-    def __len__(self) -> int:
-        rank, world = _dist_rank_world()
-        return len(range(rank, self.n, world))
+        return iter([i % self.n for i in _shard(self.n, *self._rank_world())])

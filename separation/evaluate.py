@@ -99,13 +99,21 @@ def track_metrics(
         with_bsseval: also compute SDR/SIR/SAR/ISR (slow: seconds per track-minute).
 
     Returns:
-        ``{source: {"SI-SDR", "SI-SDRi"[, "SDR", "SIR", "SAR", "ISR"]}}`` in dB (None where
-        undefined, e.g. a silent reference).
+        ``{source: {"SI-SDR", "SI-SDRi"[, "SDR", "SIR", "SAR", "ISR"]}}`` in dB. None only
+        where a metric is undefined because the **reference** is silent; a silent estimate of
+        a non-silent reference scores the SI-SDR floor (-100 dB, see
+        :func:`separation.losses.si_sdr`), so it lowers the aggregate instead of being skipped.
+
+    Raises:
+        WbError: ``references`` and ``estimates`` differ in shape, or the estimates hold NaN
+            or infinite values (a broken model must not be scored by its valid tracks only).
     """
     if references.shape != estimates.shape:
         raise WbError(
             f"reference shape {tuple(references.shape)} != estimate shape {tuple(estimates.shape)}"
         )
+    if not bool(torch.isfinite(estimates).all()):
+        raise WbError("the estimates hold NaN or infinite values (the model output is broken)")
     scores = si_sdr(estimates, references)
     base = si_sdr(mixture.expand_as(references), references)
     out: dict[str, dict[str, float | None]] = {}

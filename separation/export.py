@@ -104,18 +104,6 @@ def _best_score(info: Mapping[str, Any]) -> float | None:
     return None
 
 
-def _plain_number(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): _plain_number(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain_number(v) for v in value]
-    if isinstance(value, float) and value != value:  # NaN is not valid JSON
-        return None
-    return value
-
-
 def export(
     checkpoint: str | os.PathLike,
     out: str | os.PathLike,
@@ -167,8 +155,9 @@ def export(
         "overlap": overlap,
         "training_segment": train_segment,
         "parameters": models.count_parameters(model),
-        "config": _plain_number(dict(hp.get("config") or {})),
-        "metrics": _plain_number(dict(metrics or {})),
+        # save_model coerces these to plain values (wb.checkpoint._plain) and checks them
+        "config": dict(hp.get("config") or {}),
+        "metrics": dict(metrics or {}),
         "checkpoint": {
             "file": Path(checkpoint).name,
             "epoch": int(info.get("epoch", -1)),

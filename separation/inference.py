@@ -118,6 +118,13 @@ def overlap_add(
 
     Returns:
         ``(n_sources, channels, samples)`` float32 on the mixture's device.
+
+    Raises:
+        WbError: the model returned a chunk of the wrong shape: every chunk (zero-padded to
+            ``segment_samples`` when the track is shorter) must come back as exactly
+            ``(batch, n_sources, channels, segment_samples)``. A model that returns a shorter
+            or longer output (e.g. a model whose valid lengths differ) is an error rather
+            than being cropped, padded or misaligned silently.
     """
     channels, length = mixture.shape
     device = torch.device(device) if device is not None else mixture.device
@@ -138,6 +145,12 @@ def overlap_add(
         ).to(device)
         with torch.no_grad():
             est = model(batch).to(mixture.device, torch.float32)  # (k, S, C, segment)
+        expected = (len(group), n_sources, channels, segment_samples)
+        if tuple(est.shape) != expected:
+            raise WbError(
+                f"the model returned shape {tuple(est.shape)} for input chunks of shape "
+                f"{tuple(batch.shape)}; expected {expected} (batch, sources, channels, samples)"
+            )
         for k, (o, n) in enumerate(zip(group, sizes, strict=True)):
             lead = (segment_samples - n) // 2
             out[..., o : o + n] += weight[:n] * est[k, ..., lead : lead + n]

@@ -20,7 +20,8 @@ import torch
 from wb.errors import ConfigError
 
 LOSSES = ("l1", "sisdr")
-_MAX_DB = 200.0
+MAX_DB = 200.0  # SI-SDR of a perfect estimate (dB)
+MIN_DB = -100.0  # SI-SDR of a silent estimate (dB)
 
 
 def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, silent: float = 0.0) -> torch.Tensor:
@@ -33,8 +34,12 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, silent: float = 0.0)
             (SI-SDR is undefined for a silent reference).
 
     Returns:
-        ``(...)`` SI-SDR in dB; a perfect estimate gives a large finite value (capped at
-        200 dB); NaN for a silent reference.
+        ``(...)`` SI-SDR in dB, clamped to ``[MIN_DB, MAX_DB]`` = ``[-100, 200]``: a perfect
+        estimate gives 200 dB; a silent or constant estimate (nothing left after removing the
+        mean), or one with no component along the reference, gives -100 dB -- a very low,
+        finite score, so a model that drops a source is penalised rather than skipped. NaN
+        only where the **reference** is silent (undefined there); an estimate holding NaN
+        also gives NaN.
     """
     est = estimate.detach().to(torch.float64).flatten(-2)
     ref = reference.detach().to(torch.float64).flatten(-2)
@@ -45,8 +50,11 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, silent: float = 0.0)
     target = alpha[..., None] * ref
     num = (target * target).sum(-1)
     den = ((target - est) ** 2).sum(-1)
-    ratio = num / torch.maximum(den, num * 10 ** (-_MAX_DB / 10))
-    out = 10 * torch.log10(ratio)
+    # log10(0) = -inf and x/0 = inf are clamped below; num == 0 (silent estimate, where den is
+    # 0 too and the ratio is 0/0) is the floor
+    out = (10 * (torch.log10(num) - torch.log10(den))).clamp(MIN_DB, MAX_DB)
+    out = torch.where(num == 0, torch.full_like(out, MIN_DB), out)
+    out = torch.where(est.isnan().any(-1), torch.full_like(out, float("nan")), out)
     return torch.where(ref_energy > silent, out, torch.full_like(out, float("nan")))
 
 
@@ -112,6 +120,17 @@ class SeparationLoss(torch.nn.Module):
     def forward(
         self, estimate: torch.Tensor, reference: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss of a batch.
+
+        Args:
+            estimate: ``(batch, n_sources, channels, samples)`` model output.
+            reference: same shape, the true sources in their fixed order.
+
+        Returns:
+            ``(loss, estimate)``: the scalar loss (mean over batch and sources) and the estimate
+            reordered to the reference's source order (the best permutation with ``pit``,
+            else ``estimate`` itself).
+        """
         if self._pit is not None:
             loss, reordered = self._pit(_flat(estimate), _flat(reference), return_est=True)
             return loss, reordered.reshape(estimate.shape)

@@ -4,7 +4,10 @@ Batches are ``(mixture, sources)`` with shapes ``(batch, channels, samples)`` an
 ``(batch, n_sources, channels, samples)``. Each epoch logs the mean training loss, the
 validation loss and the validation SI-SDR (dB, Le Roux et al. 2019) per source
 (``val/sisdr/<source>``) and averaged over sources (``val/sisdr``, the checkpoint monitor).
-Segments whose reference is silent are left out of a source's SI-SDR (it is undefined there).
+Segments whose reference is silent are left out of a source's SI-SDR (it is undefined there);
+a silent estimate of a non-silent reference counts with the SI-SDR floor (-100 dB, see
+:func:`separation.losses.si_sdr`). NaN is never dropped silently: a NaN loss or estimate makes
+the epoch's value NaN.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from wb.errors import ConfigError
 
 SCHEDULERS = ("cosine", "plateau", "none")
 MONITOR = "val/sisdr"
+_KEEP_NAN = float("nan")
+SILENT = 1e-6  # a reference segment with zero-mean energy <= SILENT has no SI-SDR
 
 
 class SeparationSystem(pl.LightningModule):
@@ -83,10 +88,12 @@ class SeparationSystem(pl.LightningModule):
             model_name, self.sources, sample_rate, audio_channels, **dict(model_kwargs)
         )
         self.criterion = SeparationLoss(loss, pit)
-        self.train_loss = MeanMetric(nan_strategy="ignore")
-        self.val_loss = MeanMetric(nan_strategy="ignore")
+        # nan_strategy=NaN replaces a NaN by NaN: it propagates to the epoch's value instead of
+        # being dropped ("ignore"), so a diverged model cannot look good
+        self.train_loss = MeanMetric(nan_strategy=_KEEP_NAN)
+        self.val_loss = MeanMetric(nan_strategy=_KEEP_NAN)
         self.val_sisdr = torch.nn.ModuleList(
-            MeanMetric(nan_strategy="ignore") for _ in self.sources
+            MeanMetric(nan_strategy=_KEEP_NAN) for _ in self.sources
         )
         self.last_epoch_summary: dict[str, float] = {}
 
@@ -111,9 +118,13 @@ class SeparationSystem(pl.LightningModule):
         estimate = self.model(mixture)
         loss, estimate = self.criterion(estimate, sources)
         self.val_loss.update(loss.detach())
-        scores = si_sdr(estimate, sources, silent=1e-6).float()  # (batch, n_sources)
+        scores = si_sdr(estimate, sources, silent=SILENT).float()  # (batch, n_sources)
+        # silent references (NaN from si_sdr) get weight 0; any other NaN propagates
+        ref = sources.detach().to(torch.float64).flatten(-2)
+        defined = ((ref - ref.mean(-1, keepdim=True)) ** 2).sum(-1) > SILENT
+        scores = torch.where(defined, scores, torch.zeros_like(scores))
         for k, metric in enumerate(self.val_sisdr):
-            metric.update(scores[:, k])
+            metric.update(scores[:, k], defined[:, k].float())
 
     # -- epoch ends --------------------------------------------------------------------------
     def on_validation_epoch_end(self) -> None:
@@ -122,8 +133,10 @@ class SeparationSystem(pl.LightningModule):
         val_loss = float(self.val_loss.compute())
         for m in (*self.val_sisdr, self.val_loss):
             m.reset()
+        # a source is NaN when its reference was silent in every segment (skipped), or when an
+        # estimate held NaN -- then the loss is NaN too and so is the mean (never "best")
         finite = [v for v in per_source if math.isfinite(v)]
-        mean = sum(finite) / len(finite) if finite else float("nan")
+        mean = sum(finite) / len(finite) if finite and math.isfinite(val_loss) else float("nan")
         # values are already reduced over ranks (torchmetrics); sync_dist only averages equals
         for name, value in zip(self.sources, per_source, strict=True):
             self.log(f"val/sisdr/{name}", value, sync_dist=True)

@@ -20,7 +20,9 @@ does not pass silently); other keys of ``data:`` (the prepare stage's) are ignor
 
 The run folder receives ``config.yml`` (the resolved config), ``checkpoints/best.ckpt`` (best
 validation SI-SDR) and ``checkpoints/last.ckpt`` (end of the latest epoch: optimizer,
-scheduler, epoch and callback state, used by ``resume=True``), CSV logs
+scheduler, epoch and callback state, used by ``resume=True``; always written at an epoch's end,
+also when ``train.max_time_minutes`` stops the run, so a resumed run continues exactly where an
+uninterrupted one would), CSV logs
 (``csv/version_<k>/metrics.csv``) and TensorBoard logs (``tensorboard/version_<k>/``); a resumed
 run writes a new ``version_<k>`` so no log is overwritten.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,12 +54,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "samples_per_epoch": 1000,  # random training segments per epoch
     "gain_db": [-6.0, 3.0],  # per-source random gain range in dB
     "swap_channels": True,
-    "valid_segments_per_track": 4,  # null: every segment of every validation track
+    "valid_segments_per_track": 4,  # spread evenly over each track; null: every segment
     "num_workers": 0,
     "threads": None,  # torch CPU threads (null: torch's default, one per core)
     "audio_cache": None,  # folder for .npy copies of the decoded, resampled stems (null: RAM)
     "max_epochs": 20,
-    "max_time_minutes": None,  # stop after this wall time (a checkpoint is still written)
+    "max_time_minutes": None,  # stop at the first epoch end past this wall time (EpochTimeLimit)
     "limit_train_batches": None,  # int (batches) or float (fraction) per epoch
     "limit_val_batches": None,
     "loss": "l1",  # l1 | sisdr
@@ -211,6 +214,35 @@ class StemsDataModule(pl.LightningDataModule):
         return self._loader(self.valid_set, ShardSampler(len(self.valid_set)))
 
 
+class EpochTimeLimit(pl.Callback):
+    """Stop training at the first epoch end after ``minutes`` of wall time.
+
+    Unlike Lightning's ``max_time`` (which stops mid-epoch, leaving a ``last.ckpt`` whose resumed
+    epoch would replay batches: :class:`~separation.data.EpochSampler` has no mid-epoch state),
+    this only checks the time in ``on_train_epoch_end`` and then sets ``trainer.should_stop``, so
+    every checkpoint is an end-of-epoch one. The run may overrun the limit by up to one epoch
+    (plus its validation). The clock counts this process's run only (it restarts on resume).
+
+    Args:
+        minutes: wall-time budget in minutes.
+    """
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = float(minutes) * 60.0
+        self._start: float | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._start is None:
+            self._start = time.monotonic()
+        # every rank decides alike: rank 0's clock is broadcast so DDP ranks stop together
+        over = trainer.strategy.broadcast(time.monotonic() - self._start >= self.seconds)
+        if over:
+            trainer.should_stop = True
+
+
 def _precision(setting: str, accelerator: str) -> str:
     if setting != "auto":
         return str(setting)
@@ -335,11 +367,14 @@ def train(
         use_distributed_sampler=False,  # our samplers shard by rank themselves
         precision=_precision(str(settings["precision"]), accelerator),
         max_epochs=int(settings["max_epochs"]),
-        max_time={"minutes": float(max_time)} if max_time else None,
         limit_train_batches=settings["limit_train_batches"],
         limit_val_batches=settings["limit_val_batches"],
         gradient_clip_val=settings["clip_grad"],
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch")],
+        callbacks=[
+            checkpoint,
+            LearningRateMonitor(logging_interval="epoch"),
+            *([EpochTimeLimit(float(max_time))] if max_time else []),
+        ],
         logger=loggers,
         log_every_n_steps=log_every,
         num_sanity_val_steps=1,

@@ -8,6 +8,7 @@ import soundfile as sf
 import torch
 
 from separation import models
+from separation.cli import MARKER
 from wb import audio
 from wb.checkpoint import save_model
 from wb.cli import main
@@ -45,8 +46,10 @@ def _run(capsys, *argv):
     return code, out, err
 
 
-def _tree(folder):
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+def _tree(folder, marker=False):
+    """Paths under ``folder``; wb's marker files only with ``marker=True``."""
+    paths = (p for p in folder.rglob("*") if marker or p.name != MARKER)
+    return sorted(str(p.relative_to(folder)) for p in paths)
 
 
 def test_writes_stems_in_input_format(tmp_path, capsys, model_file):
@@ -125,15 +128,45 @@ def test_rerun_replaces_folder_and_never_touches_inputs(tmp_path, capsys, model_
     out = tmp_path / "out"
     a = _write(tmp_path / "x.wav", 8000, 1)
     assert _run(capsys, a, "--model", model_file, "--out", str(out))[0] == 0
-    (out / "x" / "stale.wav").write_bytes(b"old")
+    marker = [f"x/{MARKER}"]
+    assert _tree(out, marker=True) == ["x", *marker, "x/noise.wav", "x/tone.wav"]
+    (out / "x" / "tone.wav").write_bytes(b"old")  # an earlier wb output is replaced
     assert _run(capsys, a, "--model", model_file, "--out", str(out))[0] == 0
-    assert _tree(out) == ["x", "x/noise.wav", "x/tone.wav"]
+    assert _tree(out, marker=True) == ["x", *marker, "x/noise.wav", "x/tone.wav"]
+    assert sf.info(str(out / "x" / "tone.wav")).frames > 0
     # an input inside the folder that would be replaced is refused, and left intact
     inner = _write(out / "x" / "x.wav", 8000, 1)
     before = (out / "x" / "x.wav").read_bytes()
     code, _, err = _run(capsys, inner, "--model", model_file, "--out", str(out))
     assert code == 1 and "contains the input" in err
     assert (out / "x" / "x.wav").read_bytes() == before
+
+
+@pytest.mark.parametrize("extra", ["notes.txt", "stale.wav", "sub/", "no-marker"])
+def test_never_replaces_a_folder_wb_did_not_write(tmp_path, capsys, model_file, extra):
+    # `wb separate data/chorales.wav --out data` must not wipe data/chorales/
+    data = tmp_path / "data"
+    data.mkdir()
+    a = _write(data / "chorales.wav", 8000, 1)
+    assert _run(capsys, a, "--model", model_file, "--out", str(data))[0] == 0
+    folder = data / "chorales"
+    if extra == "no-marker":
+        (folder / MARKER).unlink()
+    elif extra.endswith("/"):
+        (folder / extra).mkdir()
+    else:
+        (folder / extra).write_text("keep me")
+    before = _tree(folder, marker=True)
+    code, _, err = _run(capsys, a, "--model", model_file, "--out", str(data))
+    assert code == 1 and "pick another --out" in err and len(err.strip().splitlines()) == 1
+    assert _tree(folder, marker=True) == before and (data / "chorales.wav").is_file()
+
+
+def test_empty_existing_folder_is_used(tmp_path, capsys, model_file):
+    a = _write(tmp_path / "x.wav", 8000, 1)
+    (tmp_path / "out" / "x").mkdir(parents=True)
+    assert _run(capsys, a, "--model", model_file, "--out", str(tmp_path / "out"))[0] == 0
+    assert (tmp_path / "out" / "x" / "tone.wav").is_file()
 
 
 def test_device_and_model_errors(tmp_path, capsys, model_file):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from separation import data
-from separation.data import EpochSampler, StemsDataset, discover_sources, find_tracks
+from separation.data import EpochSampler, ShardSampler, StemsDataset, discover_sources, find_tracks
 from wb.errors import WbError
 
 from .conftest import SOURCES, SR, write_stems
@@ -85,3 +85,50 @@ def test_npy_cache_avoids_decoding(tmp_path, stems_root, monkeypatch):
     again = StemsDataset(root, "test", SOURCES, SR, 1, mode="full", cache_dir=cache)[0]
     assert torch.equal(first["mixture"], again["mixture"])
     assert isinstance(again["sources"], torch.Tensor) and np.isfinite(again["sources"]).all()
+
+
+@pytest.mark.parametrize("n", [1001, 1000, 3, 1])
+@pytest.mark.parametrize("cls", [EpochSampler, ShardSampler])
+def test_ranks_get_equal_counts_like_distributed_sampler(cls, n):
+    # unequal batch counts across DDP ranks deadlock the gradient all-reduce
+    world = 2
+    shards = [cls(n, rank=r, world=world) for r in range(world)]
+    for s in shards:
+        s.set_epoch(3)
+    lists = [list(s) for s in shards]
+    per_rank = -(-n // world)
+    assert [len(s) for s in shards] == [len(x) for x in lists] == [per_rank] * world
+    base = 3 * n if cls is EpochSampler else 0
+    assert sorted(set().union(*lists)) == list(range(base, base + n))  # every item, some twice
+
+
+def test_single_process_sampler_is_unchanged():
+    assert list(ShardSampler(5)) == [0, 1, 2, 3, 4] and len(ShardSampler(5)) == 5
+
+
+def test_capped_validation_segments_spread_over_the_track(tmp_path):
+    root = write_stems(tmp_path, {"valid": 1}, seconds=5.0)  # ten 0.5 s segments
+    ds = StemsDataset(
+        root, "valid", SOURCES, SR, 1, mode="segments", segment=0.5, max_segments_per_track=4
+    )
+    seg = int(0.5 * SR)
+    assert [offset for _, offset in ds._index] == [0, 3 * seg, 6 * seg, 9 * seg]
+    one = StemsDataset(
+        root, "valid", SOURCES, SR, 1, mode="segments", segment=0.5, max_segments_per_track=1
+    )
+    assert len(one) == 1
+
+
+def test_full_mode_decodes_each_file_once(stems_root, monkeypatch):
+    calls = []
+    load = data.audio.load
+
+    def counting(path, *args, **kwargs):
+        calls.append(str(path))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(data.audio, "load", counting)
+    ds = StemsDataset(stems_root, "test", SOURCES, SR, 1, mode="full")
+    item = ds[0]
+    assert len(calls) == 3 and len(set(calls)) == 3  # mixture + 2 stems, each decoded once
+    assert ds.track_length(0) == item["mixture"].shape[-1]

@@ -6,10 +6,11 @@ import json
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from separation.evaluate import aggregate, evaluate, format_table, track_metrics
-from separation.losses import si_sdr
+from separation.losses import MIN_DB, si_sdr
 
 from .conftest import SOURCES, SR, GainModel
 
@@ -65,3 +66,70 @@ def test_evaluate_writes_metrics_json(stems_root, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "SI-SDRi" in table and "tone" in table and "median over" in table
     assert format_table(result).splitlines()[0].split()[0] == "source"
+
+
+@pytest.mark.parametrize("fill", [0.0, 0.7])  # silent, constant (silent after removing the mean)
+def test_silent_estimate_scores_the_floor_not_nan(fill):
+    refs = orthogonal_sources(0.0)
+    est = refs.clone()
+    est[1] = fill  # the model dropped source b
+    scores = si_sdr(est, refs)
+    assert torch.isfinite(scores).all() and float(scores[1]) == MIN_DB == -100.0
+    m = track_metrics(refs, est, refs.sum(0), SR, ["a", "b"], with_bsseval=False)
+    assert m["b"]["SI-SDR"] == -100.0 and m["b"]["SI-SDRi"] < -90
+    summary = aggregate([{"name": "x", "metrics": m}], ["a", "b"])
+    assert summary["sources"]["b"]["SI-SDR"] == -100.0 and summary["mean"]["SI-SDR"] < 60
+    # an estimate orthogonal to its reference is scored (very low), not undefined either
+    assert float(si_sdr(refs[1:], refs[:1])) == MIN_DB
+
+
+def test_only_a_silent_reference_is_undefined():
+    refs = orthogonal_sources(0.0)
+    refs[1] = 0.25  # constant: silent once zero-mean
+    scores = si_sdr(torch.zeros_like(refs), refs)
+    assert float(scores[0]) == MIN_DB and math.isnan(float(scores[1]))
+    assert math.isnan(float(si_sdr(refs, refs)[1]))  # even a "perfect" estimate
+
+
+def test_broken_estimates_are_an_error_not_skipped():
+    from wb.errors import WbError
+
+    refs = orthogonal_sources(0.0)
+    est = refs.clone()
+    est[0, 0, 5] = float("nan")
+    with pytest.raises(WbError, match="NaN"):
+        track_metrics(refs, est, refs.sum(0), SR, ["a", "b"], with_bsseval=False)
+
+
+def test_validation_counts_a_dropped_source_and_skips_silent_references():
+    from separation.system import SeparationSystem
+
+    from .conftest import TINY_TASNET
+
+    kwargs = {k: v for k, v in TINY_TASNET.items() if k != "name"}
+    system = SeparationSystem("convtasnet", kwargs, ["a", "b"], SR)
+    system.model = GainModel(gains=(1.0, 0.0))  # estimate of b: silence
+    refs = orthogonal_sources(0.0, n=SR // 2)
+    sources = torch.stack([refs, refs.clone()])  # (batch 2, sources 2, 1, samples)
+    sources[1, 0] = 0  # a silent reference in the second example: skipped for a
+    mixture = sources.sum(1)
+    system.validation_step((mixture, sources), 0)
+    per_source = [float(m.compute()) for m in system.val_sisdr]
+    # a: only the first example counts (estimate = mixture, 0 dB); b: the floor, not skipped
+    assert abs(per_source[0]) < 1e-3 and per_source[1] == MIN_DB
+
+
+def test_validation_of_a_nan_model_is_nan_not_the_other_sources():
+    from separation.system import SeparationSystem
+
+    from .conftest import TINY_TASNET
+
+    kwargs = {k: v for k, v in TINY_TASNET.items() if k != "name"}
+    system = SeparationSystem("convtasnet", kwargs, ["a", "b"], SR)
+    system.model = GainModel(gains=(1.0, float("nan")))
+    sources = orthogonal_sources(0.0, n=SR // 2)[None]
+    system.validation_step((sources.sum(1), sources), 0)
+    system.on_validation_epoch_end()  # logs nothing without a trainer
+    summary = system.last_epoch_summary
+    assert math.isnan(summary["val_sisdr/b"]) and math.isnan(summary["val_sisdr"])
+    assert math.isnan(summary["val_loss"]) and abs(summary["val_sisdr/a"]) < 1e-3

@@ -78,3 +78,14 @@ def test_demucs_bag_of_models_and_its_segment_limit():
     assert out.shape == (2, 2, 3 * SEG) and torch.isfinite(out).all()
     with pytest.raises(WbError, match="training segment"):
         separate_tensor(bag, torch.randn(2, SEG), segment=1.0, quiet=True)
+
+
+@pytest.mark.parametrize("trim", [-7, 5])
+def test_wrong_output_length_is_an_error(trim):
+    class Crop(GainModel):
+        def forward(self, x):
+            y = super().forward(x)
+            return y[..., :trim] if trim < 0 else torch.nn.functional.pad(y, (0, trim))
+
+    with pytest.raises(WbError, match="the model returned shape"):
+        separate_tensor(Crop(), torch.randn(1, 3 * SEG), segment=0.5, quiet=True)

@@ -95,3 +95,18 @@ def test_export_roundtrip_bit_identical(trained_run, tmp_path):
     # a training checkpoint is accepted directly too
     with torch.no_grad():
         assert torch.equal(load_separator(ckpt)(x), reference(x))
+
+
+def test_time_stop_then_resume_equals_uninterrupted_run(trained_run, stems_root, tmp_path):
+    """max_time_minutes stops at an epoch end; resuming gives the uninterrupted run's weights."""
+    run, _ = trained_run  # 2 epochs in one go
+    stopped = train(tiny_config(stems_root, max_time_minutes=1e-9), tmp_path)
+    assert stopped["epochs"] == 1  # stopped at the end of epoch 1, not mid-epoch
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 0 and ckpt["global_step"] == 4  # a complete epoch (16 / batch 4)
+    assert train(tiny_config(stems_root), tmp_path, resume=True)["epochs"] == 2
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    reference = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == reference["global_step"] == 8
+    for name, value in reference["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], value), name

@@ -20,7 +20,6 @@ the torch hub cache).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ from torch import nn
 
 from separation import models
 from separation.inference import DEFAULT_OVERLAP
-from wb.checkpoint import load_model, save_model
+from wb.checkpoint import load_model, load_torch_file, save_model
 from wb.errors import WbError
 from wb.runs import atomic_write, write_json
 
@@ -53,18 +52,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     Raises:
         WbError: missing or unreadable file, or not a separation checkpoint.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise WbError(f"{p}: no such checkpoint")
-    try:
-        data = torch.load(io.BytesIO(p.read_bytes()), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise WbError(
-            f"{p}: not a loadable checkpoint ({' '.join(str(exc).split())[:120]})"
-        ) from None
+    data = load_torch_file(path, "checkpoint")
     hp = data.get("hyper_parameters") if isinstance(data, dict) else None
     if not isinstance(hp, Mapping) or "model_name" not in hp or "state_dict" not in data:
-        raise WbError(f"{p}: not a separation training checkpoint (no model hyper-parameters)")
+        raise WbError(f"{path}: not a separation training checkpoint (no model hyper-parameters)")
     return data
 
 

@@ -115,23 +115,35 @@ def save_model(
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def load_torch_file(path: str | os.PathLike, what: str = "model file") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU with one-line errors (no code unpickled).
+
+    Args:
+        path: a file written by ``torch.save`` (model file, Lightning checkpoint).
+        what: how to call the file in error messages.
+
+    Raises:
+        WbError: missing file, or not loadable with ``weights_only=True``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WbError(f"{p}: no such {what}")
+    try:
+        return torch.load(io.BytesIO(p.read_bytes()), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        msg = " ".join(str(exc).split())[:120]
+        raise WbError(f"{p}: not a loadable {what} ({msg})") from None
+
+
 def read_model(path: str | os.PathLike) -> dict[str, Any]:
     """Load a model file's dictionary with ``weights_only=True`` (no code is unpickled).
 
     Raises:
         WbError: missing file, not a torch file, or not a ``wb-model/1`` file.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise WbError(f"{p}: no such model file")
-    try:
-        data = torch.load(io.BytesIO(p.read_bytes()), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise WbError(
-            f"{p}: not a loadable model file ({' '.join(str(exc).split())[:120]})"
-        ) from None
+    data = load_torch_file(path, "model file")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise WbError(f"{p}: not a wb model file (expected format {FORMAT})")
+        raise WbError(f"{path}: not a wb model file (expected format {FORMAT})")
     return data
 
 

@@ -12,6 +12,7 @@ Waveform transforms take ``(batch, samples)``:
 * :class:`AddNoise`   -- white noise, or a random excerpt of a background recording from a
   folder, at a uniform random SNR in dB.
 * :class:`Speed`      -- speed perturbation by resampling (Ko et al. 2015).
+* :class:`TimeStretch` -- tempo change without pitch change (phase vocoder).
 * :class:`PitchShift` -- phase vocoder + resampling (the method of
   :func:`torchaudio.functional.pitch_shift`) by a random whole number of semitones.
 
@@ -270,6 +271,87 @@ class PitchShift(nn.Module):
         return out
 
 
+def time_stretch(x: torch.Tensor, rate: float, n_fft: int = 256) -> torch.Tensor:
+    """Change tempo by ``rate`` keeping the pitch (phase vocoder, Flanagan & Golden 1966).
+
+    Args:
+        x: waveforms ``(batch, samples)``.
+        rate: speed factor (> 1 faster and shorter, < 1 slower and longer).
+        n_fft: STFT size (Hann window, hop ``n_fft // 4``).
+
+    Returns:
+        ``(batch, round(samples / rate))``.
+    """
+    hop = n_fft // 4
+    window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
+    spec = torch.stft(x, n_fft, hop, window=window, return_complex=True)
+    advance = torch.linspace(0, torch.pi * hop, spec.shape[-2], device=x.device)[..., None]
+    stretched = torchaudio.functional.phase_vocoder(spec, float(rate), advance)
+    return torch.istft(stretched, n_fft, hop, window=window, length=int(round(x.shape[-1] / rate)))
+
+
+def _fit_length(y: torch.Tensor, n: int) -> torch.Tensor:
+    """Centre-crop or zero-pad (centred) ``(batch, m)`` to ``(batch, n)``."""
+    m = y.shape[-1]
+    if m >= n:
+        start = (m - n) // 2
+        return y[:, start : start + n]
+    left = (n - m) // 2
+    return torch.nn.functional.pad(y, (left, n - m - left))
+
+
+class TimeStretch(nn.Module):
+    """Random tempo change without pitch change (phase vocoder), e.g. for speaking rate.
+
+    ``rate`` is drawn uniformly from ``[min_rate, max_rate]`` and rounded to 0.05; the result
+    is centre-cropped or zero-padded back to the input length. Examples with the same rate are
+    processed together.
+
+    Args:
+        sample_rate: in Hz (kept for the config interface).
+        p: probability per example.
+        min_rate: slowest tempo factor (0.8 = 25 % longer).
+        max_rate: fastest tempo factor.
+        n_fft: STFT size of the phase vocoder.
+
+    Shapes:
+        ``(batch, samples)`` -> same.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        p: float = 0.0,
+        min_rate: float = 0.8,
+        max_rate: float = 1.25,
+        n_fft: int = 256,
+    ) -> None:
+        super().__init__()
+        if not 0 < min_rate <= max_rate:
+            raise ConfigError(
+                f"augment.time_stretch: need 0 < min_rate <= max_rate, got {min_rate}, {max_rate}"
+            )
+        self.p, self.lo, self.hi = _check_p("time_stretch", p), float(min_rate), float(max_rate)
+        self.n_fft = int(n_fft)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Stretch each chosen example; see the class docstring."""
+        if not self.training or self.p == 0:
+            return x
+        b, n = x.shape
+        chosen = _chosen(b, self.p, x.device).tolist()
+        rates = _uniform(b, self.lo, self.hi, torch.device("cpu")).tolist()
+        groups: dict[float, list[int]] = {}
+        for i in range(b):
+            r = round(rates[i] * 20) / 20
+            if chosen[i] and r != 1.0:
+                groups.setdefault(r, []).append(i)
+        out = x.clone()
+        for r, idx in groups.items():
+            out[idx] = _fit_length(time_stretch(x[idx], r, self.n_fft), n).to(x.dtype)
+        return out
+
+
 class Speed(nn.Module):
     """Speed perturbation (Ko et al. 2015, "Audio augmentation for speech recognition").
 
@@ -317,14 +399,7 @@ class Speed(nn.Module):
         out = x.clone()
         for frac, idx in groups.items():
             y = torchaudio.functional.resample(x[idx], frac.numerator, frac.denominator)
-            m = y.shape[-1]
-            if m >= n:
-                start = (m - n) // 2
-                y = y[:, start : start + n]
-            else:
-                left = (n - m) // 2
-                y = torch.nn.functional.pad(y, (left, n - m - left))
-            out[idx] = y.to(x.dtype)
+            out[idx] = _fit_length(y, n).to(x.dtype)
         return out
 
 
@@ -415,10 +490,11 @@ GROUPS = {
     "noise": AddNoise,
     "pitch_shift": PitchShift,
     "speed": Speed,
+    "time_stretch": TimeStretch,
     "spec_augment": SpecAugment,
     "mixup": Mixup,
 }
-_NEEDS_SR = ("time_shift", "noise", "pitch_shift", "speed")
+_NEEDS_SR = ("time_shift", "noise", "pitch_shift", "speed", "time_stretch")
 
 
 class Augmentation(nn.Module):
@@ -426,9 +502,10 @@ class Augmentation(nn.Module):
 
     Args:
         sample_rate: waveform sample rate in Hz.
-        time_shift, gain, noise, pitch_shift, speed, spec_augment, mixup: kwargs of
-            :class:`TimeShift`, :class:`Gain`, :class:`AddNoise`, :class:`PitchShift`,
-            :class:`Speed`, :class:`SpecAugment`, :class:`Mixup` (``None``/absent: disabled).
+        time_shift, gain, noise, pitch_shift, speed, time_stretch, spec_augment, mixup: kwargs
+            of :class:`TimeShift`, :class:`Gain`, :class:`AddNoise`, :class:`PitchShift`,
+            :class:`Speed`, :class:`TimeStretch`, :class:`SpecAugment`, :class:`Mixup`
+            (``None``/absent: disabled).
 
     Raises:
         ConfigError: an unknown group or key, or an invalid value.
@@ -451,8 +528,12 @@ class Augmentation(nn.Module):
                 raise ConfigError(f"augment.{name}: {exc}") from None
 
     def wave(self, x: torch.Tensor) -> torch.Tensor:
-        """Waveform augmentations (shift, speed, pitch, gain, noise): ``(batch, samples)``."""
+        """Waveform augmentations (shift, stretch, speed, pitch, gain, noise), ``(batch, samples)``.
+
+        Returns the augmented batch, same shape.
+        """
         x = self.time_shift(x)
+        x = self.time_stretch(x)
         x = self.speed(x)
         x = self.pitch_shift(x)
         x = self.gain(x)

@@ -76,6 +76,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "precision": "auto",  # auto: bf16/16 mixed on GPU, 32 on CPU; or a Lightning precision
     "accelerator": "auto",  # auto | cpu | gpu
     "log_every_n_steps": 10,
+    "init_from": None,  # model file or Lightning checkpoint: start from its weights (fresh
+    # optimizer and schedule: a warm restart); ignored on resume
 }
 _SYSTEM_KEYS = (
     "loss", "pit", "lr", "weight_decay", "betas", "scheduler", "warmup_steps", "min_lr_ratio",
@@ -243,6 +245,47 @@ class EpochTimeLimit(pl.Callback):
             trainer.should_stop = True
 
 
+def init_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Copy weights from a wb model file or a Lightning checkpoint into ``model`` (in place).
+
+    Used by ``train.init_from`` to continue training a finished model with a fresh optimizer
+    and learning-rate schedule (a warm restart, Loshchilov & Hutter 2017, SGDR).
+
+    Args:
+        model: the freshly built separation model.
+        path: a file written by :func:`wb.checkpoint.save_model` (``state_dict`` of the bare
+            model) or a Lightning ``.ckpt`` of :class:`SeparationSystem` (``model.`` prefix).
+
+    Raises:
+        WbError: unreadable file, or weights that do not fit the model (different
+            architecture or size); the message names the first mismatching tensors.
+    """
+    from wb.checkpoint import load_torch_file
+
+    data = load_torch_file(path, "init_from")
+    state = data.get("state_dict") if isinstance(data, dict) else None
+    if not isinstance(state, Mapping):
+        raise WbError(f"{path}: init_from needs a wb model file or a Lightning checkpoint")
+    if any(k.startswith("model.") for k in state):
+        state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = ", ".join(
+            f"{label}: {names[:3]}"
+            for label, names in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape differs", wrong),
+            )
+            if names
+        )
+        raise WbError(f"{path}: weights do not fit the configured model ({detail})")
+    model.load_state_dict(state)
+
+
 def _precision(setting: str, accelerator: str) -> str:
     if setting != "auto":
         return str(setting)
@@ -332,6 +375,8 @@ def train(
         config=resolved,
         **{k: settings[k] for k in _SYSTEM_KEYS},
     )
+    if settings["init_from"] and not resume:
+        init_weights(system.model, settings["init_from"])
     datamodule = StemsDataModule(setup, settings)
     datamodule.setup("fit")  # dataset errors surface here, before Lightning starts
 

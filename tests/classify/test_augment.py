@@ -15,6 +15,7 @@ from classify.augment import (
     SpecAugment,
     Speed,
     TimeShift,
+    TimeStretch,
 )
 from wb.audio import save
 from wb.errors import ConfigError
@@ -35,6 +36,7 @@ WAVE_TRANSFORMS = [
     lambda p: AddNoise(SR, p=p, min_snr_db=10, max_snr_db=20),
     lambda p: PitchShift(SR, p=p, semitones=2),
     lambda p: Speed(SR, p=p, min_rate=0.8, max_rate=0.9),
+    lambda p: TimeStretch(SR, p=p, min_rate=1.2, max_rate=1.3),
 ]
 
 
@@ -63,6 +65,27 @@ def test_pitch_and_speed_move_the_frequency() -> None:
     torch.manual_seed(0)
     fast = Speed(SR, p=1.0, min_rate=1.1, max_rate=1.1).train()(x)
     assert abs(peak(fast) - 484.0) < 3.0 and fast.shape == x.shape
+
+
+def test_time_stretch_keeps_the_pitch_and_changes_the_length() -> None:
+    from classify.augment import time_stretch
+
+    t = torch.arange(8000) / SR
+    x = torch.sin(2 * torch.pi * 440.0 * t)[None]
+    burst = torch.zeros(1, 8000)
+    burst[:, :4000] = x[:, :4000]
+    for rate in (0.8, 1.25):
+        y = time_stretch(x, rate)
+        assert y.shape == (1, round(8000 / rate))
+        spec = torch.fft.rfft(y[0] * torch.hann_window(y.shape[-1]))
+        assert abs(float(spec.abs().argmax()) * SR / y.shape[-1] - 440.0) < 3.0
+        # a 0.5 s tone burst lasts 0.5 / rate seconds afterwards
+        frames = time_stretch(burst, rate)[0].unfold(0, 80, 80)  # 10 ms frames
+        rms = frames.pow(2).mean(-1).sqrt()
+        active = float((rms > 0.5 * rms.max()).sum()) * 0.01
+        assert abs(active - 0.5 / rate) < 0.05 * 0.5 / rate + 0.02
+    same = TimeStretch(SR, p=1.0, min_rate=1.25, max_rate=1.25).train()(x)
+    assert same.shape == x.shape and not torch.equal(same, x)
 
 
 def test_spec_augment_and_mixup() -> None:

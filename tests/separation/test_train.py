@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from separation.export import export, load_separator, model_from_checkpoint
-from separation.train import resolve_model, train, train_settings
+from separation.train import init_weights, resolve_model, train, train_settings
 from wb.errors import ConfigError, WbError
 
 from .conftest import tiny_config
@@ -110,3 +110,33 @@ def test_time_stop_then_resume_equals_uninterrupted_run(trained_run, stems_root,
     assert resumed["global_step"] == reference["global_step"] == 8
     for name, value in reference["state_dict"].items():
         assert torch.equal(resumed["state_dict"][name], value), name
+
+
+def test_init_from_starts_at_the_given_weights(trained_run, stems_root, tmp_path):
+    from separation import models
+
+    run, _ = trained_run
+    ckpt = run / "checkpoints" / "best.ckpt"
+    reference, data = model_from_checkpoint(ckpt)
+    exported = export(ckpt, tmp_path / "model.pt")
+    hp = data["hyper_parameters"]
+    args = (hp["model_name"], hp["sources"], hp["sample_rate"], hp["audio_channels"])
+    x = torch.randn(1, 1, 4000)
+    for source in (exported, ckpt):  # a model file and a Lightning checkpoint
+        fresh = models.build(*args, **dict(hp["model_kwargs"])).eval()
+        init_weights(fresh, source)
+        with torch.no_grad():
+            assert torch.equal(fresh(x), reference(x))
+    other = models.build(*args, **{**dict(hp["model_kwargs"]), "n_filters": 24}).eval()
+    with pytest.raises(WbError, match="do not fit the configured model"):
+        init_weights(other, exported)
+    with pytest.raises(WbError, match="no such init_from"):
+        init_weights(other, tmp_path / "missing.pt")
+    # a run started from the weights with lr 0 keeps them exactly: they were loaded, then
+    # left alone (fresh optimizer; not a resume, so a new run folder is fine)
+    result = train(
+        tiny_config(stems_root, init_from=str(exported), lr=0.0, max_epochs=1), tmp_path / "warm"
+    )
+    state = torch.load(result["last"], weights_only=True)["state_dict"]
+    for k, v in reference.state_dict().items():
+        assert torch.equal(state["model." + k], v), k

@@ -11,7 +11,6 @@ never half-extracted. Only the standard library (urllib) is used.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path, PurePosixPath
 
 from wb.errors import WbError
 from wb.progress import progress as _progress
+from wb.runs import file_digest
 
 CHUNK = 1 << 20
 USER_AGENT = "wb-dataset-download/1.0"
@@ -38,15 +38,6 @@ class DownloadError(WbError):
 
 class UnsafeArchiveError(WbError):
     """An archive member would escape the target folder or is not a plain file/folder."""
-
-
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Hex digest of a file (``"sha256"`` or ``"md5"``), read in 1 MiB chunks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _verify(path: Path, url: str, sha256: str | None, md5: str | None, size: int | None) -> None:

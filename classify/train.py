@@ -37,9 +37,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from classify.augment import Augmentation
 from classify.frontends import LengthPolicy, eval_windows, train_view
-from classify.models import Classifier, count_parameters
+from classify.models import Classifier
 from classify.system import ClassifierSystem, OptimConfig, average_windows
+from wb.checkpoint import count_parameters
 from wb.errors import ConfigError, WbError
+from wb.lightning import precision as lightning_precision
 from wb.progress import quiet_default
 from wb.runs import write_json
 
@@ -324,20 +326,6 @@ class FoldResult:
         return cls(**d)
 
 
-def _precision(cfg: TrainConfig, accelerator: str) -> str:
-    if cfg.precision == "auto":
-        if accelerator == "gpu":
-            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-        return "32-true"
-    if cfg.precision in ("16-mixed", "bf16-mixed") and accelerator != "gpu":
-        raise ConfigError(f"train.precision={cfg.precision}: mixed precision needs a GPU")
-    if cfg.precision not in ("32-true", "32", "16-mixed", "bf16-mixed"):
-        raise ConfigError(
-            f"train.precision={cfg.precision!r}: choose auto, 32-true, 16-mixed or bf16-mixed"
-        )
-    return cfg.precision
-
-
 def _accelerator(cfg: TrainConfig) -> str:
     if cfg.accelerator == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
@@ -480,7 +468,7 @@ def _train_fold(
         classifier.frontend.fit_norm(w for w, _, _ in loader)
 
     accelerator = _accelerator(tcfg)
-    precision = _precision(tcfg, accelerator)
+    precision = lightning_precision(tcfg.precision, accelerator)
     system = ClassifierSystem(
         classifier, augment, n_classes, tcfg.optim(), seed=tcfg.seed,
         plateau_monitor="val_loss" if val_idx else "train_loss",

@@ -70,6 +70,7 @@ from music.synth import (
     write_midi,
 )
 from wb.errors import ConfigError, WbError
+from wb.runs import file_digest
 
 __all__ = [
     "ChoraleConfig",
@@ -524,14 +525,6 @@ def plan_rendition(work: Mapping[str, Any], config: ChoraleConfig, rendition: in
 
 
 # -------------------------------------------------------------------------------- rendering
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _combined_checksum(files: Mapping[str, str]) -> str:
     text = "".join(f"{name}:{files[name]}\n" for name in sorted(files))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -613,7 +606,7 @@ def render_rendition(
         arrays.update({v: f32[i] for i, v in enumerate(VOICES)})
     for stem, arr in arrays.items():
         sf.write(str(out / f"{stem}.wav"), arr, sr, subtype=config.subtype)
-    files = {name: _sha256(out / name) for name in expected_files()}
+    files = {name: file_digest(out / name) for name in expected_files()}
     source = work.get("source", "")
     meta = {
         "piece": piece_id(plan.work, rendition),
@@ -709,7 +702,7 @@ def verify_piece(
                 meta.get("frames"),
             ):
                 return f"{name} has the wrong format or length"
-        if _sha256(p) != files.get(name):
+        if file_digest(p) != files.get(name):
             return f"{name} checksum mismatch"
     return None
 

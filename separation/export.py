@@ -19,7 +19,6 @@ the torch hub cache).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,9 +32,9 @@ from torch import nn
 
 from separation import models
 from separation.inference import DEFAULT_OVERLAP
-from wb.checkpoint import load_model, load_torch_file, save_model
+from wb.checkpoint import count_parameters, load_model, load_torch_file, save_model
 from wb.errors import WbError
-from wb.runs import atomic_write, write_json
+from wb.runs import atomic_write, file_digest, write_json
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 MANIFEST = "manifest.json"
@@ -145,7 +144,7 @@ def export(
         "segment": segment,
         "overlap": overlap,
         "training_segment": train_segment,
-        "parameters": models.count_parameters(model),
+        "parameters": count_parameters(model),
         # save_model coerces these to plain values (wb.checkpoint._plain) and checks them
         "config": dict(hp.get("config") or {}),
         "metrics": dict(metrics or {}),
@@ -168,15 +167,6 @@ def export(
 
 
 # -- shipped models ---------------------------------------------------------------------------
-def sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, Any]:
     """The shipped-model manifest (``{"format", "default", "models": {name: entry}}``).
 
@@ -226,7 +216,7 @@ def install_pretrained(
     meta = data.get("meta", {})
     manifest["models"][name] = {
         "file": dest.name,
-        "sha256": sha256(dest),
+        "sha256": file_digest(dest),
         "bytes": dest.stat().st_size,
         "sources": meta.get("sources"),
         "sample_rate": meta.get("sample_rate"),
@@ -252,7 +242,7 @@ def _load_shipped(name: str, folder: Path) -> nn.Module:
     path = folder / entry["file"]
     if not path.is_file():
         raise _not_installed(name, path)
-    digest = sha256(path)
+    digest = file_digest(path)
     if entry.get("sha256") != digest:
         raise WbError(
             f"{path}: checksum mismatch (manifest sha256 {str(entry.get('sha256'))[:12]}..., file "

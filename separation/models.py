@@ -296,8 +296,3 @@ def is_demucs(model: nn.Module) -> bool:
     from demucs.htdemucs import HTDemucs
 
     return isinstance(model, Demucs | HDemucs | HTDemucs | BagOfModels)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

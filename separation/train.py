@@ -44,6 +44,7 @@ from separation.data import EpochSampler, ShardSampler, StemsDataset, discover_s
 from separation.system import MONITOR, SeparationSystem
 from wb.config import save_yaml
 from wb.errors import ConfigError, WbError
+from wb.lightning import precision
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -286,15 +287,6 @@ def init_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
     model.load_state_dict(state)
 
 
-def _precision(setting: str, accelerator: str) -> str:
-    if setting != "auto":
-        return str(setting)
-    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if not gpu:
-        return "32-true"
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-
-
 def _world(devices: Any, num_nodes: int) -> int:
     if isinstance(devices, int):
         per_node = devices if devices > 0 else max(1, torch.cuda.device_count())
@@ -410,7 +402,7 @@ def train(
         # that do not reach the loss, so DDP must look for unused parameters
         strategy="ddp_find_unused_parameters_true" if world > 1 else "auto",
         use_distributed_sampler=False,  # our samplers shard by rank themselves
-        precision=_precision(str(settings["precision"]), accelerator),
+        precision=precision(str(settings["precision"]), accelerator),
         max_epochs=int(settings["max_epochs"]),
         limit_train_batches=settings["limit_train_batches"],
         limit_val_batches=settings["limit_val_batches"],

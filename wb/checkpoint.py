@@ -63,6 +63,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def count_parameters(module: torch.nn.Module, trainable: bool = True) -> int:
+    """Number of parameters of ``module`` (only those with ``requires_grad`` by default)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
+
+
 def versions() -> dict[str, str]:
     """Versions of wb, torch and (when importable) torchaudio, asteroid, demucs."""
     out = {"wb": __version__, "torch": str(torch.__version__)}

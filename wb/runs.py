@@ -1,4 +1,4 @@
-"""Run folders and atomic writes.
+"""Run folders, atomic writes and file checksums.
 
 A run folder is ``runs/<recipe>/<name or timestamp>/`` holding the resolved config
 (``config.yml``), checkpoints, ``metrics.json``, plots and reports. Every file is written
@@ -7,6 +7,7 @@ through a temporary file in the same folder and renamed, so a crash never leaves
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -14,6 +15,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file (any :func:`hashlib.new` algorithm, e.g. ``"sha256"``, ``"md5"``).
+
+    Reads 1 MiB at a time, so memory stays flat for large archives.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def default_mode() -> int:

@@ -64,11 +64,6 @@ def build_head(name: str, n_classes: int, n_bins: int, n_frames: int, **kwargs: 
         raise ConfigError(f"model {name}: {exc}") from None
 
 
-def count_parameters(module: nn.Module, trainable: bool = True) -> int:
-    """Number of (trainable) parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
-
-
 class Classifier(nn.Module):
     """Waveform classifier: :class:`~classify.frontends.Frontend` followed by a head.
 

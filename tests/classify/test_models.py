@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from classify.models import HEADS, Classifier, build_head, count_parameters
+from classify.models import HEADS, Classifier, build_head
 from classify.models.layers import DropBlock2d
 from classify.models.mamba import selective_scan
-from wb.checkpoint import load_model, save_model
+from wb.checkpoint import count_parameters, load_model, save_model
 from wb.errors import ConfigError
 
 SMALL = {

@@ -22,7 +22,8 @@ from music import chorales
 from music.synth import DEFAULT_SOUNDFONT
 from wb.errors import ConfigError, DependencyError, WbError
 
-pytestmark = pytest.mark.skipif(
+# rendering tests need the synthesizer; the score-level tests (tune rule, plans) do not
+needs_fluidsynth = pytest.mark.skipif(
     shutil.which("fluidsynth") is None or not Path(DEFAULT_SOUNDFONT).is_file(),
     reason="needs fluidsynth and fluid-soundfont-gm",
 )
@@ -74,6 +75,7 @@ def _load(d: Path) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------- rendering
+@needs_fluidsynth
 def test_layout_and_manifest(rendered):
     root, summary, lines = rendered
     assert sorted(summary.rendered) == ["bwv1.6__r0", "bwv10.7__r0", "bwv255__r0"]
@@ -95,6 +97,7 @@ def test_layout_and_manifest(rendered):
     assert any(line.startswith("rendering 3 pieces") for line in lines)
 
 
+@needs_fluidsynth
 def test_mixture_is_exact_sum_without_clipping(rendered):
     root, _, _ = rendered
     for d in _piece_dirs(root).values():
@@ -109,6 +112,7 @@ def test_mixture_is_exact_sum_without_clipping(rendered):
             assert np.sqrt(np.mean(x[v] ** 2)) > 1e-3, f"{d.name}/{v} is silent"
 
 
+@needs_fluidsynth
 def test_midi_notes_in_voice_ranges(rendered):
     import pretty_midi
 
@@ -128,6 +132,7 @@ def test_midi_notes_in_voice_ranges(rendered):
             assert abs(pm.get_tempo_changes()[1][0] - meta["bpm"]) < 0.01
 
 
+@needs_fluidsynth
 def test_meta_content(rendered):
     root, _, _ = rendered
     meta = json.loads((root / "test" / "bwv255__r0" / "meta.json").read_text())
@@ -153,6 +158,7 @@ def test_meta_content(rendered):
     }
 
 
+@needs_fluidsynth
 def test_same_seed_same_audio(rendered, settings, tmp_path):
     root, _, _ = rendered
     chorales.prepare_chorales(
@@ -173,6 +179,7 @@ def test_same_seed_same_audio(rendered, settings, tmp_path):
     assert (other / "mixture.wav").read_bytes() != (ref / "mixture.wav").read_bytes()
 
 
+@needs_fluidsynth
 def test_float_wavs_and_ensemble_timbre(settings, tmp_path):
     opts = {**settings, "subtype": "FLOAT", "timbre": "ensemble", "reverb": False}
     chorales.prepare_chorales(tmp_path, pieces="bwv255", jobs=1, log=lambda m: None, **opts)
@@ -185,6 +192,7 @@ def test_float_wavs_and_ensemble_timbre(settings, tmp_path):
         assert meta["programs"][v] in chorales.TIMBRES["ensemble"][v]
 
 
+@needs_fluidsynth
 def test_resume_skips_finished_and_redoes_broken(rendered, settings, tmp_path):
     src, _, _ = rendered
     root = tmp_path / "root"
@@ -223,6 +231,7 @@ def test_resume_skips_finished_and_redoes_broken(rendered, settings, tmp_path):
     assert s.rendered == [] and s.already == 3
 
 
+@needs_fluidsynth
 def test_splits_option_renders_only_those(settings, tmp_path):
     lines: list[str] = []
     s = chorales.prepare_chorales(
@@ -233,6 +242,7 @@ def test_splits_option_renders_only_those(settings, tmp_path):
 
 
 # ------------------------------------------------------------------------------- errors
+@needs_fluidsynth
 def test_missing_fluidsynth_names_the_package(settings, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(DependencyError, match=r"apt-get install fluidsynth"):
@@ -244,6 +254,7 @@ def test_missing_fluidsynth_names_the_package(settings, tmp_path, monkeypatch):
         )
 
 
+@needs_fluidsynth
 def test_missing_soundfont_names_the_package(settings, tmp_path):
     with pytest.raises(DependencyError, match="fluid-soundfont-gm"):
         chorales.prepare_chorales(
@@ -251,6 +262,7 @@ def test_missing_soundfont_names_the_package(settings, tmp_path):
         )
 
 
+@needs_fluidsynth
 @pytest.mark.parametrize("rate", [7999, 48001, 0, "16000", 16000.5])
 def test_bad_sample_rate_is_a_config_error(settings, tmp_path, rate):
     with pytest.raises(ConfigError, match="sample_rate"):
@@ -258,6 +270,7 @@ def test_bad_sample_rate_is_a_config_error(settings, tmp_path, rate):
     assert not (tmp_path / "manifest.json").exists()
 
 
+@needs_fluidsynth
 def test_bad_settings_and_names(settings, tmp_path):
     with pytest.raises(ConfigError, match="unknown chorale setting"):
         chorales.prepare_chorales(tmp_path, pieces="bwv255", **{**settings, "reverbb": True})
@@ -449,6 +462,7 @@ def test_unusable_heldout_work_is_an_error():
 
 
 # ---------------------------------------------------------------------------- recipe / CLI
+@needs_fluidsynth
 def test_recipe_prepare_in_process(settings, tmp_path, capsys):
     from recipes.satb_separation.__main__ import main
 
@@ -488,6 +502,7 @@ def test_recipe_conf_matches_library_defaults():
             assert conf["data"][key] == value, key
 
 
+@needs_fluidsynth
 def test_wb_datasets_chorales_command(settings, tmp_path):
     from click.testing import CliRunner
 

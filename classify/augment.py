@@ -281,7 +281,15 @@ def time_stretch(x: torch.Tensor, rate: float, n_fft: int = 256) -> torch.Tensor
 
     Returns:
         ``(batch, round(samples / rate))``.
+
+    Raises:
+        ValueError: ``rate <= 0``, or fewer than ``n_fft // 2 + 1`` samples (the STFT's
+            reflect padding needs them).
     """
+    if rate <= 0:
+        raise ValueError(f"time_stretch: rate must be > 0, got {rate}")
+    if x.shape[-1] <= n_fft // 2:
+        raise ValueError(f"time_stretch: need more than {n_fft // 2} samples, got {x.shape[-1]}")
     hop = n_fft // 4
     window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
     spec = torch.stft(x, n_fft, hop, window=window, return_complex=True)
@@ -303,19 +311,22 @@ def _fit_length(y: torch.Tensor, n: int) -> torch.Tensor:
 class TimeStretch(nn.Module):
     """Random tempo change without pitch change (phase vocoder), e.g. for speaking rate.
 
-    ``rate`` is drawn uniformly from ``[min_rate, max_rate]`` and rounded to 0.05; the result
-    is centre-cropped or zero-padded back to the input length. Examples with the same rate are
-    processed together.
+    ``rate`` is drawn uniformly from ``[min_rate, max_rate]`` and rounded to 0.05 (so examples
+    with the same rate are processed together; a draw that rounds to 1.0 is left unchanged);
+    the result is centre-cropped or zero-padded back to the input length.
 
     Args:
         sample_rate: in Hz (kept for the config interface).
         p: probability per example.
-        min_rate: slowest tempo factor (0.8 = 25 % longer).
+        min_rate: slowest tempo factor (0.8 = 25 % longer), at least 0.05.
         max_rate: fastest tempo factor.
-        n_fft: STFT size of the phase vocoder.
+        n_fft: STFT size of the phase vocoder; inputs need more than ``n_fft // 2`` samples.
 
     Shapes:
         ``(batch, samples)`` -> same.
+
+    Raises:
+        ConfigError: ``p`` outside [0, 1] or not ``0.05 <= min_rate <= max_rate``.
     """
 
     def __init__(
@@ -327,9 +338,10 @@ class TimeStretch(nn.Module):
         n_fft: int = 256,
     ) -> None:
         super().__init__()
-        if not 0 < min_rate <= max_rate:
+        if not 0.05 <= min_rate <= max_rate:
             raise ConfigError(
-                f"augment.time_stretch: need 0 < min_rate <= max_rate, got {min_rate}, {max_rate}"
+                "augment.time_stretch: need 0.05 <= min_rate <= max_rate, "
+                f"got {min_rate}, {max_rate}"
             )
         self.p, self.lo, self.hi = _check_p("time_stretch", p), float(min_rate), float(max_rate)
         self.n_fft = int(n_fft)

@@ -64,8 +64,8 @@ class TrainConfig:
             plateau_patience, label_smoothing: see :class:`classify.system.OptimConfig`.
         grad_clip: gradient-norm clipping threshold (0: off).
         accumulate: gradient accumulation steps.
-        precision: ``auto`` (bf16/fp16 mixed precision on CUDA, fp32 on CPU), ``32-true``,
-            ``16-mixed`` or ``bf16-mixed`` (mixed precision only on a GPU).
+        precision: ``auto`` (bf16/fp16 mixed precision on CUDA, fp32 on CPU) or a Lightning
+            precision name (:func:`wb.lightning.precision`; ``16-mixed`` only on a GPU).
         patience: early-stopping patience in epochs (0: off).
         monitor: ``val_loss`` or ``val_acc`` (early stopping and best checkpoint).
         val_fraction: share of the training clips carved out for validation (0: none; then

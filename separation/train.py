@@ -74,7 +74,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "plateau_patience": 3,
     "plateau_factor": 0.5,
     "clip_grad": 5.0,  # gradient norm clipping; null: none
-    "precision": "auto",  # auto: bf16/16 mixed on GPU, 32 on CPU; or a Lightning precision
+    "precision": "auto",  # auto: bf16/16 mixed on GPU, 32 on CPU; or see wb.lightning
     "accelerator": "auto",  # auto | cpu | gpu
     "log_every_n_steps": 10,
     "init_from": None,  # model file or Lightning checkpoint: start from its weights (fresh
@@ -246,20 +246,27 @@ class EpochTimeLimit(pl.Callback):
             trainer.should_stop = True
 
 
-def init_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
+def init_weights(
+    model: torch.nn.Module, path: str | os.PathLike, expect: Mapping[str, Any] | None = None
+) -> None:
     """Copy weights from a wb model file or a Lightning checkpoint into ``model`` (in place).
 
-    Used by ``train.init_from`` to continue training a finished model with a fresh optimizer
-    and learning-rate schedule (a warm restart, Loshchilov & Hutter 2017, SGDR).
+    Used by ``train.init_from`` to train a finished model further as a new run: a warm start
+    with a fresh AdamW state and a fresh learning-rate schedule (warm-up and cosine again).
 
     Args:
         model: the freshly built separation model.
         path: a file written by :func:`wb.checkpoint.save_model` (``state_dict`` of the bare
-            model) or a Lightning ``.ckpt`` of :class:`SeparationSystem` (``model.`` prefix).
+            model, ``meta``) or a Lightning ``.ckpt`` of :class:`SeparationSystem`
+            (``model.`` prefix, ``hyper_parameters``).
+        expect: ``{"sources": [...], "sample_rate": Hz, "audio_channels": n}`` of the new
+            run; each key the file records must be equal (weights of an 8 kHz model would
+            otherwise load silently into a 16 kHz one of the same shape).
 
     Raises:
-        WbError: unreadable file, or weights that do not fit the model (different
-            architecture or size); the message names the first mismatching tensors.
+        WbError: unreadable file; sources, sample rate or channel count differing from
+            ``expect``; or weights that do not fit the model (different architecture or
+            size), naming the first mismatching tensors.
     """
     from wb.checkpoint import load_torch_file
 
@@ -267,6 +274,11 @@ def init_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
     state = data.get("state_dict") if isinstance(data, dict) else None
     if not isinstance(state, Mapping):
         raise WbError(f"{path}: init_from needs a wb model file or a Lightning checkpoint")
+    recorded = data.get("meta") or data.get("hyper_parameters") or {}
+    for key, want in (expect or {}).items():
+        have = recorded.get(key)
+        if have is not None and _plain(have) != _plain(want):
+            raise WbError(f"{path}: init_from has {key} {have}, the configured model {want}")
     if any(k.startswith("model.") for k in state):
         state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     own = model.state_dict()
@@ -285,6 +297,10 @@ def init_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
         )
         raise WbError(f"{path}: weights do not fit the configured model ({detail})")
     model.load_state_dict(state)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, list | tuple) else value
 
 
 def _world(devices: Any, num_nodes: int) -> int:
@@ -352,6 +368,7 @@ def train(
         **setup["kwargs"],
     }
     resolved["train"] = settings
+    lightning_precision = precision(str(settings["precision"]), str(settings["accelerator"]))
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(resolved, run_dir / "config.yml")
 
@@ -368,7 +385,8 @@ def train(
         **{k: settings[k] for k in _SYSTEM_KEYS},
     )
     if settings["init_from"] and not resume:
-        init_weights(system.model, settings["init_from"])
+        expect = {k: setup[k] for k in ("sources", "sample_rate", "audio_channels")}
+        init_weights(system.model, settings["init_from"], expect)
     datamodule = StemsDataModule(setup, settings)
     datamodule.setup("fit")  # dataset errors surface here, before Lightning starts
 
@@ -402,7 +420,7 @@ def train(
         # that do not reach the loss, so DDP must look for unused parameters
         strategy="ddp_find_unused_parameters_true" if world > 1 else "auto",
         use_distributed_sampler=False,  # our samplers shard by rank themselves
-        precision=precision(str(settings["precision"]), accelerator),
+        precision=lightning_precision,
         max_epochs=int(settings["max_epochs"]),
         limit_train_batches=settings["limit_train_batches"],
         limit_val_batches=settings["limit_val_batches"],

@@ -84,8 +84,17 @@ def test_time_stretch_keeps_the_pitch_and_changes_the_length() -> None:
         rms = frames.pow(2).mean(-1).sqrt()
         active = float((rms > 0.5 * rms.max()).sum()) * 0.01
         assert abs(active - 0.5 / rate) < 0.05 * 0.5 / rate + 0.02
-    same = TimeStretch(SR, p=1.0, min_rate=1.25, max_rate=1.25).train()(x)
-    assert same.shape == x.shape and not torch.equal(same, x)
+    # the module: 6,400 stretched samples centred in the 8,000 of the input, pitch kept
+    fast = TimeStretch(SR, p=1.0, min_rate=1.25, max_rate=1.25).train()(x)
+    assert fast.shape == x.shape
+    assert fast[0, :790].abs().max() < 1e-6 and fast[0, -790:].abs().max() < 1e-6
+    core = fast[:, 800:7200]
+    spec = torch.fft.rfft(core[0] * torch.hann_window(6400))
+    assert abs(float(spec.abs().argmax()) * SR / 6400 - 440.0) < 3.0
+    with pytest.raises(ConfigError, match="min_rate"):
+        TimeStretch(SR, p=1.0, min_rate=0.01, max_rate=1.0)
+    with pytest.raises(ValueError, match="samples"):
+        time_stretch(x[:, :100], 1.1)
 
 
 def test_spec_augment_and_mixup() -> None:

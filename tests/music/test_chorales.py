@@ -242,7 +242,6 @@ def test_splits_option_renders_only_those(settings, tmp_path):
 
 
 # ------------------------------------------------------------------------------- errors
-@needs_fluidsynth
 def test_missing_fluidsynth_names_the_package(settings, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(DependencyError, match=r"apt-get install fluidsynth"):
@@ -262,7 +261,6 @@ def test_missing_soundfont_names_the_package(settings, tmp_path):
         )
 
 
-@needs_fluidsynth
 @pytest.mark.parametrize("rate", [7999, 48001, 0, "16000", 16000.5])
 def test_bad_sample_rate_is_a_config_error(settings, tmp_path, rate):
     with pytest.raises(ConfigError, match="sample_rate"):

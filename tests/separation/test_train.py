@@ -130,6 +130,13 @@ def test_init_from_starts_at_the_given_weights(trained_run, stems_root, tmp_path
     other = models.build(*args, **{**dict(hp["model_kwargs"]), "n_filters": 24}).eval()
     with pytest.raises(WbError, match="do not fit the configured model"):
         init_weights(other, exported)
+    for source in (exported, ckpt):  # same shapes, other sample rate / source order
+        fresh = models.build(*args, **dict(hp["model_kwargs"]))
+        with pytest.raises(WbError, match="init_from has sample_rate 8000"):
+            init_weights(fresh, source, {"sample_rate": 16000})
+        with pytest.raises(WbError, match="init_from has sources"):
+            init_weights(fresh, source, {"sources": ["noise", "tone"]})
+        init_weights(fresh, source, {"sources": ("tone", "noise"), "audio_channels": 1})
     with pytest.raises(WbError, match="no such init_from"):
         init_weights(other, tmp_path / "missing.pt")
     # a run started from the weights with lr 0 keeps them exactly: they were loaded, then

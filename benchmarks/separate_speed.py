@@ -7,17 +7,19 @@ its own subprocess so that peak RSS is measured separately:
   model's format (rate, channels): the reference;
 * ``tensor`` -- :func:`separation.inference.separate_tensor` on the same input (our chunked
   inference: for Demucs models it wraps ``apply_model``; overhead must stay under 10 %);
-* ``wb``     -- :func:`separation.inference.iter_separate` from the 44.1 kHz stereo input to
-  44.1 kHz stereo stems (what ``wb separate`` does between decoding and writing: resampling
-  and channel conversion in and out included).
+* ``wb``     -- :func:`separation.cli.write_track`, i.e. ``wb separate`` on a 44.1 kHz stereo
+  PCM_16 WAV file written beforehand: streamed decoding, resampling and channel conversion in
+  and out, and writing every stem as a 44.1 kHz stereo WAV, all included.
 
 Model: ``--model`` (anything ``wb separate --model`` accepts), else the shipped model when
 installed, else a freshly initialised HTDemucs (channels=16, 16 kHz, mono, 4 sources, 4 s
 segment) -- speed does not depend on the weights. The real-time factor is processing time /
 audio duration (lower is faster). "RSS before" is the process's peak before separating (Python,
-torch, the model and the synthetic input, 0.64 GB per 30 minutes of 44.1 kHz stereo float32);
-"peak RSS" is the peak over the whole run. The 30-minute case takes several minutes on 2 CPU
-threads; ``--minutes 0.5`` gives a quick check.
+torch, the model, and for ``bare`` / ``tensor`` the synthetic input in memory, 0.64 GB per 30
+minutes of 44.1 kHz stereo float32; ``wb`` reads it from the file block by block); "peak RSS"
+is the peak over the whole run. The input file and the stems (5 x 0.3 GB per 30 minutes) go
+to a temporary folder (``--tmp``) removed afterwards. The 30-minute case takes several
+minutes on 2 CPU threads; ``--minutes 0.5`` gives a quick check.
 
 ``--ab-minutes 0.5`` adds an interleaved comparison of ``bare`` and ``tensor`` in one process
 (best of ``--repeats``), which stays meaningful when other jobs load the machine.
@@ -65,18 +67,36 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def _timed(mode: str, model, mix, audio, segment: float, overlap: float) -> float:
-    """Seconds one separation takes (``mix``: model format; ``audio``: 44.1 kHz stereo)."""
+def write_input(path: Path, seconds: float) -> None:
+    """``seconds`` of 44.1 kHz stereo noise (PCM_16 WAV), written block by block."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    n, block = int(seconds * INPUT_RATE), 10 * INPUT_RATE
+    with sf.SoundFile(path, "w", INPUT_RATE, INPUT_CHANNELS, "PCM_16") as f:
+        for i in range(0, n, block):
+            f.write((0.1 * rng.standard_normal((min(block, n - i), INPUT_CHANNELS))).clip(-1, 1))
+
+
+def _timed(mode: str, model, mix, path, segment: float, overlap: float) -> float:
+    """Seconds one separation takes (``mix``: model format in memory; ``path``: input file)."""
     import torch
 
-    from separation.inference import iter_separate, separate_tensor
+    from separation.inference import separate_tensor
 
     start = time.perf_counter()
     if mode == "wb":
-        for _name, stem in iter_separate(
-            model, audio, INPUT_RATE, segment=segment, overlap=overlap, quiet=True
-        ):
-            del stem
+        import tempfile
+
+        from separation.cli import write_track
+
+        with tempfile.TemporaryDirectory(dir=Path(path).parent) as out:
+            stems = list(model.sources)
+            write_track(
+                model, path, Path(out), stems, [path], segment=segment, overlap=overlap,
+                quiet=True,
+            )  # fmt: skip
     elif mode == "tensor":
         out = separate_tensor(model, mix, segment=segment, overlap=overlap, quiet=True)
         del out
@@ -103,27 +123,26 @@ def worker(args: argparse.Namespace) -> None:
     from wb.audio import convert_channels, resample
 
     model, description = _model(args.model)
-    n = int(args.seconds * INPUT_RATE)
-    gen = torch.Generator().manual_seed(0)
-    audio = torch.randn(INPUT_CHANNELS, n, generator=gen).mul_(0.1)
     segment = args.segment or model_segment(model)
     overlap = args.overlap if args.overlap is not None else getattr(model, "overlap", 0.25)
-    base_rss = _peak_rss_mb()
     mix = None
     if args.mode != "wb":
+        n = int(args.seconds * INPUT_RATE)
+        gen = torch.Generator().manual_seed(0)
+        audio = torch.randn(INPUT_CHANNELS, n, generator=gen).mul_(0.1)
         mix = resample(
             convert_channels(audio, int(model.audio_channels)), INPUT_RATE, int(model.samplerate)
         )
         del audio
-        audio = None
+    base_rss = _peak_rss_mb()
     if args.mode == "ab":
         times: dict[str, list[float]] = {"bare": [], "tensor": []}
         for _ in range(args.repeats):
             for mode in times:
-                times[mode].append(_timed(mode, model, mix, audio, segment, overlap))
+                times[mode].append(_timed(mode, model, mix, args.input, segment, overlap))
         print(json.dumps({k: min(v) for k, v in times.items()} | {"model": description}))
         return
-    elapsed = _timed(args.mode, model, mix, audio, segment, overlap)
+    elapsed = _timed(args.mode, model, mix, args.input, segment, overlap)
     print(
         json.dumps(
             {
@@ -158,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         "best of --repeats (robust to other load on the machine)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="repeats for --ab-minutes")
+    parser.add_argument("--tmp", default=None, help="folder for the input file and the stems")
     parser.add_argument("--mode", choices=(*MODES, "ab"), help=argparse.SUPPRESS)
+    parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mode:
@@ -186,39 +207,46 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     header = False
-    for minutes in (float(m) for m in args.minutes.split(",") if m.strip()):
-        bare = None
-        for mode in args.modes.split(","):
-            cmd = [sys.executable, __file__, "--mode", mode, "--seconds", str(minutes * 60)]
-            cmd += ["--threads", str(args.threads)]
-            for flag in ("model", "segment", "overlap"):
-                if getattr(args, flag) is not None:
-                    cmd += [f"--{flag}", str(getattr(args, flag))]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
-                print(proc.stderr[-2000:], file=sys.stderr)
-                return 1
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            if not header:  # rows are printed as they finish: an interrupted run keeps them
-                print(f"model: {r['model']}")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="wb-bench-", dir=args.tmp) as tmp:
+        for minutes in (float(m) for m in args.minutes.split(",") if m.strip()):
+            path = Path(tmp) / f"input-{minutes:g}min.wav"
+            if "wb" in args.modes.split(","):
+                write_input(path, minutes * 60)
+            bare = None
+            for mode in args.modes.split(","):
+                cmd = [sys.executable, __file__, "--mode", mode, "--seconds", str(minutes * 60)]
+                cmd += ["--threads", str(args.threads), "--input", str(path)]
+                for flag in ("model", "segment", "overlap"):
+                    if getattr(args, flag) is not None:
+                        cmd += [f"--{flag}", str(getattr(args, flag))]
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if proc.returncode != 0:
+                    print(proc.stderr[-2000:], file=sys.stderr)
+                    return 1
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                if not header:  # rows are printed as they finish: an interrupted run keeps them
+                    print(f"model: {r['model']}")
+                    print(
+                        f"input: {INPUT_RATE} Hz stereo noise; {args.threads} CPU threads; "
+                        "RTF = processing time / audio duration; load average at start "
+                        f"{os.getloadavg()[0]:.1f}"
+                    )
+                    print(
+                        f"{'minutes':>8} {'mode':>7} {'time s':>9} {'RTF':>7} {'x real':>7} "
+                        f"{'RSS before MB':>14} {'peak RSS MB':>12} {'vs bare':>8}"
+                    )
+                    header = True
+                if mode == "bare":
+                    bare = r["elapsed"]
+                rel = f"{100 * (r['elapsed'] / bare - 1):+7.1f}%" if bare else f"{'':>8}"
                 print(
-                    f"input: {INPUT_RATE} Hz stereo noise; {args.threads} CPU threads; "
-                    "RTF = processing time / audio duration; load average at start "
-                    f"{os.getloadavg()[0]:.1f}"
+                    f"{minutes:>8g} {mode:>7} {r['elapsed']:>9.1f} {r['rtf']:>7.3f} "
+                    f"{1 / r['rtf']:>7.1f} {r['rss_before_mb']:>14.0f} "
+                    f"{r['peak_rss_mb']:>12.0f} {rel}",
+                    flush=True,
                 )
-                print(
-                    f"{'minutes':>8} {'mode':>7} {'time s':>9} {'RTF':>7} {'x real':>7} "
-                    f"{'RSS before MB':>14} {'peak RSS MB':>12} {'vs bare':>8}"
-                )
-                header = True
-            if mode == "bare":
-                bare = r["elapsed"]
-            rel = f"{100 * (r['elapsed'] / bare - 1):+7.1f}%" if bare else f"{'':>8}"
-            print(
-                f"{minutes:>8g} {mode:>7} {r['elapsed']:>9.1f} {r['rtf']:>7.3f} "
-                f"{1 / r['rtf']:>7.1f} {r['rss_before_mb']:>14.0f} {r['peak_rss_mb']:>12.0f} {rel}",
-                flush=True,
-            )
     return 0
 
 

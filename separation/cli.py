@@ -17,6 +17,7 @@ code is then 1.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -110,60 +111,119 @@ def _install(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _write_stems(sep, blocks, tmp: Path, sample_rate: int, subtype: str) -> list[str]:
+    """Push every input block through ``sep`` and append its output to one WAV per stem in
+    ``tmp``; PCM output is clipped to [-1, 1] (one warning per stem that needed it)."""
+    import warnings
+
+    import numpy as np
+    import soundfile as sf
+
+    from wb.errors import AudioError
+
+    names = [f"{name}.wav" for name in sep.stems]
+    peaks = [0.0] * len(names)
+    files = []
+
+    def write(out) -> None:
+        arr = out.numpy()
+        if arr.shape[-1] == 0:
+            return
+        if not np.isfinite(arr).all():
+            raise WbError("the model produced NaN or Inf samples; nothing was written")
+        for k, f in enumerate(files):
+            stem = arr[k]
+            if subtype != "FLOAT":
+                peak = float(max(stem.max(), -stem.min()))
+                if peak > 1.0:
+                    peaks[k] = max(peaks[k], peak)
+                    stem = np.clip(stem, -1.0, 1.0)
+            f.write(stem.T)
+
+    try:
+        for name in names:
+            files.append(sf.SoundFile(tmp / name, "w", sample_rate, sep.channels, subtype))
+        for block in blocks:
+            write(sep.push(block))
+        write(sep.finish())
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioError(f"{tmp}: could not write the stems ({exc})") from None
+    finally:
+        sep.close()
+        for f in files:
+            f.close()
+    for name, peak in zip(names, peaks, strict=True):
+        if peak > 1.0:
+            warnings.warn(f"{name}: peak {peak:.3f} exceeds 1.0; clipping", stacklevel=2)
+    return names
+
+
 def write_track(
     model,
-    mixture,
-    sample_rate: int,
     path: str,
     out_dir: Path,
     stems: list[str],
     protect: list[str],
     subtype: str = "PCM_16",
+    block_seconds: float = 10.0,
     **options,
 ) -> Path:
-    """Separate a decoded input into ``out_dir/<path stem>/<source>.wav`` (all or nothing).
+    """Separate an audio file into ``out_dir/<path stem>/<source>.wav`` (all or nothing).
+
+    The input is read, separated and written block by block (:func:`wb.audio.read_blocks`,
+    :class:`separation.inference.StreamSeparator`), so memory does not grow with its length.
+    The stems go to a temporary folder renamed into place once every stem is complete.
 
     Args:
         model: a loaded separator (:func:`separation.export.load_separator`).
-        mixture: ``(channels, samples)`` float32 tensor, the decoded input.
-        sample_rate: its rate in Hz (the stems are written at this rate, with its channels).
-        path: the input file (names the track folder).
+        path: the input file (names the track folder); stems get its sample rate (Hz) and
+            channel count.
         out_dir: output root folder.
         stems: sources to write.
         protect: input files that must never be overwritten or removed.
         subtype: ``PCM_16``, ``PCM_24`` or ``FLOAT``.
-        **options: :func:`separation.inference.separate_tensor` options.
+        block_seconds: input seconds read per block.
+        **options: :class:`separation.inference.StreamSeparator` options (``segment``,
+            ``overlap``, ``device``).
 
     Returns:
         The track folder.
 
     Raises:
-        AudioError: unsupported channel count, write failure.
+        AudioError: unreadable or corrupt input (also when found mid-way), more than two
+            channels, write failure.
         WbError: the destination folder would contain or replace an input file, or exists
-            and holds anything but an earlier ``wb separate`` output.
+            and holds anything but an earlier ``wb separate`` output; the model produced
+            NaN/Inf.
     """
-    from separation.inference import iter_separate
+    from separation.inference import StreamSeparator
     from wb import audio
 
-    sr = sample_rate
     dest = out_dir / Path(path).stem
     for src in protect:
         if _inside(Path(src), dest):
             raise WbError(f"{dest}: refusing to replace this folder, it contains the input {src}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=out_dir))
+    info = audio.info(path)
+    _, blocks = audio.read_blocks(path, max(1, int(block_seconds * info.sample_rate)))
+    # the first block before any model work: an empty or corrupt file fails right here
+    blocks = itertools.chain([next(blocks)], blocks)
+    sep = StreamSeparator(
+        model, info.sample_rate, info.channels, stems, expected_frames=info.frames, **options
+    )
     try:
-        written = []
-        for name, stem in iter_separate(model, mixture, sr, stems=stems, **options):
-            audio.save(tmp / f"{name}.wav", stem, sr, subtype=subtype, protect=protect)
-            written.append(f"{name}.wav")
-        (tmp / MARKER).write_text(
-            json.dumps({"written_by": "wb separate", "input": str(path), "files": written})
-        )
-        _install(tmp, dest)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=out_dir))
+        try:
+            written = _write_stems(sep, blocks, tmp, info.sample_rate, subtype)
+            (tmp / MARKER).write_text(
+                json.dumps({"written_by": "wb separate", "input": str(path), "files": written})
+            )
+            _install(tmp, dest)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        sep.close()
     return dest
 
 
@@ -265,17 +325,14 @@ def separate(
                     f"{path}: output folder {out / Path(path).stem} is already used by {used[dest]}"
                     " in this run (rename one input)"
                 )
-            mixture, sr = audio.load(path)
+            audio.info(path)  # header only: the samples are streamed by write_track
         except WbError as exc:
             click.echo(f"error: {exc}", err=True)
             failed += 1
             continue
         model, wanted = get_model()
         try:
-            folder = write_track(
-                model, mixture, sr, path, out, wanted, list(inputs), subtype, **options
-            )
-            del mixture
+            folder = write_track(model, path, out, wanted, list(inputs), subtype, **options)
             used[dest] = path
         except WbError as exc:
             click.echo(f"error: {exc}", err=True)

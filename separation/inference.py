@@ -1,29 +1,35 @@
-"""Chunked overlap-add inference for arbitrarily long inputs.
+"""Chunked overlap-add inference for arbitrarily long inputs, in bounded memory.
 
 The mixture is cut into chunks of ``segment`` seconds starting every
-``(1 - overlap) * segment`` seconds; each chunk is separated and added into a preallocated
-output with triangular weights (maximal mid-chunk, linear fades), and the sum is divided by the
-summed weights -- the scheme of Demucs' :func:`demucs.apply.apply_model` (Défossez et al.), so
-chunk borders cross-fade and a model returning its input reconstructs it exactly. Memory beyond
-the input and output is bounded by ``batch_segments`` chunks, whatever the input length.
+``(1 - overlap) * segment`` seconds; each chunk is separated and added into the output with
+triangular weights (maximal mid-chunk, linear fades), and the sum is divided by the summed
+weights -- the scheme of Demucs' :func:`demucs.apply.apply_model` (Défossez et al.), so chunk
+borders cross-fade and a model returning its input reconstructs it exactly.
 
-Demucs models (``HDemucs``, ``HTDemucs``, pretrained bags) go through
-:func:`demucs.apply.apply_model` itself; other models (Conv-TasNet) through
-:func:`overlap_add`, the same mechanism and weighting implemented here (with optional batching
-of several chunks per forward pass).
+:class:`OverlapAdd` does this as a stream: mixture blocks go in, and the estimates before the
+next chunk's start come out as soon as they are final, so memory holds about one chunk of
+audio whatever the input length. :class:`StreamSeparator` adds the conversion from and to the
+input's sample rate and channel count (streaming soxr resamplers); ``wb separate`` feeds it
+blocks read from the file and writes its output blocks to the stem files.
+:func:`separate_tensor` and :func:`separate_audio` are the same machinery on whole tensors.
+
+Demucs models (``HDemucs``, ``HTDemucs``, pretrained bags) run chunk by chunk through
+``demucs.apply.apply_model(split=False)`` on the window ``apply_model(split=True)`` would give
+them (their ``valid_length``), so the result equals Demucs' own chunked inference; other
+models (Conv-TasNet) get every chunk padded to a full segment with real context.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from fractions import Fraction
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from separation.models import is_demucs
-from wb.audio import convert_channels, resample
+from wb.audio import convert_channels
 from wb.errors import AudioError, WbError
 from wb.progress import progress
 
@@ -82,15 +88,179 @@ def triangular_weight(length: int, transition_power: float = 1.0) -> torch.Tenso
     return (weight / weight.max()) ** transition_power
 
 
-def _padded_chunk(mixture: torch.Tensor, offset: int, length: int, target: int) -> torch.Tensor:
-    """Chunk ``[offset, offset + length)`` centred in ``target`` samples of real context
-    (zeros beyond the signal), as ``demucs.apply.TensorChunk.padded``."""
-    total = mixture.shape[-1]
-    delta = target - length
-    start = offset - delta // 2
-    end = start + target
-    lo, hi = max(0, start), min(total, end)
-    return F.pad(mixture[..., lo:hi], (lo - start, end - hi))
+class OverlapAdd:
+    """Streaming overlap-add at the model's rate: push mixture blocks, get finished estimates.
+
+    Chunks of ``segment_samples`` start every ``stride = int((1 - overlap) * segment_samples)``
+    samples; a chunk of ``n`` samples (``n < segment_samples`` only for the last ones) is run
+    centred in a window of ``window_length(n)`` samples of real context (zeros beyond the
+    signal), the window's centre ``n`` samples of the output are weighted with
+    :func:`triangular_weight` and summed, and the sum is divided by the summed weights -- the
+    scheme of :func:`demucs.apply.apply_model` (Défossez et al.). Samples before the next
+    chunk's start are final once a chunk is done, so they are returned at once: memory holds
+    about one window of mixture and one segment of estimates, whatever the input length.
+
+    Args:
+        run: ``(k, channels, W) -> (k, n_sources, channels, W)``, the model on ``k`` windows.
+        n_sources: number of sources the model returns.
+        channels: channels of the mixture (and of every source).
+        segment_samples: chunk length in samples.
+        overlap: fraction of a chunk shared with the next one, ``0 <= overlap < 1``.
+        transition_power: exponent of the triangular weights (1: linear fades).
+        window_length: ``n -> W >= n`` (default: always ``segment_samples``, i.e. every chunk
+            is padded to a full segment; Demucs models pass their ``valid_length``).
+        batch_segments: windows per ``run`` call when several chunks are ready.
+        on_chunk: called with the number of chunks just processed (progress).
+
+    Raises:
+        WbError: from :meth:`push` / :meth:`finish` on a block of the wrong shape, an empty
+            mixture, a push after :meth:`finish`, or a model output of the wrong shape (every
+            window must come back as exactly ``(k, n_sources, channels, W)``; a model whose
+            output is shorter or longer is an error rather than being cropped or padded
+            silently).
+    """
+
+    def __init__(
+        self,
+        run,
+        n_sources: int,
+        channels: int,
+        segment_samples: int,
+        overlap: float = DEFAULT_OVERLAP,
+        transition_power: float = 1.0,
+        window_length=None,
+        batch_segments: int = 1,
+        on_chunk=None,
+    ) -> None:
+        self.run, self.n_sources, self.channels = run, int(n_sources), int(channels)
+        self.segment = int(segment_samples)
+        self.stride = max(1, int((1 - overlap) * self.segment))
+        self.window_length = window_length or (lambda n: self.segment)
+        self.batch_segments = max(1, int(batch_segments))
+        self.on_chunk = on_chunk
+        self.weight = triangular_weight(self.segment, transition_power)
+        # mixture kept from ``_mix_start``: enough left context for any later window
+        self._keep = max(self.window_length(1), self.window_length(self.segment))
+        self._mix: torch.Tensor | None = None
+        self._mix_start = 0
+        self._received = 0
+        self._length: int | None = None  # known once finish() is called
+        self._next = 0  # offset of the next chunk to run
+        self._acc: torch.Tensor | None = None  # weighted sum from ``_emitted`` on
+        self._wsum = torch.zeros(0)
+        self._emitted = 0
+
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        """Add ``(channels, n)`` mixture samples; return the estimates that became final,
+        ``(n_sources, channels, m)`` float32 (``m`` may be 0)."""
+        if self._length is not None:
+            raise WbError("push() after finish()")
+        if block.dim() != 2 or block.shape[0] != self.channels:
+            raise WbError(
+                f"mixture block must be ({self.channels}, samples), got {tuple(block.shape)}"
+            )
+        block = block.float()
+        if self._mix is None or self._mix.shape[-1] == 0:
+            self._mix = block
+        elif block.shape[-1]:
+            self._mix = torch.cat([self._mix, block.to(self._mix.device)], dim=-1)
+        self._received += block.shape[-1]
+        return self._advance()
+
+    def finish(self) -> torch.Tensor:
+        """End of the mixture: run the remaining chunks, return the last estimates."""
+        if self._length is not None:
+            raise WbError("finish() called twice")
+        if self._received == 0:
+            raise WbError("mixture is empty")
+        self._length = self._received
+        return self._advance()
+
+    def _ready(self) -> list[tuple[int, int]]:
+        """``(offset, n)`` of every chunk that can run now, in order."""
+        chunks, offset = [], self._next
+        full_window = self.window_length(self.segment)
+        while True:
+            if self._length is None:
+                end = offset - (full_window - self.segment) // 2 + full_window
+                if end > self._received:
+                    return chunks
+                chunks.append((offset, self.segment))
+            else:
+                if offset >= self._length:
+                    return chunks
+                chunks.append((offset, min(self.segment, self._length - offset)))
+            offset += self.stride
+
+    def _window(self, offset: int, n: int) -> torch.Tensor:
+        """``(channels, W)``: the chunk centred in its window, zeros beyond the signal."""
+        width = self.window_length(n)
+        start = offset - (width - n) // 2
+        end = start + width
+        lo, hi = max(0, start), min(self._received, end)
+        assert lo >= self._mix_start, "window reaches before the kept mixture"
+        part = self._mix[:, lo - self._mix_start : hi - self._mix_start]
+        return F.pad(part, (lo - start, end - hi))
+
+    def _advance(self) -> torch.Tensor:
+        device = self._mix.device if self._mix is not None else torch.device("cpu")
+        if self._acc is None:
+            self._acc = torch.zeros(self.n_sources, self.channels, 0, device=device)
+            self._wsum = torch.zeros(0, device=device)
+            self.weight = self.weight.to(device)
+        chunks = self._ready()
+        i = 0
+        while i < len(chunks):
+            # a batch: consecutive chunks with windows of one length
+            width = self.window_length(chunks[i][1])
+            group = [chunks[i]]
+            while (
+                len(group) < self.batch_segments
+                and i + len(group) < len(chunks)
+                and self.window_length(chunks[i + len(group)][1]) == width
+            ):
+                group.append(chunks[i + len(group)])
+            i += len(group)
+            self._run_group(group, width)
+        if chunks:
+            self._next = chunks[-1][0] + self.stride
+        return self._emit(self._length if self._length is not None else self._next)
+
+    def _run_group(self, group: list[tuple[int, int]], width: int) -> None:
+        batch = torch.stack([self._window(o, n) for o, n in group])
+        with torch.no_grad():
+            est = self.run(batch)
+        expected = (len(group), self.n_sources, self.channels, width)
+        if tuple(est.shape) != expected:
+            raise WbError(
+                f"the model returned shape {tuple(est.shape)} for input chunks of shape "
+                f"{tuple(batch.shape)}; expected {expected} (batch, sources, channels, samples)"
+            )
+        est = est.to(self._acc.device, torch.float32)
+        end = group[-1][0] + group[-1][1] - self._emitted
+        if end > self._acc.shape[-1]:
+            grow = end - self._acc.shape[-1]
+            self._acc = F.pad(self._acc, (0, grow))
+            self._wsum = F.pad(self._wsum, (0, grow))
+        for k, (o, n) in enumerate(group):
+            lead, at = (width - n) // 2, o - self._emitted
+            self._acc[..., at : at + n] += self.weight[:n] * est[k, ..., lead : lead + n]
+            self._wsum[at : at + n] += self.weight[:n]
+        if self.on_chunk is not None:
+            self.on_chunk(len(group))
+
+    def _emit(self, upto: int) -> torch.Tensor:
+        """Return (and forget) the final estimates before absolute sample ``upto``."""
+        count = max(0, upto - self._emitted)
+        out = self._acc[..., :count] / self._wsum[:count]
+        self._acc = self._acc[..., count:].clone()
+        self._wsum = self._wsum[count:].clone()
+        self._emitted += count
+        keep_from = max(0, self._next - self._keep)
+        if self._mix is not None and keep_from > self._mix_start:
+            self._mix = self._mix[:, keep_from - self._mix_start :]
+            self._mix_start = keep_from
+        return out
 
 
 def overlap_add(
@@ -103,7 +273,8 @@ def overlap_add(
     device: torch.device | str | None = None,
     on_chunk=None,
 ) -> torch.Tensor:
-    """Separate ``mixture`` chunk by chunk with triangular overlap-add weights.
+    """Separate a whole ``mixture`` with :class:`OverlapAdd`, every chunk padded to a full
+    segment and passed to ``model`` itself.
 
     Args:
         model: forward ``(batch, channels, samples) -> (batch, n_sources, channels, samples)``.
@@ -120,45 +291,93 @@ def overlap_add(
         ``(n_sources, channels, samples)`` float32 on the mixture's device.
 
     Raises:
-        WbError: the model returned a chunk of the wrong shape: every chunk (zero-padded to
-            ``segment_samples`` when the track is shorter) must come back as exactly
-            ``(batch, n_sources, channels, segment_samples)``. A model that returns a shorter
-            or longer output (e.g. a model whose valid lengths differ) is an error rather
-            than being cropped, padded or misaligned silently.
+        WbError: see :class:`OverlapAdd`.
     """
-    channels, length = mixture.shape
-    device = torch.device(device) if device is not None else mixture.device
-    stride = max(1, int((1 - overlap) * segment_samples))
-    weight = triangular_weight(segment_samples, transition_power).to(mixture.device)
-    n_sources = len(model.sources)
-    out = torch.zeros(n_sources, channels, length, dtype=torch.float32, device=mixture.device)
-    total_weight = torch.zeros(length, dtype=torch.float32, device=mixture.device)
-    offsets = list(range(0, length, stride))
-    for first in range(0, len(offsets), max(1, batch_segments)):
-        group = offsets[first : first + max(1, batch_segments)]
-        sizes = [min(segment_samples, length - o) for o in group]
-        batch = torch.stack(
-            [
-                _padded_chunk(mixture, o, n, segment_samples)
-                for o, n in zip(group, sizes, strict=True)
-            ]
-        ).to(device)
-        with torch.no_grad():
-            est = model(batch).to(mixture.device, torch.float32)  # (k, S, C, segment)
-        expected = (len(group), n_sources, channels, segment_samples)
-        if tuple(est.shape) != expected:
-            raise WbError(
-                f"the model returned shape {tuple(est.shape)} for input chunks of shape "
-                f"{tuple(batch.shape)}; expected {expected} (batch, sources, channels, samples)"
+    run = _runner(model, False, device if device is not None else mixture.device)
+    ola = OverlapAdd(
+        run, len(model.sources), mixture.shape[0], segment_samples, overlap,
+        transition_power, batch_segments=batch_segments, on_chunk=on_chunk,
+    )  # fmt: skip
+    return torch.cat([ola.push(mixture), ola.finish()], dim=-1)
+
+
+def _demucs_window_length(model: nn.Module, segment_samples: int):
+    """``n -> W``: the window ``demucs.apply.apply_model`` gives a chunk of ``n`` samples when
+    called with a ``segment``: the segment itself for HTDemucs (which zero-pads it to its
+    training length inside ``forward``), ``valid_length(n)`` for other Demucs models; the
+    largest over the models of a bag."""
+    from demucs.htdemucs import HTDemucs
+
+    subs = list(model.models) if hasattr(model, "models") else [model]
+
+    def one(m: nn.Module, n: int) -> int:
+        if isinstance(m, HTDemucs):
+            return segment_samples
+        return int(m.valid_length(n)) if hasattr(m, "valid_length") else n
+
+    def window_length(n: int) -> int:
+        return max(one(m, n) for m in subs)
+
+    return window_length
+
+
+def _runner(model: nn.Module, use_demucs: bool, device, segment: float | None = None):
+    """``(k, channels, W) -> (k, n_sources, channels, W)`` on ``device``: the model itself,
+    or ``apply_model(..., split=False, segment=segment)`` for Demucs models (their padding,
+    bags, weights)."""
+    if use_demucs:
+        from demucs.apply import apply_model
+
+        seg = Fraction(segment).limit_denominator(10**6) if segment is not None else None
+
+        def run(batch: torch.Tensor) -> torch.Tensor:
+            return apply_model(
+                model, batch, shifts=0, split=False, progress=False, device=device, segment=seg
             )
-        for k, (o, n) in enumerate(zip(group, sizes, strict=True)):
-            lead = (segment_samples - n) // 2
-            out[..., o : o + n] += weight[:n] * est[k, ..., lead : lead + n]
-            total_weight[o : o + n] += weight[:n]
-        if on_chunk is not None:
-            on_chunk(len(group))
-    out /= total_weight
-    return out
+
+        return run
+
+    def run_model(batch: torch.Tensor) -> torch.Tensor:
+        return model(batch.to(device))
+
+    return run_model
+
+
+def _plan(model: nn.Module, segment, overlap, engine: str) -> tuple[float, float, bool]:
+    """Checked ``(segment seconds, overlap, use_demucs)`` for ``model``."""
+    if engine not in ENGINES:
+        raise WbError(f"unknown inference engine {engine!r} (choose from {', '.join(ENGINES)})")
+    overlap = float(getattr(model, "overlap", DEFAULT_OVERLAP) if overlap is None else overlap)
+    if not 0.0 <= overlap < 1.0:
+        raise WbError(f"overlap must be in [0, 1), got {overlap}")
+    segment = check_segment(model, segment)
+    use_demucs = engine == "demucs" or (engine == "auto" and is_demucs(model))
+    return segment, overlap, use_demucs
+
+
+def _engine(
+    model: nn.Module,
+    channels: int,
+    segment: float,
+    overlap: float,
+    use_demucs: bool,
+    device,
+    transition_power: float,
+    batch_segments: int,
+    on_chunk,
+) -> OverlapAdd:
+    seg_samples = max(1, int(int(model.samplerate) * segment))
+    return OverlapAdd(
+        _runner(model, use_demucs, device, segment),
+        len(model.sources),
+        channels,
+        seg_samples,
+        overlap,
+        transition_power,
+        window_length=_demucs_window_length(model, seg_samples) if use_demucs else None,
+        batch_segments=batch_segments,
+        on_chunk=on_chunk,
+    )
 
 
 def separate_tensor(
@@ -173,31 +392,36 @@ def separate_tensor(
     engine: str = "auto",
     quiet: bool | None = None,
 ) -> torch.Tensor:
-    """Separate an arbitrarily long mixture with chunked overlap-add inference.
+    """Separate a whole mixture already in the model's format with chunked overlap-add.
 
     Args:
         model: separation model with ``sources``, ``samplerate`` (Hz) and ``audio_channels``
             (see :mod:`separation.models`), a Demucs model or a Demucs ``BagOfModels``.
         mixture: ``(channels, samples)`` at ``model.samplerate`` with ``model.audio_channels``
-            channels (see :func:`separate_audio` for other rates/channel counts).
+            channels (:class:`StreamSeparator` / :func:`separate_audio` take any format).
         segment: chunk length in seconds; default :func:`model_segment`. HTDemucs cannot take
             chunks longer than its training segment.
         overlap: chunk overlap fraction in ``[0, 1)``; default ``model.overlap`` if set, else
             0.25.
-        shifts: Demucs "shift trick" (random time shifts averaged; Demucs models only; 0 keeps
-            the output deterministic).
+        shifts: Demucs "shift trick" (random time shifts averaged; Demucs models only). With
+            ``shifts > 0`` the whole track goes through ``demucs.apply.apply_model(split=True)``
+            (the shifts need the whole track); 0 keeps the output deterministic.
         device: where the model runs; chunks are moved there, the output stays with the input.
-        batch_segments: chunks per forward pass (overlap-add engine).
+        batch_segments: chunks per forward pass.
         transition_power: exponent of the triangular cross-fade weights.
-        engine: ``"auto"`` (Demucs models through ``demucs.apply.apply_model``, others through
-            :func:`overlap_add`), ``"demucs"`` or ``"ola"`` to force one.
+        engine: ``"auto"`` (Demucs models chunk by chunk through
+            ``demucs.apply.apply_model(split=False)``, which pads each window to the model's
+            ``valid_length``: the same result as ``apply_model(split=True)``; other models
+            called directly with every chunk padded to a full segment), ``"demucs"`` or
+            ``"ola"`` to force one.
         quiet: no progress bar (``None`` follows ``WB_QUIET``).
 
     Returns:
         ``(n_sources, channels, samples)`` float32, same length as the input.
 
     Raises:
-        WbError: wrong input shape or channel count, invalid segment/overlap/engine.
+        WbError: wrong input shape or channel count, invalid segment/overlap/engine, or a
+            model output of the wrong shape.
     """
     if mixture.dim() != 2:
         raise WbError(f"mixture must be (channels, samples), got shape {tuple(mixture.shape)}")
@@ -207,23 +431,20 @@ def separate_tensor(
         raise WbError(f"mixture has {channels} channels, the model expects {want}")
     if length == 0:
         raise WbError("mixture is empty")
-    if engine not in ENGINES:
-        raise WbError(f"unknown inference engine {engine!r} (choose from {', '.join(ENGINES)})")
-    overlap = float(getattr(model, "overlap", DEFAULT_OVERLAP) if overlap is None else overlap)
-    if not 0.0 <= overlap < 1.0:
-        raise WbError(f"overlap must be in [0, 1), got {overlap}")
-    segment = check_segment(model, segment)
+    segment, overlap, use_demucs = _plan(model, segment, overlap, engine)
+    if shifts and not use_demucs:
+        raise WbError("shifts are only supported for Demucs models")
     sr = int(model.samplerate)
-    seg_samples = max(1, int(sr * segment))
-    stride = max(1, int((1 - overlap) * seg_samples))
+    stride = max(1, int((1 - overlap) * max(1, int(sr * segment))))
     n_chunks = len(range(0, length, stride))
-    use_demucs = engine == "demucs" or (engine == "auto" and is_demucs(model))
     was_training = model.training
     model.eval()
-    total = n_chunks * max(1, int(shifts)) if use_demucs else n_chunks
-    bar = progress(total=total, desc="separating", unit="chunk", quiet=quiet)
+    bar = progress(
+        total=n_chunks * max(1, int(shifts)), desc="separating", unit="chunk", quiet=quiet
+    )
+    device = device if device is not None else mixture.device
     try:
-        if use_demucs:
+        if shifts:
             from demucs.apply import apply_model
 
             def callback(info: dict) -> None:
@@ -231,113 +452,211 @@ def separate_tensor(
                     bar.update(1)
 
             with torch.no_grad():
-                out = apply_model(
-                    model,
-                    mixture[None],
-                    shifts=int(shifts),
-                    split=True,
-                    overlap=overlap,
-                    transition_power=transition_power,
-                    progress=False,
-                    device=device if device is not None else mixture.device,
-                    segment=Fraction(segment).limit_denominator(10**6),
-                    callback=callback,
-                )[0]
-        else:
-            if shifts:
-                raise WbError("shifts are only supported for Demucs models")
-            out = overlap_add(
-                model,
-                mixture,
-                seg_samples,
-                overlap=overlap,
-                transition_power=transition_power,
-                batch_segments=batch_segments,
-                device=device,
-                on_chunk=bar.update,
-            )
+                return apply_model(
+                    model, mixture[None], shifts=int(shifts), split=True, overlap=overlap,
+                    transition_power=transition_power, progress=False, device=device,
+                    segment=Fraction(segment).limit_denominator(10**6), callback=callback,
+                )[0].to(mixture.device)  # fmt: skip
+        ola = _engine(
+            model, channels, segment, overlap, use_demucs, device, transition_power,
+            batch_segments, bar.update,
+        )  # fmt: skip
+        return torch.cat([ola.push(mixture), ola.finish()], dim=-1)
     finally:
         bar.close()
         model.train(was_training)
-    return out
 
 
-def restore_format(
-    stem: torch.Tensor, model_rate: int, sample_rate: int, channels: int, length: int
-) -> torch.Tensor:
-    """Bring one separated stem back to the input's format.
+class StreamSeparator:
+    """Separate audio of any rate and channel count block by block, in bounded memory.
+
+    Each pushed block is converted to the model's channel count (:func:`wb.audio.
+    convert_channels`: mono downmix by mean, mono duplicated to stereo) and resampled to the
+    model's rate with a streaming soxr resampler (``soxr.ResampleStream``, "HQ"), separated by
+    :class:`OverlapAdd`, and the final estimates are converted back to the input's rate and
+    channel count. Outputs lag the input by about one chunk; :meth:`finish` flushes the rest.
+    The concatenated outputs have exactly as many samples as the concatenated inputs.
 
     Args:
-        stem: ``(model_channels, samples)`` at ``model_rate`` Hz.
-        model_rate: Hz.
+        model: see :func:`separate_tensor`.
         sample_rate: the input's rate in Hz.
-        channels: the input's channel count (mono stems are duplicated for stereo input, stereo
-            stems averaged for mono input).
-        length: the input's length in samples (the result is trimmed/zero-padded to it).
+        channels: the input's channel count (1 or 2).
+        stems: source names to return, in this order (default all, in model order).
+        segment, overlap, device, batch_segments, transition_power, engine: see
+            :func:`separate_tensor` (``shifts`` is not available when streaming).
+        expected_frames: input length in samples if known (progress bar total only).
+        quiet: no progress bar (``None`` follows ``WB_QUIET``).
 
-    Returns:
-        ``(channels, length)`` float32.
+    Raises:
+        AudioError: ``channels`` not 1 or 2, or a non-positive sample rate.
+        WbError: unknown stems, invalid segment/overlap/engine; from :meth:`push` /
+            :meth:`finish` as :class:`OverlapAdd`.
     """
-    if stem.shape[0] > channels:
-        stem = convert_channels(stem, channels)
-    stem = resample(stem, model_rate, sample_rate)
-    if stem.shape[0] < channels:
-        stem = convert_channels(stem, channels)
-    if stem.shape[-1] >= length:
-        return stem[..., :length]
-    return F.pad(stem, (0, length - stem.shape[-1]))
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sample_rate: int,
+        channels: int,
+        stems: list[str] | None = None,
+        segment: float | None = None,
+        overlap: float | None = None,
+        device: torch.device | str | None = None,
+        batch_segments: int = 1,
+        transition_power: float = 1.0,
+        engine: str = "auto",
+        expected_frames: int | None = None,
+        quiet: bool | None = None,
+    ) -> None:
+        import soxr
+
+        if channels not in (1, 2):
+            raise AudioError(
+                f"input has {channels} channels; only mono or stereo audio can be separated"
+            )
+        if sample_rate <= 0:
+            raise AudioError(f"sample rate must be positive, got {sample_rate} Hz")
+        names = list(model.sources)
+        unknown = [s for s in stems or [] if s not in names]
+        if unknown:
+            raise WbError(f"unknown stem(s) {', '.join(unknown)}; sources: {', '.join(names)}")
+        self.stems = list(stems or names)
+        self._index = [names.index(s) for s in self.stems]
+        self.sample_rate, self.channels = int(sample_rate), int(channels)
+        self.model_rate, self.model_channels = int(model.samplerate), int(model.audio_channels)
+        segment, overlap, use_demucs = _plan(model, segment, overlap, engine)
+        self.model = model
+        self._was_training = model.training
+        model.eval()
+        stride = max(1, int((1 - overlap) * max(1, int(self.model_rate * segment))))
+        total = None
+        if expected_frames:
+            total = -(-int(expected_frames * self.model_rate / self.sample_rate) // stride)
+        self._bar = progress(total=total, desc="separating", unit="chunk", quiet=quiet)
+        device = device if device is not None else torch.device("cpu")
+        self._ola = _engine(
+            model, self.model_channels, segment, overlap, use_demucs, device,
+            transition_power, batch_segments, self._bar.update,
+        )  # fmt: skip
+        # stems are brought to min(model, input) channels before resampling back (less work)
+        self._mid_channels = min(self.model_channels, self.channels)
+        same_rate = self.sample_rate == self.model_rate
+        self._in = (
+            None
+            if same_rate
+            else soxr.ResampleStream(
+                self.sample_rate, self.model_rate, self.model_channels, dtype="float32"
+            )
+        )
+        self._out = None if same_rate else soxr.ResampleStream(
+            self.model_rate, self.sample_rate, len(self.stems) * self._mid_channels,
+            dtype="float32",
+        )  # fmt: skip
+        self._pushed = 0  # input samples so far
+        self._returned = 0  # output samples so far
+        self._done = False
+
+    def push(self, block) -> torch.Tensor:
+        """Separate the next ``(channels, n)`` block (tensor or array) at the input's rate.
+
+        Returns:
+            ``(len(stems), channels, m)`` float32 on the CPU: the estimates that became final
+            (``m`` may be 0; the first ones come after about one chunk of input).
+        """
+        if self._done:
+            raise WbError("push() after finish()")
+        block = torch.as_tensor(block, dtype=torch.float32)
+        if block.dim() != 2 or block.shape[0] != self.channels:
+            raise WbError(f"block must be ({self.channels}, samples), got {tuple(block.shape)}")
+        self._pushed += block.shape[-1]
+        mix = convert_channels(block, self.model_channels, "input")
+        if self._in is not None:
+            mix = self._resample(self._in, mix, last=False)
+        return self._back(self._ola.push(mix), last=False)
+
+    def finish(self) -> torch.Tensor:
+        """End of the input: flush everything and return the last estimates (as :meth:`push`);
+        the total output length then equals the total input length."""
+        if self._done:
+            raise WbError("finish() called twice")
+        self._done = True
+        try:
+            tail = []
+            if self._in is not None:
+                flushed = self._resample(self._in, torch.zeros(self.model_channels, 0), last=True)
+                tail.append(self._back(self._ola.push(flushed), last=False))
+            tail.append(self._back(self._ola.finish(), last=True))
+            out = torch.cat(tail, dim=-1)
+            missing = self._pushed - self._returned
+            if missing > 0:  # the resamplers' rounding: pad the last samples
+                out = F.pad(out, (0, missing))
+                self._returned += missing
+            return out
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the progress bar and restore the model's training flag (idempotent)."""
+        self._bar.close()
+        self.model.train(self._was_training)
+
+    @staticmethod
+    def _resample(stream, audio: torch.Tensor, last: bool) -> torch.Tensor:
+        """``(channels, n)`` through a soxr stream (it takes ``(n, channels)`` arrays)."""
+        arr = np.ascontiguousarray(audio.detach().cpu().numpy().T)
+        return torch.from_numpy(np.ascontiguousarray(stream.resample_chunk(arr, last=last).T))
+
+    def _back(self, est: torch.Tensor, last: bool) -> torch.Tensor:
+        """Model-rate estimates ``(n_sources, model_channels, m)`` to the input's format,
+        never past the input received so far."""
+        est = est[self._index].cpu()
+        k, _, m = est.shape
+        if self.model_channels > self._mid_channels:
+            est = est.mean(dim=1, keepdim=True)
+        if self._out is not None:
+            flat = est.reshape(k * self._mid_channels, m)
+            flat = self._resample(self._out, flat, last=last)
+            est = flat.reshape(k, self._mid_channels, flat.shape[-1])
+        if self._mid_channels < self.channels:
+            est = est.expand(k, self.channels, est.shape[-1])
+        est = est[..., : max(0, self._pushed - self._returned)].contiguous()
+        self._returned += est.shape[-1]
+        return est
 
 
-def iter_separate(
+def separate_audio(
     model: nn.Module,
     audio: torch.Tensor,
     sample_rate: int,
     stems: list[str] | None = None,
+    block_seconds: float = 60.0,
     **kwargs,
-) -> Iterator[tuple[str, torch.Tensor]]:
-    """Separate ``audio`` in its own format, yielding one stem at a time (bounded memory).
-
-    The input is converted to the model's rate and channel count (:func:`wb.audio.resample`,
-    :func:`wb.audio.convert_channels`: mono downmix by mean, mono duplicated to stereo),
-    separated with :func:`separate_tensor`, and every stem is converted back.
+) -> torch.Tensor:
+    """Separate ``audio`` in its own format: :class:`StreamSeparator` over the whole tensor.
 
     Args:
         model: see :func:`separate_tensor`.
-        audio: ``(channels, samples)`` at ``sample_rate`` Hz.
+        audio: ``(channels, samples)`` at ``sample_rate`` Hz (1 or 2 channels).
         sample_rate: Hz.
-        stems: source names to yield (default all, in model order).
-        **kwargs: :func:`separate_tensor` options (``segment``, ``overlap``, ``device``, ...).
-
-    Yields:
-        ``(source name, (channels, samples) float32 tensor)`` in the input's format.
-
-    Raises:
-        WbError / AudioError: see :func:`separate_tensor` and the channel policy.
-    """
-    channels, length = audio.shape
-    if channels not in (1, 2):
-        raise AudioError(
-            f"input has {channels} channels; only mono or stereo audio can be separated"
-        )
-    model_rate = int(model.samplerate)
-    mix = convert_channels(audio, int(model.audio_channels), "input")
-    mix = resample(mix, sample_rate, model_rate)
-    est = separate_tensor(model, mix, **kwargs)
-    del mix
-    names = list(model.sources)
-    for name in stems or names:
-        yield (
-            name,
-            restore_format(est[names.index(name)], model_rate, sample_rate, channels, length),
-        )
-
-
-def separate_audio(
-    model: nn.Module, audio: torch.Tensor, sample_rate: int, **kwargs
-) -> torch.Tensor:
-    """Separate ``audio`` ``(channels, samples)`` at ``sample_rate`` Hz in its own format.
+        stems: source names to return (default all, in model order).
+        block_seconds: input seconds per pushed block.
+        **kwargs: :class:`StreamSeparator` options (``segment``, ``overlap``, ``device``, ...).
 
     Returns:
-        ``(n_sources, channels, samples)`` at ``sample_rate``; see :func:`iter_separate`.
+        ``(len(stems), channels, samples)`` float32 at ``sample_rate``.
+
+    Raises:
+        AudioError / WbError: see :class:`StreamSeparator`.
     """
-    return torch.stack([stem for _, stem in iter_separate(model, audio, sample_rate, **kwargs)])
+    if audio.dim() != 2:
+        raise WbError(f"audio must be (channels, samples), got shape {tuple(audio.shape)}")
+    sep = StreamSeparator(
+        model, sample_rate, audio.shape[0], stems, expected_frames=audio.shape[-1], **kwargs
+    )
+    try:
+        step = max(1, int(block_seconds * sample_rate))
+        parts = [sep.push(audio[:, i : i + step]) for i in range(0, audio.shape[-1], step)]
+        parts.append(sep.finish())
+    finally:
+        sep.close()
+    return torch.cat(parts, dim=-1)

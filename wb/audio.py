@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,26 +111,116 @@ def info(path: str | os.PathLike) -> AudioInfo:
     return _ffprobe(p)
 
 
-def _read_soundfile(p: Path) -> tuple[np.ndarray, int]:
-    data, sr = sf.read(str(p), dtype="float32", always_2d=True)
-    return data.T, int(sr)
+DEFAULT_BLOCK_FRAMES = 1 << 16
 
 
-def _read_ffmpeg(p: Path) -> tuple[np.ndarray, int]:
+def _soundfile_blocks(p: Path, block_frames: int) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """Open ``p`` with libsndfile (raises its own errors when it cannot)."""
+    f = sf.SoundFile(str(p))
+    hdr = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames))
+
+    def blocks() -> Iterator[np.ndarray]:
+        with f:
+            while True:
+                try:
+                    data = f.read(block_frames, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as exc:
+                    raise AudioError(f"{p}: could not decode it ({_short(exc)})") from None
+                if data.shape[0] == 0:
+                    return
+                yield data.T
+
+    return hdr, blocks()
+
+
+def _ffmpeg_blocks(p: Path, block_frames: int) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """Decode ``p`` with an ``ffmpeg`` subprocess piping float32 samples (first audio stream)."""
     hdr = _ffprobe(p)
+    if shutil.which("ffmpeg") is None:
+        raise AudioError(f"{p}: format not readable by libsndfile and ffmpeg is not installed")
     cmd = [
         "ffmpeg", "-nostdin", "-v", "error", "-i", str(p), "-map", "0:a:0",
         "-f", "f32le", "-acodec", "pcm_f32le", "-",
     ]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True)
-    if res.returncode != 0:
-        msg = res.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioError(
-            f"{p}: ffmpeg could not decode it ({msg[-1][:160] if msg else 'no detail'})"
-        )
-    flat = np.frombuffer(res.stdout, dtype="<f4")
-    usable = len(flat) - len(flat) % hdr.channels
-    return flat[:usable].reshape(-1, hdr.channels).T.copy(), hdr.sample_rate
+
+    def blocks() -> Iterator[np.ndarray]:
+        frame_bytes = 4 * hdr.channels
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+            try:
+                while True:
+                    raw = proc.stdout.read(block_frames * frame_bytes)
+                    usable = len(raw) - len(raw) % frame_bytes
+                    if usable:
+                        flat = np.frombuffer(raw[:usable], dtype="<f4")
+                        yield flat.reshape(-1, hdr.channels).T.copy()
+                    if len(raw) < block_frames * frame_bytes:
+                        break
+                if proc.wait() != 0:
+                    err.seek(0)
+                    msg = err.read().decode(errors="replace").strip().splitlines()
+                    raise AudioError(
+                        f"{p}: ffmpeg could not decode it ({msg[-1][:160] if msg else 'no detail'})"
+                    )
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stdout.close()
+
+    return hdr, blocks()
+
+
+def read_blocks(
+    path: str | os.PathLike, block_frames: int = DEFAULT_BLOCK_FRAMES
+) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """Open an audio file for streaming: its header, and its samples block by block.
+
+    Memory stays at one block whatever the file's length (used by ``wb separate`` on long
+    recordings). WAV / FLAC / OGG / AIFF are read with soundfile; anything else is decoded by
+    an ``ffmpeg`` subprocess whose output is read through a pipe.
+
+    Args:
+        path: the audio file.
+        block_frames: samples per channel in each block (the last one may be shorter).
+
+    Returns:
+        ``(info, blocks)``: :class:`AudioInfo` (``frames`` is an estimate for compressed
+        formats) and an iterator of float32 arrays ``(channels, block_frames)``.
+
+    Raises:
+        AudioError: at once for a missing, empty or unreadable file; while iterating for
+            corrupt data, NaN/Inf samples or a file without samples. Stop iterating before
+            writing anything final, so that a bad file never leaves a partial output.
+    """
+    p = _check_path(path)
+    if block_frames < 1:
+        raise AudioError(f"block_frames must be positive, got {block_frames}")
+    try:
+        hdr, raw = _soundfile_blocks(p, block_frames)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        if p.suffix.lower() in _SOUNDFILE_EXTENSIONS and shutil.which("ffmpeg") is None:
+            raise AudioError(f"{p}: not a readable audio file ({_short(exc)})") from None
+        try:
+            hdr, raw = _ffmpeg_blocks(p, block_frames)
+        except AudioError as ff_exc:
+            if p.suffix.lower() in _SOUNDFILE_EXTENSIONS:
+                raise AudioError(f"{p}: not a readable audio file ({_short(exc)})") from None
+            raise ff_exc from None
+    if hdr.channels < 1:
+        raise AudioError(f"{p}: has no audio channels")
+
+    def checked() -> Iterator[np.ndarray]:
+        total = 0
+        for block in raw:
+            if not np.isfinite(block).all():
+                raise AudioError(f"{p}: contains NaN or Inf samples")
+            total += block.shape[1]
+            yield block
+        if total == 0:
+            raise AudioError(f"{p}: contains no samples")
+
+    return hdr, checked()
 
 
 def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
@@ -209,24 +299,11 @@ def load(
         AudioError: missing file, directory, empty file, not audio, truncated or corrupt data,
             zero samples, NaN/Inf samples, unsupported channel count, or too short.
     """
-    p = _check_path(path)
-    try:
-        data, sr = _read_soundfile(p)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        if p.suffix.lower() in _SOUNDFILE_EXTENSIONS and shutil.which("ffmpeg") is None:
-            raise AudioError(f"{p}: not a readable audio file ({_short(exc)})") from None
-        try:
-            data, sr = _read_ffmpeg(p)
-        except AudioError as ff_exc:
-            if p.suffix.lower() in _SOUNDFILE_EXTENSIONS:
-                raise AudioError(f"{p}: not a readable audio file ({_short(exc)})") from None
-            raise ff_exc from None
-    if data.shape[1] == 0:
-        raise AudioError(f"{p}: contains no samples")
-    if data.shape[0] == 0:
-        raise AudioError(f"{p}: has no audio channels")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{p}: contains NaN or Inf samples")
+    hdr, blocks = read_blocks(path, 1 << 20)
+    parts = list(blocks)
+    data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    del parts
+    p, sr = Path(path), hdr.sample_rate
     duration = data.shape[1] / sr
     if duration < min_duration:
         raise AudioError(

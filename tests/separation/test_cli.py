@@ -106,22 +106,35 @@ def test_bad_file_among_good_ones(tmp_path, capsys, model_file):
     ]  # fmt: skip
 
 
-def test_failure_mid_track_leaves_nothing(tmp_path, capsys, model_file, monkeypatch):
-    a = _write(tmp_path / "x.wav", 8000, 1)
+def test_write_failure_mid_track_leaves_nothing(tmp_path, capsys, model_file, monkeypatch):
+    a = _write(tmp_path / "x.wav", 8000, 1, seconds=25.0)  # three 10 s blocks
     out = tmp_path / "out"
-    real_save = audio.save
+    real_write = sf.SoundFile.write
     calls = []
 
-    def flaky_save(path, *args, **kwargs):
-        calls.append(path)
-        if len(calls) == 2:
-            raise audio.AudioError(f"{path}: disk full")
-        return real_save(path, *args, **kwargs)
+    def flaky_write(self, data):
+        calls.append(len(data))
+        if len(calls) == 3:  # second stem file, first block
+            raise sf.LibsndfileError(0, "disk full")
+        return real_write(self, data)
 
-    monkeypatch.setattr(audio, "save", flaky_save)
+    monkeypatch.setattr(sf.SoundFile, "write", flaky_write)
     code, _, err = _run(capsys, a, "--model", model_file, "--out", str(out))
-    assert code == 1 and "disk full" in err
+    assert code == 1 and "could not write the stems" in err and len(calls) == 3
     assert _tree(out) == []  # no partial track folder, no temporary folder
+
+
+def test_corrupt_samples_found_mid_stream_leave_nothing(tmp_path, capsys, model_file):
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(8000 * 25)).astype(np.float32)
+    x[-100] = np.nan  # in the last block: the first two are separated and written first
+    bad = tmp_path / "bad.wav"
+    sf.write(bad, x, 8000, subtype="FLOAT")
+    good = _write(tmp_path / "good.wav", 8000, 1)
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, str(bad), good, "--model", model_file, "--out", str(out))
+    assert code == 1 and err.strip() == f"error: {bad}: contains NaN or Inf samples"
+    assert _tree(out) == ["good", "good/noise.wav", "good/tone.wav"]
 
 
 def test_rerun_replaces_folder_and_never_touches_inputs(tmp_path, capsys, model_file):
@@ -195,3 +208,25 @@ def test_segment_longer_than_htdemucs_training_is_usage_error(tmp_path, capsys):
     assert code == 2 and "training segment 0.5 s" in err
     code, _, err = _run(capsys, a, "--model", str(path), "--out", str(tmp_path / "o"))
     assert code == 0, err
+
+
+def test_streamed_files_equal_in_memory_separation_and_clip_loud_stems(tmp_path):
+    from separation.cli import write_track
+    from separation.inference import separate_audio
+
+    from .conftest import GainModel
+
+    model = GainModel((30.0, 0.5))  # the first stem goes past full scale
+    path = _write(tmp_path / "in.wav", 44100, 2, seconds=23.0)  # 3 blocks of 10 s
+    x, _ = audio.load(path)
+    folder = write_track(model, path, tmp_path / "out", ["s0", "s1"], [path], "FLOAT")
+    ref = separate_audio(model, x, 44100, quiet=True)
+    s0, sr0 = sf.read(folder / "s0.wav", dtype="float32", always_2d=True)
+    s1, _ = sf.read(folder / "s1.wav", dtype="float32", always_2d=True)
+    assert sr0 == 44100 and s0.shape == s1.shape == (x.shape[1], 2)
+    assert np.allclose(s1.T, ref[1].numpy(), atol=1e-6)  # FLOAT: exact, no clipping
+    assert np.allclose(s0.T, ref[0].numpy(), atol=1e-6)
+    with pytest.warns(UserWarning, match="s0.wav: peak .* exceeds 1.0; clipping"):
+        pcm = write_track(model, path, tmp_path / "pcm", ["s0"], [path], "PCM_16")
+    y, _ = sf.read(pcm / "s0.wav", dtype="float32")
+    assert np.abs(y).max() <= 1.0 and np.allclose(y.T, ref[0].clamp(-1, 1).numpy(), atol=1e-4)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from separation import models
+from separation import inference, models
 from separation.inference import separate_audio, separate_tensor
-from wb.errors import WbError
+from wb.errors import AudioError, WbError
 
 from .conftest import SR, GainModel
 
@@ -38,16 +39,103 @@ def test_batched_chunks_match_single():
     assert torch.allclose(a, b, atol=1e-6) and (b[0] - x).abs().max() < 1e-5
 
 
-def test_own_overlap_add_matches_demucs_apply_model():
+def _apply_model(model, x, overlap, segment):
+    from fractions import Fraction
+
+    from demucs.apply import apply_model
+
+    with torch.no_grad():
+        return apply_model(
+            model.eval(), x[None], shifts=0, split=True, overlap=overlap, progress=False,
+            segment=Fraction(segment).limit_denominator(10**6),
+        )[0]  # fmt: skip
+
+
+def _demucs_models():
     torch.manual_seed(0)
-    model = models.build("hdemucs", ["a", "b"], SR, 1, segment=0.5, channels=8, depth=3, nfft=256)
+    small = {"channels": 8, "nfft": 256}
+    return {
+        "hdemucs": models.build("hdemucs", ["a", "b"], SR, 1, segment=0.5, depth=3, **small),
+        "htdemucs": models.build(
+            "htdemucs", ["a", "b"], SR, 1, segment=0.5, depth=2, t_layers=1, **small
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", ["hdemucs", "htdemucs"])
+@pytest.mark.parametrize("segment", [0.5, 0.3])
+def test_demucs_engine_equals_apply_model_split(name, segment):
+    """Our chunking + apply_model(split=False) per window == Demucs' own split=True
+    inference, last (short, context-padded) chunks included."""
+    model = _demucs_models()[name]
+    x = torch.randn(1, 3 * SEG + 333, generator=torch.Generator().manual_seed(1)) * 0.1
+    for overlap in (0.25, 0.5):
+        ours = separate_tensor(model, x, segment=segment, overlap=overlap, quiet=True)
+        theirs = _apply_model(model, x, overlap, segment)
+        assert ours.shape == theirs.shape
+        assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
+
+
+def test_own_overlap_add_matches_demucs_apply_model_on_full_chunks():
+    model = _demucs_models()["hdemucs"]
     x = torch.randn(1, 2 * SEG + 333) * 0.1
     ours = separate_tensor(model, x, overlap=0.25, engine="ola", quiet=True)
-    theirs = separate_tensor(model, x, overlap=0.25, engine="demucs", quiet=True)
+    theirs = _apply_model(model, x, 0.25, 0.5)
     # same chunks, padding and weights; they differ only where apply_model runs the short
-    # last chunk unpadded (ours pads every chunk to the full segment with real context)
+    # last chunk padded to the model's valid length (ours pads every chunk to a full segment)
     last = 2 * int(0.75 * SEG)
     assert torch.allclose(ours[..., :last], theirs[..., :last], atol=1e-5)
+    assert not torch.allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("engine", ["ola", "demucs"])
+def test_streaming_blocks_equal_whole_tensor_with_bounded_buffers(engine):
+    model = _demucs_models()["htdemucs"] if engine == "demucs" else GainModel((1.0, -0.5))
+    x = torch.randn(1, 12 * SEG + 77, generator=torch.Generator().manual_seed(2)) * 0.1
+    whole = separate_tensor(model, x, segment=0.3, engine=engine, quiet=True)
+    ola = inference._engine(
+        model, 1, 0.3, 0.25, engine == "demucs", "cpu", 1.0, 1, None
+    )  # the engine StreamSeparator drives
+    rng = np.random.default_rng(0)
+    outs, kept, i = [], [], 0
+    while i < x.shape[-1]:
+        n = int(rng.integers(1, SEG))
+        outs.append(ola.push(x[:, i : i + n]))
+        kept.append((ola._mix.shape[-1], ola._acc.shape[-1]))
+        i += n
+    outs.append(ola.finish())
+    assert torch.allclose(torch.cat(outs, dim=-1), whole, atol=1e-6)
+    # memory: never more than about one window of mixture and one segment of estimates
+    assert max(m for m, _ in kept) <= 2 * SEG + SEG and max(a for _, a in kept) <= SEG
+
+
+@pytest.mark.parametrize("rate,channels", [(8000, 1), (44100, 2), (22050, 1), (11025, 2)])
+def test_stream_separator_keeps_length_rate_and_alignment(rate, channels):
+    model = GainModel((1.0, 0.5))
+    t = torch.arange(int(2.7 * rate)) / rate
+    x = 0.5 * torch.sin(2 * torch.pi * 330.0 * t).repeat(channels, 1)  # below 4 kHz
+    sep = inference.StreamSeparator(model, rate, channels, stems=["s1", "s0"], quiet=True)
+    step = int(0.37 * rate)
+    outs = [sep.push(x[:, i : i + step]) for i in range(0, x.shape[-1], step)]
+    outs.append(sep.finish())
+    y = torch.cat(outs, dim=-1)
+    assert y.shape == (2, channels, x.shape[-1])
+    # identity model: the stems are the input (band-limited through 8 kHz), not delayed
+    inner = slice(rate // 10, -rate // 10)
+    assert (y[1, :, inner] - x[:, inner]).abs().max() < 2e-3
+    assert (y[0, :, inner] - 0.5 * x[:, inner]).abs().max() < 1e-3
+    with pytest.raises(WbError, match="after finish"):
+        sep.push(x[:, :10])
+
+
+def test_stream_separator_rejects_bad_formats():
+    with pytest.raises(AudioError, match="only mono or stereo"):
+        inference.StreamSeparator(GainModel(), 8000, 3, quiet=True)
+    with pytest.raises(WbError, match="unknown stem"):
+        inference.StreamSeparator(GainModel(), 8000, 1, stems=["vocals"], quiet=True)
+    sep = inference.StreamSeparator(GainModel(), 8000, 1, quiet=True)
+    with pytest.raises(WbError, match="empty"):
+        sep.finish()
 
 
 def test_htdemucs_segment_limit_and_bad_args():
@@ -74,8 +162,10 @@ def test_demucs_bag_of_models_and_its_segment_limit():
 
     kwargs = {"segment": 0.5, "channels": 8, "depth": 2, "nfft": 256, "t_layers": 1}
     bag = BagOfModels([models.build("htdemucs", ["a", "b"], SR, 2, **kwargs) for _ in range(2)])
-    out = separate_tensor(bag, torch.randn(2, 3 * SEG) * 0.1, quiet=True)
-    assert out.shape == (2, 2, 3 * SEG) and torch.isfinite(out).all()
+    x = torch.randn(2, 3 * SEG + 5) * 0.1
+    out = separate_tensor(bag, x, overlap=0.25, quiet=True)
+    assert out.shape == (2, 2, 3 * SEG + 5) and torch.isfinite(out).all()
+    assert torch.allclose(out, _apply_model(bag, x, 0.25, 0.5), atol=1e-5)
     with pytest.raises(WbError, match="training segment"):
         separate_tensor(bag, torch.randn(2, SEG), segment=1.0, quiet=True)
 

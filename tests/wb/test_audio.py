@@ -85,6 +85,39 @@ def test_load_mp3_through_ffmpeg(tmp_path):
     assert abs(int(np.argmax(spectrum)) - 440) <= 2  # 1 Hz bins over 1 s
 
 
+def test_read_blocks_streams_the_whole_file_in_order(tmp_path):
+    x = _sine(16000, 2.0, channels=2)
+    path = _write(tmp_path / "s.wav", x, 16000, subtype="FLOAT")
+    info, blocks = audio.read_blocks(path, block_frames=5000)
+    parts = list(blocks)
+    assert (info.sample_rate, info.channels, info.frames) == (16000, 2, 32000)
+    assert [b.shape for b in parts] == [(2, 5000)] * 6 + [(2, 2000)]
+    assert np.array_equal(np.concatenate(parts, axis=1), x)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_read_blocks_through_an_ffmpeg_pipe(tmp_path):
+    wav = _write(tmp_path / "s.wav", _sine(22050, 3.0, freq=440.0, channels=2), 22050)
+    m4a = tmp_path / "s.m4a"  # AAC: not readable by libsndfile, decoded by ffmpeg
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), str(m4a)], check=True)
+    info, blocks = audio.read_blocks(m4a, block_frames=4096)
+    parts = list(blocks)
+    assert info.channels == 2 and len(parts) > 10
+    assert all(b.shape[0] == 2 for b in parts) and all(b.shape[1] == 4096 for b in parts[:-1])
+    whole, sr = audio.load(m4a)
+    assert sr == 22050 and np.array_equal(np.concatenate(parts, axis=1), whole.numpy())
+
+
+def test_read_blocks_reports_corrupt_samples_while_streaming(tmp_path):
+    x = _sine(8000, 2.0)
+    x[0, -10] = np.nan
+    path = _write(tmp_path / "nan.wav", x, 8000, subtype="FLOAT")
+    _, blocks = audio.read_blocks(path, block_frames=4000)
+    assert next(blocks).shape == (1, 4000)  # the good first block comes out first
+    with pytest.raises(AudioError, match="NaN or Inf"):
+        list(blocks)
+
+
 # --- bad input: each case one AudioError with a one-line message naming the file ---------------
 
 

@@ -209,7 +209,7 @@ class OverlapAdd:
             self._wsum = torch.zeros(0, device=device)
             self.weight = self.weight.to(device)
         chunks = self._ready()
-        i = 0
+        outs, i = [], 0
         while i < len(chunks):
             # a batch: consecutive chunks with windows of one length
             width = self.window_length(chunks[i][1])
@@ -222,9 +222,12 @@ class OverlapAdd:
                 group.append(chunks[i + len(group)])
             i += len(group)
             self._run_group(group, width)
-        if chunks:
-            self._next = chunks[-1][0] + self.stride
-        return self._emit(self._length if self._length is not None else self._next)
+            # emit after every batch: the accumulator never grows past one batch of chunks
+            self._next = group[-1][0] + self.stride
+            if i < len(chunks):
+                outs.append(self._emit(self._next))
+        outs.append(self._emit(self._length if self._length is not None else self._next))
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
 
     def _run_group(self, group: list[tuple[int, int]], width: int) -> None:
         batch = torch.stack([self._window(o, n) for o, n in group])

@@ -107,6 +107,14 @@ def test_streaming_blocks_equal_whole_tensor_with_bounded_buffers(engine):
     assert torch.allclose(torch.cat(outs, dim=-1), whole, atol=1e-6)
     # memory: never more than about one window of mixture and one segment of estimates
     assert max(m for m, _ in kept) <= 2 * SEG + SEG and max(a for _, a in kept) <= SEG
+    # the whole input in one push: the estimates are still summed one chunk at a time
+    sizes = []
+    ola = inference._engine(
+        model, 1, 0.3, 0.25, engine == "demucs", "cpu", 1.0, 1,
+        lambda k: sizes.append(ola._acc.shape[-1]),
+    )  # fmt: skip
+    assert torch.allclose(torch.cat([ola.push(x), ola.finish()], dim=-1), whole, atol=1e-6)
+    assert len(sizes) > 20 and max(sizes) <= SEG
 
 
 @pytest.mark.parametrize("rate,channels", [(8000, 1), (44100, 2), (22050, 1), (11025, 2)])

@@ -207,12 +207,38 @@ def table_cmd(runs: tuple[str, ...]) -> None:
     click.echo(results_table(runs))
 
 
+@classify.command("ensemble")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, metavar="DIR", help="Folder for the scores.")
+def ensemble_cmd(runs: tuple[str, ...], out_dir: str) -> None:
+    """Score the average class probabilities of finished runs on their test folds.
+
+    The runs must share dataset, protocol and folds (e.g. every head, or one head trained
+    with several seeds). Writes DIR/metrics.json (the schema of wb classify), details.json
+    and confusion matrices, and prints the per-fold and mean accuracy.
+
+    \b
+    wb classify ensemble runs/fsdd-loso-cnn runs/fsdd-loso-cnn-seed1 --out runs/fsdd-loso-ens
+    """
+    from classify.cv import ensemble_runs
+
+    m = ensemble_runs(runs, out_dir)
+    for f in m["folds"]:
+        click.echo(f"{f['fold']}: accuracy {100 * f['accuracy']:.2f} %")
+    click.echo(
+        f"{m['model']}: accuracy {100 * m['mean']['accuracy']:.2f} ± "
+        f"{100 * m['std']['accuracy']:.2f} %, macro-F1 {100 * m['mean']['macro_f1']:.2f} ± "
+        f"{100 * m['std']['macro_f1']:.2f} % over {len(m['folds'])} fold(s) -> {out_dir}"
+    )
+
+
 def recipe_main(dataset: str, argv: list[str] | None = None) -> int:
     """Entry point of ``python -m recipes.<dataset> STAGE [options]``.
 
     Stages: ``prepare`` (check/download the data, build the audio cache), ``train``
     (cross-validate: the options of ``wb classify``), ``predict`` (``wb classify predict``),
-    ``table`` (Markdown results table from run folders).
+    ``table`` (Markdown results table from run folders), ``ensemble`` (probability average
+    of finished runs).
 
     Returns:
         the exit code of :func:`wb.cli.main`.
@@ -222,7 +248,7 @@ def recipe_main(dataset: str, argv: list[str] | None = None) -> int:
     from wb.cli import main
 
     args = list(sys.argv[1:] if argv is None else argv)
-    usage = f"usage: python -m recipes.{dataset} {{prepare,train,predict,table}} [options]"
+    usage = f"usage: python -m recipes.{dataset} {{prepare,train,predict,table,ensemble}} [options]"
     if not args or args[0] in ("-h", "--help"):
         click.echo(usage)
         return 0 if args else 2
@@ -231,7 +257,7 @@ def recipe_main(dataset: str, argv: list[str] | None = None) -> int:
         return main(["classify", "--dataset", dataset, *rest])
     if stage == "prepare":
         return main(["classify", "prepare", "--dataset", dataset, *rest])
-    if stage in ("predict", "table"):
+    if stage in ("predict", "table", "ensemble"):
         return main(["classify", stage, *rest])
     click.echo(f"error: unknown stage {stage!r}; {usage}", err=True)
     return 2

@@ -17,6 +17,7 @@ code is then 1.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -138,18 +139,22 @@ def _write_stems(sep, blocks, tmp: Path, sample_rate: int, subtype: str) -> list
                 if peak > 1.0:
                     peaks[k] = max(peaks[k], peak)
                     stem = np.clip(stem, -1.0, 1.0)
-            if subtype == "PCM_16":  # libsndfile's own conversion, done faster here
+            if subtype == "PCM_16":  # libsndfile's own conversion (a test checks), faster
                 stem = np.floor(stem * 32768.0).clip(-32768, 32767).astype(np.int16)
-            f.write(stem.T)
+            try:
+                f.write(stem.T)
+            except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+                raise AudioError(f"{tmp}: could not write the stems ({exc})") from None
 
     try:
         for name in names:
-            files.append(sf.SoundFile(tmp / name, "w", sample_rate, sep.channels, subtype))
+            try:
+                files.append(sf.SoundFile(tmp / name, "w", sample_rate, sep.channels, subtype))
+            except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+                raise AudioError(f"{tmp}: could not write the stems ({exc})") from None
         for block in blocks:
             write(sep.push(block))
         write(sep.finish())
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{tmp}: could not write the stems ({exc})") from None
     finally:
         sep.close()
         for f in files:
@@ -205,27 +210,27 @@ def write_track(
     for src in protect:
         if _inside(Path(src), dest):
             raise WbError(f"{dest}: refusing to replace this folder, it contains the input {src}")
-    info = audio.info(path)
-    _, blocks = audio.read_blocks(path, max(1, int(block_seconds * info.sample_rate)))
-    # the first block before any model work: an empty or corrupt file fails right here
-    blocks = itertools.chain([next(blocks)], blocks)
-    sep = StreamSeparator(
-        model, info.sample_rate, info.channels, stems, expected_frames=info.frames, **options
-    )
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=out_dir))
+    rate = audio.info(path).sample_rate
+    info, raw = audio.read_blocks(path, max(1, int(block_seconds * rate)))
+    with contextlib.closing(raw):  # stops an ffmpeg decoder whatever happens below
+        first = next(raw)  # a file empty or corrupt from the start fails before model work
+        sep = StreamSeparator(
+            model, info.sample_rate, info.channels, stems, expected_frames=info.frames, **options
+        )
         try:
-            written = _write_stems(sep, blocks, tmp, info.sample_rate, subtype)
-            (tmp / MARKER).write_text(
-                json.dumps({"written_by": "wb separate", "input": str(path), "files": written})
-            )
-            _install(tmp, dest)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=out_dir))
+            try:
+                blocks = itertools.chain([first], raw)
+                written = _write_stems(sep, blocks, tmp, info.sample_rate, subtype)
+                marker = {"written_by": "wb separate", "input": str(path), "files": written}
+                (tmp / MARKER).write_text(json.dumps(marker))
+                _install(tmp, dest)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        sep.close()
+            sep.close()
     return dest
 
 
@@ -302,8 +307,8 @@ def separate(
     loaded: dict = {}
 
     def get_model():
-        # loaded on the first readable input: unreadable inputs are reported without a model;
-        # a model error (or a bad --stems/--segment for it) stops the whole command
+        # loaded on the first input with a readable header (inputs that are not audio are
+        # reported without a model); a model error (or a bad --stems/--segment) stops all
         if not loaded:
             model = load_separator(model_name, device=dev)
             wanted = _parse_stems(stems, list(model.sources))
@@ -327,7 +332,7 @@ def separate(
                     f"{path}: output folder {out / Path(path).stem} is already used by {used[dest]}"
                     " in this run (rename one input)"
                 )
-            audio.info(path)  # header only: the samples are streamed by write_track
+            audio.info(path)  # header only: the samples are checked as write_track streams them
         except WbError as exc:
             click.echo(f"error: {exc}", err=True)
             failed += 1

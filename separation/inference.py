@@ -150,6 +150,11 @@ class OverlapAdd:
         self._wsum = torch.zeros(0)
         self._emitted = 0
 
+    @property
+    def received(self) -> int:
+        """Mixture samples pushed so far."""
+        return self._received
+
     def push(self, block: torch.Tensor) -> torch.Tensor:
         """Add ``(channels, n)`` mixture samples; return the estimates that became final,
         ``(n_sources, channels, m)`` float32 (``m`` may be 0)."""
@@ -306,32 +311,69 @@ def overlap_add(
 
 def _demucs_window_length(model: nn.Module, segment_samples: int):
     """``n -> W``: the window ``demucs.apply.apply_model`` gives a chunk of ``n`` samples when
-    called with a ``segment``: the segment itself for HTDemucs (which zero-pads it to its
-    training length inside ``forward``), ``valid_length(n)`` for other Demucs models; the
-    largest over the models of a bag."""
+    called with a ``segment`` (one model, not a bag): the segment itself for HTDemucs (which
+    zero-pads it to its training length inside ``forward``), ``valid_length(n)`` for models
+    that define it, else ``n``."""
     from demucs.htdemucs import HTDemucs
 
-    subs = list(model.models) if hasattr(model, "models") else [model]
-
-    def one(m: nn.Module, n: int) -> int:
-        if isinstance(m, HTDemucs):
-            return segment_samples
-        return int(m.valid_length(n)) if hasattr(m, "valid_length") else n
-
     def window_length(n: int) -> int:
-        return max(one(m, n) for m in subs)
+        if isinstance(model, HTDemucs):
+            return segment_samples
+        return int(model.valid_length(n)) if hasattr(model, "valid_length") else n
 
     return window_length
 
 
+def segment_samples(sample_rate: int, segment: float) -> int:
+    """Chunk length in samples, rounded as :func:`demucs.apply.apply_model` rounds it
+    (``int(sample_rate * Fraction(segment))``), so both chunk alike."""
+    return max(1, int(int(sample_rate) * _fraction(segment)))
+
+
+def _fraction(segment: float) -> Fraction:
+    return Fraction(segment).limit_denominator(10**6)
+
+
+class _WeightedBag:
+    """A Demucs ``BagOfModels`` as a stream: one :class:`OverlapAdd` per model (each with
+    its own windows, as ``apply_model(split=True)`` chunks each model of a bag separately),
+    outputs combined with the bag's per-source weights once every model has produced them."""
+
+    def __init__(self, engines: list[OverlapAdd], weights) -> None:
+        self.engines = engines
+        self.weights = torch.as_tensor(weights, dtype=torch.float32)  # (models, sources)
+        self.totals = self.weights.sum(dim=0)
+        self._pending: list[torch.Tensor | None] = [None] * len(engines)
+
+    @property
+    def received(self) -> int:
+        return self.engines[0].received
+
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        return self._combine([e.push(block) for e in self.engines])
+
+    def finish(self) -> torch.Tensor:
+        return self._combine([e.finish() for e in self.engines])
+
+    def _combine(self, outs: list[torch.Tensor]) -> torch.Tensor:
+        self._pending = [
+            o if p is None else torch.cat([p, o], dim=-1)
+            for p, o in zip(self._pending, outs, strict=True)
+        ]
+        m = min(p.shape[-1] for p in self._pending)
+        w = self.weights.to(outs[0].device)
+        est = sum(w[i][:, None, None] * p[..., :m] for i, p in enumerate(self._pending))
+        self._pending = [p[..., m:] for p in self._pending]
+        return est / self.totals.to(outs[0].device)[:, None, None]
+
+
 def _runner(model: nn.Module, use_demucs: bool, device, segment: float | None = None):
     """``(k, channels, W) -> (k, n_sources, channels, W)`` on ``device``: the model itself,
-    or ``apply_model(..., split=False, segment=segment)`` for Demucs models (their padding,
-    bags, weights)."""
+    or ``apply_model(..., split=False, segment=segment)`` for a Demucs model (its padding)."""
     if use_demucs:
         from demucs.apply import apply_model
 
-        seg = Fraction(segment).limit_denominator(10**6) if segment is not None else None
+        seg = _fraction(segment) if segment is not None else None
 
         def run(batch: torch.Tensor) -> torch.Tensor:
             return apply_model(
@@ -358,6 +400,11 @@ def _plan(model: nn.Module, segment, overlap, engine: str) -> tuple[float, float
     return segment, overlap, use_demucs
 
 
+def _n_models(model: nn.Module, use_demucs: bool) -> int:
+    """Models run on every chunk (a Demucs bag runs each of its models)."""
+    return len(model.models) if use_demucs and hasattr(model, "models") else 1
+
+
 def _engine(
     model: nn.Module,
     channels: int,
@@ -368,16 +415,25 @@ def _engine(
     transition_power: float,
     batch_segments: int,
     on_chunk,
-) -> OverlapAdd:
-    seg_samples = max(1, int(int(model.samplerate) * segment))
+):
+    """The streaming engine for ``model``: an :class:`OverlapAdd`, or one per model of a
+    Demucs bag combined with the bag's weights (both have ``push``/``finish``)."""
+    seg = segment_samples(int(model.samplerate), segment)
+    if use_demucs and hasattr(model, "models"):
+        engines = [
+            _engine(m, channels, segment, overlap, True, device, transition_power,
+                    batch_segments, on_chunk)
+            for m in model.models
+        ]  # fmt: skip
+        return _WeightedBag(engines, model.weights)
     return OverlapAdd(
         _runner(model, use_demucs, device, segment),
         len(model.sources),
         channels,
-        seg_samples,
+        seg,
         overlap,
         transition_power,
-        window_length=_demucs_window_length(model, seg_samples) if use_demucs else None,
+        window_length=_demucs_window_length(model, seg) if use_demucs else None,
         batch_segments=batch_segments,
         on_chunk=on_chunk,
     )
@@ -458,7 +514,7 @@ def separate_tensor(
                 return apply_model(
                     model, mixture[None], shifts=int(shifts), split=True, overlap=overlap,
                     transition_power=transition_power, progress=False, device=device,
-                    segment=Fraction(segment).limit_denominator(10**6), callback=callback,
+                    segment=_fraction(segment), callback=callback,
                 )[0].to(mixture.device)  # fmt: skip
         ola = _engine(
             model, channels, segment, overlap, use_demucs, device, transition_power,
@@ -528,33 +584,31 @@ class StreamSeparator:
         self.sample_rate, self.channels = int(sample_rate), int(channels)
         self.model_rate, self.model_channels = int(model.samplerate), int(model.audio_channels)
         segment, overlap, use_demucs = _plan(model, segment, overlap, engine)
-        self.model = model
-        self._was_training = model.training
-        model.eval()
-        stride = max(1, int((1 - overlap) * max(1, int(self.model_rate * segment))))
-        total = None
-        if expected_frames:
-            total = -(-int(expected_frames * self.model_rate / self.sample_rate) // stride)
-        self._bar = progress(total=total, desc="separating", unit="chunk", quiet=quiet)
         device = device if device is not None else torch.device("cpu")
         self._ola = _engine(
             model, self.model_channels, segment, overlap, use_demucs, device,
-            transition_power, batch_segments, self._bar.update,
+            transition_power, batch_segments, lambda k: self._bar.update(k),
         )  # fmt: skip
         # stems are brought to min(model, input) channels before resampling back (less work)
         self._mid_channels = min(self.model_channels, self.channels)
         same_rate = self.sample_rate == self.model_rate
-        self._in = (
-            None
-            if same_rate
-            else soxr.ResampleStream(
-                self.sample_rate, self.model_rate, self.model_channels, dtype="float32"
-            )
-        )
+        self._in = None if same_rate else soxr.ResampleStream(
+            self.sample_rate, self.model_rate, self.model_channels, dtype="float32"
+        )  # fmt: skip
         self._out = None if same_rate else soxr.ResampleStream(
             self.model_rate, self.sample_rate, len(self.stems) * self._mid_channels,
             dtype="float32",
         )  # fmt: skip
+        stride = max(1, int((1 - overlap) * segment_samples(self.model_rate, segment)))
+        total = None
+        if expected_frames:
+            chunks = -(-int(expected_frames * self.model_rate / self.sample_rate) // stride)
+            total = chunks * _n_models(model, use_demucs)
+        # last: nothing below can fail, so close() always has a bar and a flag to restore
+        self._bar = progress(total=total, desc="separating", unit="chunk", quiet=quiet)
+        self.model = model
+        self._was_training = model.training
+        model.eval()
         self._pushed = 0  # input samples so far
         self._returned = 0  # output samples so far
         self._done = False
@@ -588,6 +642,8 @@ class StreamSeparator:
             if self._in is not None:
                 flushed = self._resample(self._in, torch.zeros(self.model_channels, 0), last=True)
                 tail.append(self._back(self._ola.push(flushed), last=False))
+            if self._pushed and self._ola.received == 0:  # shorter than the resampler delay
+                tail.append(self._back(self._ola.push(torch.zeros(self.model_channels, 1)), False))
             tail.append(self._back(self._ola.finish(), last=True))
             out = torch.cat(tail, dim=-1)
             missing = self._pushed - self._returned

@@ -130,7 +130,7 @@ def _soundfile_blocks(p: Path, block_frames: int) -> tuple[AudioInfo, Iterator[n
                     return
                 yield data.T
 
-    return hdr, blocks()
+    return hdr, _Blocks(blocks(), f.close)
 
 
 def _ffmpeg_blocks(p: Path, block_frames: int) -> tuple[AudioInfo, Iterator[np.ndarray]]:
@@ -168,7 +168,28 @@ def _ffmpeg_blocks(p: Path, block_frames: int) -> tuple[AudioInfo, Iterator[np.n
                     proc.wait()
                 proc.stdout.close()
 
-    return hdr, blocks()
+    return hdr, _Blocks(blocks())
+
+
+class _Blocks:
+    """Iterator over a generator of blocks whose :meth:`close` also releases the resource,
+    even when iteration never started (a plain generator's ``close`` would not run its
+    cleanup then)."""
+
+    def __init__(self, gen: Iterator[np.ndarray], release=None) -> None:
+        self._gen, self._release = gen, release
+
+    def __iter__(self) -> _Blocks:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop: close the generator, then the file (idempotent)."""
+        self._gen.close()
+        if self._release is not None:
+            self._release()
 
 
 def read_blocks(
@@ -189,9 +210,12 @@ def read_blocks(
         formats) and an iterator of float32 arrays ``(channels, block_frames)``.
 
     Raises:
-        AudioError: at once for a missing, empty or unreadable file; while iterating for
-            corrupt data, NaN/Inf samples or a file without samples. Stop iterating before
-            writing anything final, so that a bad file never leaves a partial output.
+        AudioError: at once for a missing or empty file or an unreadable header; while
+            iterating for data that cannot be decoded (for ffmpeg formats, any decoding
+            failure), NaN/Inf samples or a file without samples. Consumers must not make
+            their output final before the iterator is exhausted, so that a bad file never
+            leaves a partial output; closing the iterator (``.close()``) releases the file
+            or stops the ffmpeg process.
     """
     p = _check_path(path)
     if block_frames < 1:
@@ -208,6 +232,7 @@ def read_blocks(
                 raise AudioError(f"{p}: not a readable audio file ({_short(exc)})") from None
             raise ff_exc from None
     if hdr.channels < 1:
+        raw.close()
         raise AudioError(f"{p}: has no audio channels")
 
     def checked() -> Iterator[np.ndarray]:
@@ -220,7 +245,7 @@ def read_blocks(
         if total == 0:
             raise AudioError(f"{p}: contains no samples")
 
-    return hdr, checked()
+    return hdr, _Blocks(checked(), raw.close)
 
 
 def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:

@@ -76,6 +76,32 @@ def test_demucs_engine_equals_apply_model_split(name, segment):
         assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
 
 
+def test_awkward_segment_rounds_like_apply_model():
+    # 1.15 s * 8000 Hz is 9199.999... in floating point; Demucs chunks 9200 samples
+    torch.manual_seed(0)
+    model = models.build(
+        "htdemucs", ["a", "b"], SR, 1, segment=1.2, depth=2, t_layers=1, channels=8, nfft=256
+    )
+    x = torch.randn(1, 3 * SR + 11) * 0.1
+    assert inference.segment_samples(SR, 1.15) == 9200
+    ours = separate_tensor(model, x, segment=1.15, overlap=0.25, quiet=True)
+    assert torch.allclose(ours, _apply_model(model, x, 0.25, 1.15), atol=1e-5)
+
+
+def test_mixed_bag_runs_each_model_on_its_own_windows():
+    from demucs.apply import BagOfModels
+
+    m = _demucs_models()
+    bag = BagOfModels([m["hdemucs"], m["htdemucs"]], weights=[[1.0, 0.2], [0.5, 1.0]])
+    x = torch.randn(1, 3 * SEG + 77, generator=torch.Generator().manual_seed(3)) * 0.1
+    ours = separate_tensor(bag, x, overlap=0.25, quiet=True)
+    assert torch.allclose(ours, _apply_model(bag, x, 0.25, 0.5), atol=1e-5)
+    sep = inference.StreamSeparator(bag, SR, 1, quiet=True)  # streamed in odd blocks
+    step = 1234
+    y = [sep.push(x[:, i : i + step]) for i in range(0, x.shape[-1], step)]
+    assert torch.allclose(torch.cat([*y, sep.finish()], dim=-1), ours, atol=1e-6)
+
+
 def test_own_overlap_add_matches_demucs_apply_model_on_full_chunks():
     model = _demucs_models()["hdemucs"]
     x = torch.randn(1, 2 * SEG + 333) * 0.1
@@ -134,6 +160,12 @@ def test_stream_separator_keeps_length_rate_and_alignment(rate, channels):
     assert (y[0, :, inner] - 0.5 * x[:, inner]).abs().max() < 1e-3
     with pytest.raises(WbError, match="after finish"):
         sep.push(x[:, :10])
+
+
+def test_stream_separator_input_shorter_than_resampler_delay():
+    sep = inference.StreamSeparator(GainModel(), 44100, 2, quiet=True)
+    assert sep.push(torch.full((2, 2), 0.5)).shape[-1] == 0
+    assert sep.finish().shape == (2, 2, 2)
 
 
 def test_stream_separator_rejects_bad_formats():

@@ -104,8 +104,13 @@ def test_read_blocks_through_an_ffmpeg_pipe(tmp_path):
     parts = list(blocks)
     assert info.channels == 2 and len(parts) > 10
     assert all(b.shape[0] == 2 for b in parts) and all(b.shape[1] == 4096 for b in parts[:-1])
-    whole, sr = audio.load(m4a)
-    assert sr == 22050 and np.array_equal(np.concatenate(parts, axis=1), whole.numpy())
+    y = np.concatenate(parts, axis=1)
+    x = _sine(22050, 3.0, freq=440.0, channels=2)
+    # AAC adds a priming delay: align by cross-correlation, then compare with the source
+    lag = int(np.argmax(np.correlate(y[0, :8192], x[0, :4096], mode="valid")))
+    assert info.sample_rate == 22050 and 0 <= lag < 4096
+    n = min(x.shape[1], y.shape[1] - lag) - 4096
+    assert np.abs(y[:, lag : lag + n] - x[:, :n]).max() < 0.05
 
 
 def test_read_blocks_reports_corrupt_samples_while_streaming(tmp_path):

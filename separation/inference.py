@@ -13,10 +13,12 @@ input's sample rate and channel count (streaming soxr resamplers); ``wb separate
 blocks read from the file and writes its output blocks to the stem files.
 :func:`separate_tensor` and :func:`separate_audio` are the same machinery on whole tensors.
 
-Demucs models (``HDemucs``, ``HTDemucs``, pretrained bags) run chunk by chunk through
+Demucs models (``HDemucs``, ``HTDemucs``) run chunk by chunk through
 ``demucs.apply.apply_model(split=False)`` on the window ``apply_model(split=True)`` would give
-them (their ``valid_length``), so the result equals Demucs' own chunked inference; other
-models (Conv-TasNet) get every chunk padded to a full segment with real context.
+them (the segment for HTDemucs, ``valid_length`` for the others; segment lengths rounded as
+Demucs rounds them), and each model of a ``BagOfModels`` gets its own engine, combined with
+the bag's weights, so the result equals Demucs' own chunked inference (tests compare them).
+Other models (Conv-TasNet) get every chunk padded to a full segment with real context.
 """
 
 from __future__ import annotations

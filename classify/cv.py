@@ -500,9 +500,10 @@ def ensemble_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
             )  # fmt: skip
         )
     ds = SimpleNamespace(name=meta0["dataset"], classes=list(meta0["classes"]))
-    model = "ensemble(" + "+".join(str(m.get("model", "?")) for _, m, _ in members) + ")"
+    model = "ensemble(" + "+".join(run.name for run, _, _ in members) + ")"
     metrics, details = summarize(ds, model, results)
     details["members"] = [str(run) for run, _, _ in members]
+    details["member_models"] = [m.get("model") for _, m, _ in members]
     details["gap_at_best_epoch"] = {"note": "not defined for an ensemble"}
     for fold in details["folds"]:
         fold.update(gap_at_best_epoch=None, best_epoch=None)

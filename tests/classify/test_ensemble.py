@@ -50,7 +50,7 @@ def test_probabilities_are_averaged_not_logits(tmp_path: Path, capsys) -> None:
         "f2": [[0, 0, 2], [0, 0, 2.5]],
     }, LABELS)  # fmt: skip
     m = ensemble_runs([a, b], tmp_path / "ens")
-    assert m["model"] == "ensemble(cnn+mamba)"
+    assert m["model"] == "ensemble(a+b)"
     assert [f["fold"] for f in m["folds"]] == ["f1", "f2"]
     # f1: predictions b, b, c, a -> 3/4 right; f2: c, then A(p_a=.79) vs B(p_c=.86) -> c
     assert [f["accuracy"] for f in m["folds"]] == [0.75, 1.0]
@@ -59,11 +59,12 @@ def test_probabilities_are_averaged_not_logits(tmp_path: Path, capsys) -> None:
     saved = json.loads((tmp_path / "ens" / "metrics.json").read_text())
     assert saved == m and set(saved) == {"dataset", "model", "folds", "mean", "std"}
     details = json.loads((tmp_path / "ens" / "details.json").read_text())
-    assert details["members"] == [str(a), str(b)] and details["folds"][0]["n_parameters"] == 200
+    assert details["members"] == [str(a), str(b)] and details["member_models"] == ["cnn", "mamba"]
+    assert details["folds"][0]["n_parameters"] == 200
     assert (tmp_path / "ens" / "confusion_all.csv").is_file()
     # the same through the CLI
     code = main(["classify", "ensemble", str(a), str(b), "--out", str(tmp_path / "cli")])
-    assert code == 0 and "ensemble(cnn+mamba): accuracy 87.50" in capsys.readouterr().out
+    assert code == 0 and "ensemble(a+b): accuracy 87.50" in capsys.readouterr().out
 
 
 def test_mismatched_runs_are_refused(tmp_path: Path, capsys) -> None:

@@ -375,7 +375,8 @@ def _write_plots(out: Path, classes: list[str], results: list[FoldResult]) -> No
 
 
 def results_table(runs: Sequence[str | os.PathLike]) -> str:
-    """Markdown table of run folders written by :func:`run_cv`.
+    """Markdown table of run folders written by :func:`run_cv` (or :func:`ensemble_runs`),
+    one row per folder, named by the folder.
 
     Raises:
         WbError: a folder without ``metrics.json``.
@@ -385,9 +386,9 @@ def results_table(runs: Sequence[str | os.PathLike]) -> str:
     import yaml
 
     head = (
-        "| dataset | protocol | model | params | folds | accuracy (mean ± std) "
+        "| run | dataset | protocol | model | params | folds | accuracy (mean ± std) "
         "| macro-F1 (mean ± std) | train−val acc gap | wall time |\n"
-        "|---|---|---|---:|---:|---|---|---:|---:|"
+        "|---|---|---|---|---:|---:|---|---|---:|---:|"
     )
     rows = [head]
     for run in runs:
@@ -405,6 +406,7 @@ def results_table(runs: Sequence[str | os.PathLike]) -> str:
         gap = (d.get("gap_at_best_epoch") or {}).get("acc_gap") or {}
         wall = d.get("wall_seconds")
         cells = [
+            run.resolve().name,
             m["dataset"],
             str((cfg or {}).get("protocol") or d.get("protocol", "?")),
             m["model"],

@@ -140,7 +140,7 @@ def test_table_and_recipe_entry_point(run, capsys) -> None:
     capsys.readouterr()
     assert recipe_main("fsdd", ["table", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| dataset | protocol | model")
-    assert lines[2].startswith("| folder | folds | cnn |")
+    assert lines[0].startswith("| run | dataset | protocol | model")
+    assert lines[2].startswith(f"| {out.resolve().name} | folder | folds | cnn |")
     assert recipe_main("fsdd", ["fly"]) == 2
     assert "unknown stage" in capsys.readouterr().err

@@ -409,7 +409,7 @@ def results_table(runs: Sequence[str | os.PathLike]) -> str:
             run.resolve().name,
             m["dataset"],
             str((cfg or {}).get("protocol") or d.get("protocol", "?")),
-            m["model"],
+            _short_model(m["model"]),
             f"{params:,}" if params else "?",
             str(len(m["folds"])),
             f"{100 * m['mean']['accuracy']:.2f} ± {100 * m['std']['accuracy']:.2f} %",
@@ -419,6 +419,11 @@ def results_table(runs: Sequence[str | os.PathLike]) -> str:
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _short_model(model: str) -> str:
+    """``ensemble(a+b+c)`` -> ``ensemble of 3`` (the run column names the folder)."""
+    return f"ensemble of {model.count('+') + 1}" if model.startswith("ensemble(") else model
 
 
 def _read_json(path: Path) -> dict:

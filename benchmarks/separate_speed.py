@@ -159,6 +159,21 @@ def worker(args: argparse.Namespace) -> None:
     )
 
 
+def _subprocess(args: argparse.Namespace, env: dict, mode: str, seconds: float, *extra: str):
+    """Run one ``--mode`` worker in a fresh process; its JSON result, or ``None`` on failure
+    (its stderr is printed)."""
+    cmd = [sys.executable, __file__, "--mode", mode, "--seconds", str(seconds)]
+    cmd += ["--threads", str(args.threads), *extra]
+    for flag in ("model", "segment", "overlap"):
+        if getattr(args, flag) is not None:
+            cmd += [f"--{flag}", str(getattr(args, flag))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        print(proc.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model name or path (default: see above)")
@@ -189,16 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "WB_QUIET": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if args.ab_minutes > 0:
-        cmd = [sys.executable, __file__, "--mode", "ab", "--seconds", str(args.ab_minutes * 60)]
-        cmd += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
-        for flag in ("model", "segment", "overlap"):
-            if getattr(args, flag) is not None:
-                cmd += [f"--{flag}", str(getattr(args, flag))]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            print(proc.stderr[-2000:], file=sys.stderr)
+        r = _subprocess(args, env, "ab", args.ab_minutes * 60, "--repeats", str(args.repeats))
+        if r is None:
             return 1
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"model: {r['model']}")
         print(
             f"interleaved A/B on {args.ab_minutes:g} min, best of {args.repeats}: bare apply_model "
@@ -216,16 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                 write_input(path, minutes * 60)
             bare = None
             for mode in args.modes.split(","):
-                cmd = [sys.executable, __file__, "--mode", mode, "--seconds", str(minutes * 60)]
-                cmd += ["--threads", str(args.threads), "--input", str(path)]
-                for flag in ("model", "segment", "overlap"):
-                    if getattr(args, flag) is not None:
-                        cmd += [f"--{flag}", str(getattr(args, flag))]
-                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-                if proc.returncode != 0:
-                    print(proc.stderr[-2000:], file=sys.stderr)
+                r = _subprocess(args, env, mode, minutes * 60, "--input", str(path))
+                if r is None:
                     return 1
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
                 if not header:  # rows are printed as they finish: an interrupted run keeps them
                     print(f"model: {r['model']}")
                     print(

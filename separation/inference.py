@@ -273,44 +273,6 @@ class OverlapAdd:
         return out
 
 
-def overlap_add(
-    model: nn.Module,
-    mixture: torch.Tensor,
-    segment_samples: int,
-    overlap: float = DEFAULT_OVERLAP,
-    transition_power: float = 1.0,
-    batch_segments: int = 1,
-    device: torch.device | str | None = None,
-    on_chunk=None,
-) -> torch.Tensor:
-    """Separate a whole ``mixture`` with :class:`OverlapAdd`, every chunk padded to a full
-    segment and passed to ``model`` itself.
-
-    Args:
-        model: forward ``(batch, channels, samples) -> (batch, n_sources, channels, samples)``.
-        mixture: ``(channels, samples)`` at the model's rate (stays on its device; only
-            chunks move to ``device``).
-        segment_samples: chunk length in samples.
-        overlap: fraction of a chunk shared with the next one, ``0 <= overlap < 1``.
-        transition_power: exponent of the triangular weights (1: linear fades).
-        batch_segments: chunks per forward pass.
-        device: where the model runs (default: the mixture's device).
-        on_chunk: called with the number of chunks just processed (progress).
-
-    Returns:
-        ``(n_sources, channels, samples)`` float32 on the mixture's device.
-
-    Raises:
-        WbError: see :class:`OverlapAdd`.
-    """
-    run = _runner(model, False, device if device is not None else mixture.device)
-    ola = OverlapAdd(
-        run, len(model.sources), mixture.shape[0], segment_samples, overlap,
-        transition_power, batch_segments=batch_segments, on_chunk=on_chunk,
-    )  # fmt: skip
-    return torch.cat([ola.push(mixture), ola.finish()], dim=-1)
-
-
 def _demucs_window_length(model: nn.Module, segment_samples: int):
     """``n -> W``: the window ``demucs.apply.apply_model`` gives a chunk of ``n`` samples when
     called with a ``segment`` (one model, not a bag): the segment itself for HTDemucs (which

@@ -11,11 +11,13 @@ SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
 
 setup: system-deps $(STAMP)
 
-# apt-get only when ffmpeg, fluidsynth, the FluidR3 sound font or Python's venv module is missing.
+# apt-get only when ffmpeg, fluidsynth, the FluidR3 sound font, espeak-ng (synthetic speech for
+# the FSDD recipe) or Python's venv module is missing.
 system-deps:
 	@pkgs=""; \
 	command -v ffmpeg >/dev/null || pkgs="$$pkgs ffmpeg"; \
 	command -v fluidsynth >/dev/null || pkgs="$$pkgs fluidsynth"; \
+	command -v espeak-ng >/dev/null || pkgs="$$pkgs espeak-ng"; \
 	[ -f $(SF2) ] || pkgs="$$pkgs fluid-soundfont-gm"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || pkgs="$$pkgs python3-venv"; \
 	if [ -n "$$pkgs" ]; then \

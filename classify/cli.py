@@ -232,13 +232,35 @@ def ensemble_cmd(runs: tuple[str, ...], out_dir: str) -> None:
     )
 
 
+@classify.command("synth-speech")
+@click.option("--out", "out_dir", required=True, metavar="DIR", help="Folder to create.")
+@click.option("--per-class", default=300, show_default=True, help="Renditions per digit.")
+@click.option("--sample-rate", default=8000, show_default=True, help="Output rate in Hz.")
+@click.option("--seed", default=0, show_default=True, help="Seed of voice/pitch/rate draws.")
+def synth_speech_cmd(out_dir: str, per_class: int, sample_rate: int, seed: int) -> None:
+    """Write synthetic spoken digits (espeak-ng voices) to DIR/<digit>/*.wav.
+
+    Every rendition draws an English accent, a voice variant, a pitch and a speaking rate.
+    Train with them as extra, training-only clips via --set extra_train=DIR (FSDD and
+    AudioMNIST class names). Needs espeak-ng (apt-get install espeak-ng).
+
+    \b
+    wb classify synth-speech --out data/fsdd-espeak
+    wb classify --dataset fsdd --protocol loso --set extra_train=data/fsdd-espeak
+    """
+    from classify.synth_speech import synthesize
+
+    out = synthesize(out_dir, per_class=per_class, sample_rate=sample_rate, seed=seed)
+    click.echo(f"{10 * per_class} synthetic clips in {out}")
+
+
 def recipe_main(dataset: str, argv: list[str] | None = None) -> int:
     """Entry point of ``python -m recipes.<dataset> STAGE [options]``.
 
     Stages: ``prepare`` (check/download the data, build the audio cache), ``train``
     (cross-validate: the options of ``wb classify``), ``predict`` (``wb classify predict``),
     ``table`` (Markdown results table from run folders), ``ensemble`` (probability average
-    of finished runs).
+    of finished runs), ``synth`` (``wb classify synth-speech``: synthetic spoken digits).
 
     Returns:
         the exit code of :func:`wb.cli.main`.
@@ -248,7 +270,8 @@ def recipe_main(dataset: str, argv: list[str] | None = None) -> int:
     from wb.cli import main
 
     args = list(sys.argv[1:] if argv is None else argv)
-    usage = f"usage: python -m recipes.{dataset} {{prepare,train,predict,table,ensemble}} [options]"
+    stages = "prepare,train,predict,table,ensemble,synth"
+    usage = f"usage: python -m recipes.{dataset} {{{stages}}} [options]"
     if not args or args[0] in ("-h", "--help"):
         click.echo(usage)
         return 0 if args else 2
@@ -259,5 +282,7 @@ def recipe_main(dataset: str, argv: list[str] | None = None) -> int:
         return main(["classify", "prepare", "--dataset", dataset, *rest])
     if stage in ("predict", "table", "ensemble"):
         return main(["classify", stage, *rest])
+    if stage == "synth":
+        return main(["classify", "synth-speech", *rest])
     click.echo(f"error: unknown stage {stage!r}; {usage}", err=True)
     return 2

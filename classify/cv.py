@@ -85,6 +85,7 @@ def defaults() -> dict[str, Any]:
     return {
         "dataset_options": {},
         "protocol": None,
+        "extra_train": None,
         "cache_dir": None,
         "data": data,
         "frontend": frontend,
@@ -273,6 +274,8 @@ def run_cv(
         f"model {head['name']}"
     )
     audio = open_audio(ds, int(cfg["frontend"]["sample_rate"]), cfg.get("cache_dir"), say)
+    if cfg.get("extra_train"):
+        ds, audio, splits = add_extra_train(ds, audio, splits, cfg, say)
 
     t0 = time.time()
     results: list[FoldResult] = []
@@ -301,6 +304,63 @@ def run_cv(
         f"± {metrics['std']['macro_f1']:.4f} over {len(results)} fold(s) -> {out}/metrics.json"
     )
     return metrics
+
+
+class ConcatAudio:
+    """Two decoded-audio collections indexed as one (``audio[i]`` -> ``(samples,)``)."""
+
+    def __init__(self, first, second) -> None:
+        self.first, self.second = first, second
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        n = len(self.first)
+        return self.first[i] if i < n else self.second[i - n]
+
+
+def add_extra_train(ds, audio, splits: list, cfg: dict[str, Any], say: Say = _stderr):
+    """Append the ``extra_train`` folder's clips to every split as training-only clips.
+
+    ``cfg["extra_train"]`` names a ``<class_name>/*.wav`` folder (:mod:`classify.datasets.
+    folder`, e.g. one written by :func:`classify.synth_speech.synthesize`) whose class names
+    are classes of ``ds``. Its clips get indices after the dataset's own and go to each
+    split's :attr:`~classify.datasets.base.Split.extra_train`: trained on, never used for the
+    validation set, the statistics of the train/validation gap, or testing.
+
+    Returns:
+        ``(dataset with the extra clips appended, combined audio, splits)``.
+
+    Raises:
+        DatasetNotFound: the folder is missing or has no class folders with audio.
+        ConfigError: a class folder that is not a class of ``ds``.
+    """
+    from dataclasses import replace
+
+    from classify.datasets import folder
+    from classify.datasets.base import Clip, ClipDataset
+
+    root = Path(cfg["extra_train"])
+    names, files = folder.scan(root)
+    unknown = [c for c in names if c not in ds.classes]
+    if unknown:
+        raise ConfigError(
+            f"extra_train: {root}: class folder(s) {', '.join(unknown)} are not classes of "
+            f"{ds.name} ({', '.join(ds.classes)})"
+        )
+    clips = [
+        Clip(p, ds.classes.index(name), "extra", f"extra:{p.relative_to(root).as_posix()}")
+        for name, paths in zip(names, files, strict=True)
+        for p in paths
+    ]
+    extra = ClipDataset("extra", list(ds.classes), clips, ds.sample_rate, ds.clip_seconds)
+    n = len(ds.clips)
+    more = tuple(range(n, n + len(clips)))
+    say(f"extra_train: {len(clips)} training-only clips from {root}")
+    extra_audio = open_audio(extra, int(cfg["frontend"]["sample_rate"]), cfg.get("cache_dir"), say)
+    combined = replace(ds, clips=[*ds.clips, *clips])
+    return combined, ConcatAudio(audio, extra_audio), [replace(s, extra_train=more) for s in splits]
 
 
 def summarize(ds, model: str, results: list[FoldResult]) -> tuple[dict, dict]:

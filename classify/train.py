@@ -291,7 +291,7 @@ class FoldResult:
             validation clips; ``loss_gap = val_loss - train_loss``, ``acc_gap = train_acc -
             val_acc``.
         history: per-epoch logged metrics.
-        n_train, n_val: sizes of the training and validation parts.
+        n_train, n_val: sizes of the training (extra clips included) and validation parts.
         seconds: wall time of the fold.
         model_path: exported model file (``wb-model/1``).
         val_accuracy: validation accuracy of the selected weights (NaN without validation).
@@ -447,7 +447,9 @@ def _train_fold(
     labels = [c.label for c in dataset.clips]
     n_classes = len(dataset.classes)
 
-    train_idx, val_idx = _carve_validation(dataset, split, tcfg)
+    real_train, val_idx = _carve_validation(dataset, split, tcfg)
+    extra = sorted(getattr(split, "extra_train", ()) or ())
+    train_idx = real_train + extra
     if not train_idx or not split.test:
         raise WbError(f"{dataset.name}: split {split.name}: empty training or test set")
     pl.seed_everything(tcfg.seed, workers=True, verbose=False)
@@ -458,7 +460,8 @@ def _train_fold(
     augment = Augmentation(sr, **dict(cfg.get("augment") or {}))
     say(
         f"[{split.name}] model {classifier.name}: {count_parameters(classifier):,} parameters; "
-        f"train {len(train_idx)} / val {len(val_idx)} / test {len(split.test)} clips; "
+        f"train {len(real_train)}{f' + {len(extra)} extra' if extra else ''} / val "
+        f"{len(val_idx)} / test {len(split.test)} clips; "
         f"input {n_samples / sr:g} s -> {classifier.frontend.n_bins}x{classifier.n_frames}"
     )
     center = LengthPolicy(**{**policy.to_dict(), "eval_crop": "center"})
@@ -558,9 +561,9 @@ def _train_fold(
     classifier = system.classifier.cpu().eval()
     bs = tcfg.eval_batch_size
     tr_logits = predict_logits(
-        classifier, EvalClips(audio, train_idx, labels, n_samples, policy, hop), bs, "cpu"
-    )
-    tr_loss, tr_acc = loss_and_accuracy(tr_logits, [labels[i] for i in train_idx])
+        classifier, EvalClips(audio, real_train, labels, n_samples, policy, hop), bs, "cpu"
+    )  # the gap is measured on the dataset's own training clips (extra clips left out)
+    tr_loss, tr_acc = loss_and_accuracy(tr_logits, [labels[i] for i in real_train])
     va_loss = va_acc = float("nan")
     if val_idx:
         va_logits = predict_logits(classifier, val_set, bs, "cpu")
@@ -601,7 +604,11 @@ def _train_fold(
         seconds=time.time() - t_start,
         model_path=str(model_path),
         val_accuracy=va_acc,
-        extra={"n_parameters": count_parameters(classifier), "precision": precision},
+        extra={
+            "n_parameters": count_parameters(classifier),
+            "precision": precision,
+            "n_extra_train": len(extra),
+        },
     )
     write_json(result_file, result.to_json())
     if not tcfg.keep_checkpoints and ckpt_dir.exists():

@@ -58,12 +58,16 @@ class Split:
         validate: the protocol's own validation indices (sorted), disjoint from both, or
             empty when the protocol has none (then carve one with :func:`validation_split`).
             Only AudioMNIST's paper splits define one.
+        extra_train: indices of extra training-only clips (e.g. synthetic speech added with
+            the ``extra_train`` config key): they join the training set after the validation
+            set has been carved from ``train``, so they are never validated or tested on.
     """
 
     name: str
     train: tuple[int, ...]
     test: tuple[int, ...]
     validate: tuple[int, ...] = ()
+    extra_train: tuple[int, ...] = ()
 
 
 SplitFn = Callable[["ClipDataset"], list[Split]]
@@ -196,7 +200,10 @@ def check_split(dataset: ClipDataset, split: Split) -> None:
     """
     n = len(dataset.clips)
     where = f"{dataset.name}: split {split.name}"
-    parts = {"train": split.train, "test": split.test, "validate": split.validate}
+    parts = {
+        "train": split.train, "test": split.test, "validate": split.validate,
+        "extra_train": split.extra_train,
+    }  # fmt: skip
     seen: set[int] = set()
     for part, idx in parts.items():
         s = set(idx)

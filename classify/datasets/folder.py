@@ -24,6 +24,29 @@ from classify.datasets.base import (
 from wb.errors import ConfigError
 
 
+def scan(root: Path) -> tuple[list[str], list[list[Path]]]:
+    """Class names (sorted sub-folders holding audio) and each class's audio files.
+
+    Raises:
+        DatasetNotFound: ``root`` missing or fewer than two class folders with audio.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetNotFound(f"folder: {root} is not a directory (expected <class>/<file>.wav)")
+    classes, files = [], []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        audio = list_audio(d)
+        if audio:
+            files.append(audio)
+            classes.append(d.name)
+    if len(classes) < 2:
+        raise DatasetNotFound(
+            f"folder: {root} needs at least two class sub-folders with audio files "
+            f"(found {len(classes)}); expected <class_name>/*.wav"
+        )
+    return classes, files
+
+
 def load(
     root: Path,
     *,
@@ -49,19 +72,7 @@ def load(
         ConfigError: invalid ``group_regex`` or a file it does not match.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetNotFound(f"folder: {root} is not a directory (expected <class>/<file>.wav)")
-    classes, files = [], []
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        audio = list_audio(d)
-        if audio:
-            files.append(audio)
-            classes.append(d.name)
-    if len(classes) < 2:
-        raise DatasetNotFound(
-            f"folder: {root} needs at least two class sub-folders with audio files "
-            f"(found {len(classes)}); expected <class_name>/*.wav"
-        )
+    classes, files = scan(root)
     pattern = None
     if group_regex is not None:
         try:

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,7 @@ def synthesize(
     speed: tuple[int, int] = (110, 210),
     accents: Sequence[str] | None = None,
     variants: Sequence[str] | None = None,
+    jobs: int = 0,
     quiet: bool | None = None,
 ) -> Path:
     """Write ``per_class`` synthetic renditions of each word to ``out/<class>/*.wav``.
@@ -192,6 +194,8 @@ def synthesize(
         speed: inclusive range of speaking rate in words per minute.
         accents, variants: restrict the voices (default: all English accents and variants
             of :func:`english_voices`).
+        jobs: espeak-ng processes run at once (0: one per CPU core); the files do not depend
+            on it.
         quiet: hide the progress bar (``None``: follow ``WB_QUIET``).
 
     Returns:
@@ -235,9 +239,19 @@ def synthesize(
     try:
         for cls in words:
             (tmp / cls).mkdir()
-        for it in progress(items, desc="espeak-ng", unit="clip", quiet=quiet):
+
+        def one(it: dict) -> None:
             x = render(it["word"], it["voice"], it["pitch"], it["speed"], sample_rate, exe=exe)
             sf.write(tmp / it["file"], x, sample_rate, subtype="PCM_16")
+
+        pool = ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1)
+        try:
+            bar = progress(pool.map(one, items), desc="espeak-ng", total=len(items),
+                           unit="clip", quiet=quiet)  # fmt: skip
+            for _ in bar:
+                pass
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # a failure stops the rest
         manifest = {**settings, "clips": len(items), "espeak_ng": _version(exe)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         os.replace(tmp, out)

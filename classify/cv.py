@@ -307,7 +307,13 @@ def run_cv(
 
 
 class ConcatAudio:
-    """Two decoded-audio collections indexed as one (``audio[i]`` -> ``(samples,)``)."""
+    """Two decoded-audio collections indexed as one: ``audio[i]`` -> ``(samples,)`` float32.
+
+    Indices ``0..len(first)-1`` read ``first``, the next ``len(second)`` read ``second``.
+
+    Raises:
+        IndexError: an index outside ``0..len(first) + len(second) - 1`` (negative ones too).
+    """
 
     def __init__(self, first, second) -> None:
         self.first, self.second = first, second
@@ -317,50 +323,76 @@ class ConcatAudio:
 
     def __getitem__(self, i: int) -> np.ndarray:
         n = len(self.first)
+        if not 0 <= i < len(self):
+            raise IndexError(f"clip index {i} outside 0..{len(self) - 1}")
         return self.first[i] if i < n else self.second[i - n]
 
 
 def add_extra_train(ds, audio, splits: list, cfg: dict[str, Any], say: Say = _stderr):
     """Append the ``extra_train`` folder's clips to every split as training-only clips.
 
-    ``cfg["extra_train"]`` names a ``<class_name>/*.wav`` folder (:mod:`classify.datasets.
-    folder`, e.g. one written by :func:`classify.synth_speech.synthesize`) whose class names
-    are classes of ``ds``. Its clips get indices after the dataset's own and go to each
-    split's :attr:`~classify.datasets.base.Split.extra_train`: trained on, never used for the
-    validation set, the statistics of the train/validation gap, or testing.
+    ``cfg["extra_train"]`` names a ``<class_name>/*.wav`` folder (the layout of
+    :mod:`classify.datasets.folder`, e.g. one written by
+    :func:`classify.synth_speech.synthesize`) whose class names are classes of ``ds`` (one
+    class is enough). Its clips get indices after the dataset's own and go to each split's
+    :attr:`~classify.datasets.base.Split.extra_train`: trained on (and so part of the
+    per-frequency statistics fitted on the training clips), never used for the validation
+    set, the train/validation gap, or testing. They are decoded and resampled to
+    ``cfg["frontend"]["sample_rate"]`` into their own cache.
+
+    Args:
+        ds: the :class:`~classify.datasets.base.ClipDataset`.
+        audio: its decoded audio (``audio[i]`` -> ``(samples,)``).
+        splits: the splits to extend.
+        cfg: resolved config (``extra_train``, ``frontend.sample_rate``, ``cache_dir``).
+        say: progress-line sink.
 
     Returns:
         ``(dataset with the extra clips appended, combined audio, splits)``.
 
     Raises:
-        DatasetNotFound: the folder is missing or has no class folders with audio.
-        ConfigError: a class folder that is not a class of ``ds``.
+        DatasetNotFound: the folder is missing or holds no class folder with audio.
+        ConfigError: a class folder that is not a class of ``ds``, or a file that is also
+            one of the dataset's own clips.
+        AudioError: an extra file cannot be decoded.
     """
+    import hashlib
     from dataclasses import replace
 
-    from classify.datasets import folder
+    from classify.datasets import check_split, folder
     from classify.datasets.base import Clip, ClipDataset
 
     root = Path(cfg["extra_train"])
-    names, files = folder.scan(root)
+    names, files = folder.scan(root, min_classes=1, what="extra_train")
     unknown = [c for c in names if c not in ds.classes]
     if unknown:
         raise ConfigError(
             f"extra_train: {root}: class folder(s) {', '.join(unknown)} are not classes of "
             f"{ds.name} ({', '.join(ds.classes)})"
         )
+    own = {Path(c.path).resolve() for c in ds.clips}
+    shared = [p for paths in files for p in paths if p.resolve() in own]
+    if shared:
+        raise ConfigError(
+            f"extra_train: {root} holds {len(shared)} of {ds.name}'s own clips (e.g. "
+            f"{shared[0]}); they could end up in a test fold"
+        )
     clips = [
         Clip(p, ds.classes.index(name), "extra", f"extra:{p.relative_to(root).as_posix()}")
         for name, paths in zip(names, files, strict=True)
         for p in paths
     ]
-    extra = ClipDataset("extra", list(ds.classes), clips, ds.sample_rate, ds.clip_seconds)
+    tag = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    extra = ClipDataset(f"extra-{tag}", list(ds.classes), clips, ds.sample_rate, ds.clip_seconds)
     n = len(ds.clips)
     more = tuple(range(n, n + len(clips)))
     say(f"extra_train: {len(clips)} training-only clips from {root}")
     extra_audio = open_audio(extra, int(cfg["frontend"]["sample_rate"]), cfg.get("cache_dir"), say)
     combined = replace(ds, clips=[*ds.clips, *clips])
-    return combined, ConcatAudio(audio, extra_audio), [replace(s, extra_train=more) for s in splits]
+    out = [replace(s, extra_train=more) for s in splits]
+    for s in out:
+        check_split(combined, s)
+    return combined, ConcatAudio(audio, extra_audio), out
 
 
 def summarize(ds, model: str, results: list[FoldResult]) -> tuple[dict, dict]:

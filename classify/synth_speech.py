@@ -56,9 +56,10 @@ def _espeak() -> str:
 
 def _voice_table(exe: str, which: str) -> list[str]:
     """Voice files listed by ``espeak-ng --voices=<which>`` (column ``File``)."""
-    out = subprocess.run(
-        [exe, f"--voices={which}"], capture_output=True, text=True, check=True
-    ).stdout
+    proc = subprocess.run([exe, f"--voices={which}"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise WbError(f"espeak-ng --voices={which} failed: {proc.stderr.strip()[-200:]}")
+    out = proc.stdout
     files = []
     for line in out.splitlines()[1:]:
         cols = line.split()
@@ -76,7 +77,7 @@ def english_voices(exe: str | None = None) -> tuple[list[str], list[str]]:
         both sorted.
 
     Raises:
-        DependencyError: espeak-ng is not installed.
+        DependencyError: espeak-ng is not installed. WbError: it cannot list its voices.
     """
     exe = exe or _espeak()
     accents = sorted(
@@ -128,7 +129,7 @@ def render(
         x = x.mean(axis=1)
     frame = max(1, sr // 100)
     n = len(x) // frame
-    if n == 0:
+    if n == 0 or not np.any(x):
         raise WbError(f"espeak-ng produced no audio for {text!r} with voice {voice!r}")
     db = 10 * np.log10(np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
     active = np.flatnonzero(db >= db.max() - top_db)
@@ -203,12 +204,15 @@ def synthesize(
 
     Raises:
         DependencyError: espeak-ng missing. WbError: ``out`` exists with other content or
-            settings, an unknown voice, a bad range, or espeak-ng failing.
+            settings, an unknown voice, a bad range, count or rate, or espeak-ng failing.
     """
     exe = _espeak()
     out = Path(out)
-    if per_class < 1 or not words:
-        raise WbError("synthesize: need at least one word and per_class >= 1")
+    if per_class < 1 or not words or sample_rate < 1:
+        raise WbError(
+            f"synthesize: need at least one word, per_class >= 1 and sample_rate >= 1 Hz "
+            f"(got {len(words)} word(s), per_class={per_class}, sample_rate={sample_rate})"
+        )
     for name, (lo, hi), (low, high) in (("pitch", pitch, (0, 99)), ("speed", speed, (80, 450))):
         if not low <= lo <= hi <= high:
             raise WbError(f"synthesize: {name} range {lo}-{hi} outside {low}-{high}")
@@ -254,6 +258,9 @@ def synthesize(
             pool.shutdown(wait=True, cancel_futures=True)  # a failure stops the rest
         manifest = {**settings, "clips": len(items), "espeak_ng": _version(exe)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would hide the data from other users
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -427,7 +427,8 @@ def _train_fold(
         :class:`FoldResult`; also written to ``fold_dir/result.json``.
 
     Raises:
-        ConfigError: invalid settings. WbError: empty training or test set.
+        ConfigError: invalid settings, or ``resume`` of a finished fold trained with another
+            number of ``extra_train`` clips. WbError: empty training or test set.
     """
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -436,8 +437,15 @@ def _train_fold(
     fold_dir = Path(fold_dir)
     result_file = fold_dir / "result.json"
     if resume and result_file.is_file():
+        done = FoldResult.from_json(json.loads(result_file.read_text()))
+        had, has = int(done.extra.get("n_extra_train", 0)), len(getattr(split, "extra_train", ()))
+        if had != has:
+            raise ConfigError(
+                f"[{split.name}] cannot resume: this fold was trained with {had} extra_train "
+                f"clips and the config now gives {has}"
+            )
         say(f"[{split.name}] already finished; reusing {result_file}")
-        return FoldResult.from_json(json.loads(result_file.read_text()))
+        return done
     t_start = time.time()
     tcfg = TrainConfig.from_dict(dict(cfg.get("train") or {}))
     policy = LengthPolicy(**dict(cfg.get("data") or {}))

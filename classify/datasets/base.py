@@ -59,8 +59,9 @@ class Split:
             empty when the protocol has none (then carve one with :func:`validation_split`).
             Only AudioMNIST's paper splits define one.
         extra_train: indices of extra training-only clips (e.g. synthetic speech added with
-            the ``extra_train`` config key): they join the training set after the validation
-            set has been carved from ``train``, so they are never validated or tested on.
+            the ``extra_train`` config key): they join the training set (and the statistics
+            fitted on it) after the validation set has been carved from ``train``, so they are
+            never validated or tested on.
     """
 
     name: str

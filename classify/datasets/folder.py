@@ -24,24 +24,35 @@ from classify.datasets.base import (
 from wb.errors import ConfigError
 
 
-def scan(root: Path) -> tuple[list[str], list[list[Path]]]:
-    """Class names (sorted sub-folders holding audio) and each class's audio files.
+def scan(
+    root: Path, min_classes: int = 2, what: str = "folder"
+) -> tuple[list[str], list[list[Path]]]:
+    """Class names and audio files of a ``<class_name>/**/*.wav`` folder.
+
+    Args:
+        root: the folder whose sub-folders are the classes.
+        min_classes: fewest class folders with audio accepted.
+        what: name used at the start of error messages (e.g. ``"extra_train"``).
+
+    Returns:
+        ``(classes, files)``: the sorted names of the non-hidden sub-folders that hold audio,
+        and for each of them its audio files (:func:`~classify.datasets.base.list_audio`).
 
     Raises:
-        DatasetNotFound: ``root`` missing or fewer than two class folders with audio.
+        DatasetNotFound: ``root`` missing or fewer than ``min_classes`` class folders with audio.
     """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetNotFound(f"folder: {root} is not a directory (expected <class>/<file>.wav)")
+        raise DatasetNotFound(f"{what}: {root} is not a directory (expected <class>/<file>.wav)")
     classes, files = [], []
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         audio = list_audio(d)
         if audio:
             files.append(audio)
             classes.append(d.name)
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise DatasetNotFound(
-            f"folder: {root} needs at least two class sub-folders with audio files "
+            f"{what}: {root} needs at least {min_classes} class sub-folder(s) with audio files "
             f"(found {len(classes)}); expected <class_name>/*.wav"
         )
     return classes, files

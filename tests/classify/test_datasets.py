@@ -475,7 +475,7 @@ def test_folder_errors(tmp_path):
         get_dataset("folder", root, folds=7, group_regex=r"^([a-z]+)_")
     (tmp_path / "one" / "a").mkdir(parents=True)
     _wav(tmp_path / "one" / "a" / "x.wav")
-    with pytest.raises(DatasetNotFound, match="at least two class"):
+    with pytest.raises(DatasetNotFound, match="at least 2 class"):
         get_dataset("folder", tmp_path / "one")
     with pytest.raises(ConfigError, match="needs a data_dir"):
         get_dataset("folder")

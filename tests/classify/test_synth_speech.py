@@ -93,7 +93,9 @@ def _folder(root: Path, classes: dict[str, int]) -> Path:
 
 
 def test_add_extra_train_appends_training_only_clips(tmp_path: Path) -> None:
-    clips = [Clip(Path(f"{c}_{k}.wav"), c, "x", f"s{k}") for c in range(3) for k in range(2)]
+    own = _folder(tmp_path / "own", {"low": 2, "mid": 2, "high": 2})
+    clips = [Clip(p, label, "x", p.name) for label, name in enumerate(("low", "mid", "high"))
+             for p in sorted((own / name).glob("*.wav"))]  # fmt: skip
     ds = ClipDataset("tiny", ["low", "mid", "high"], clips, 8000, 0.05)
     audio = [np.full(400, float(i), np.float32) for i in range(len(clips))]
     split = Split("a", (0, 1, 2, 3), (4, 5))
@@ -103,19 +105,29 @@ def test_add_extra_train_appends_training_only_clips(tmp_path: Path) -> None:
     lines: list[str] = []
     ds2, audio2, (split2,) = add_extra_train(ds, audio, [split], cfg, lines.append)
     assert split2.train == split.train and split2.test == split.test
-    assert split2.extra_train == (6, 7, 8) and len(audio2) == 9
+    assert split2.extra_train == (6, 7, 8) and len(audio2) == 9 and len(ds2.clips) == 9
     assert [ds2.clips[i].label for i in split2.extra_train] == [2, 1, 1]  # high, mid, mid
     assert all(ds2.clips[i].group.startswith("extra:") for i in split2.extra_train)
     assert np.all(audio2[0] == 0) and np.allclose(audio2[8], 0.02, atol=1e-4)
     assert any("3 training-only clips" in line for line in lines)
+    # one class is enough; audio at another rate is resampled to the front end's rate
+    hi = tmp_path / "hi"
+    save(hi / "low" / "a.wav", 0.1 * np.ones(1600), 16000)
+    _, audio3, (split3,) = add_extra_train(ds, audio, [split], {**cfg, "extra_train": str(hi)})
+    assert split3.extra_train == (6,) and len(audio3[6]) == 800
     bad = _folder(tmp_path / "bad", {"mid": 1, "bass": 1})
     with pytest.raises(ConfigError, match="bass"):
         add_extra_train(ds, audio, [split], {**cfg, "extra_train": str(bad)}, lines.append)
+    with pytest.raises(ConfigError, match="own clips"):  # test clips must never be trained on
+        add_extra_train(ds, audio, [split], {**cfg, "extra_train": str(own)}, lines.append)
 
 
 def test_concat_audio_indexes_both_parts() -> None:
     both = ConcatAudio([np.zeros(2), np.ones(2)], [np.full(3, 2.0)])
     assert len(both) == 3 and both[2].tolist() == [2.0, 2.0, 2.0] and both[1][0] == 1
+    for i in (-1, 3):
+        with pytest.raises(IndexError):
+            both[i]
 
 
 def test_extra_train_through_the_cli(tmp_path: Path, capsys) -> None:
@@ -136,13 +148,20 @@ def test_extra_train_through_the_cli(tmp_path: Path, capsys) -> None:
             "--folds", "fold1", "--set", f"cache_dir={tmp_path / 'cache'}"]  # fmt: skip
     for item in TINY:
         base += ["--set", item]
-    out = tmp_path / "run"
+    out, plain = tmp_path / "run", tmp_path / "plain"
     assert main([*base, "--out", str(out), "--set", f"extra_train={extra}"]) == 0
+    assert main([*base, "--out", str(plain)]) == 0
     fold = json.loads((out / "details.json").read_text())["folds"][0]
-    assert fold["n_extra_train"] == 9
-    assert fold["n_train"] + fold["n_val"] + fold["n_test"] == 18 + 9
+    ref = json.loads((plain / "details.json").read_text())["folds"][0]
+    assert fold["n_extra_train"] == 9 and ref["n_extra_train"] == 0
+    # the extra clips only add to training: validation and test are those of the plain run
+    assert (fold["n_val"], fold["n_test"]) == (ref["n_val"], ref["n_test"])
+    assert fold["n_train"] == ref["n_train"] + 9
     capsys.readouterr()
+    # resuming with another extra_train is refused
+    assert main([*base, "--out", str(out), "--resume"]) == 1
+    assert "cannot resume" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "r2"), "--set", f"extra_train={data}/low"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert [line for line in err if line.startswith("error:")] == err[-1:]
-    assert "needs at least two class sub-folders" in err[-1] and "Traceback" not in "".join(err)
+    assert "needs at least 1 class sub-folder" in err[-1] and "Traceback" not in "".join(err)

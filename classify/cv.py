@@ -468,7 +468,8 @@ def _write_plots(out: Path, classes: list[str], results: list[FoldResult]) -> No
 
 def results_table(runs: Sequence[str | os.PathLike]) -> str:
     """Markdown table of run folders written by :func:`run_cv` (or :func:`ensemble_runs`),
-    one row per folder, named by the folder.
+    one row per folder, named by the folder. The wall time is the sum of the folds' training
+    and scoring times (for an ensemble, of its members'), so it is right for resumed runs.
 
     Raises:
         WbError: a folder without ``metrics.json``.
@@ -496,7 +497,10 @@ def results_table(runs: Sequence[str | os.PathLike]) -> str:
         )
         params = (d.get("folds") or [{}])[0].get("n_parameters")
         gap = (d.get("gap_at_best_epoch") or {}).get("acc_gap") or {}
-        wall = d.get("wall_seconds")
+        fold_seconds = [f.get("seconds") for f in d.get("folds") or []]
+        # the folds' own times add up correctly when a run was resumed or folds were reused
+        wall = sum(fold_seconds) if fold_seconds and None not in fold_seconds else None
+        wall = wall or d.get("wall_seconds")
         cells = [
             run.resolve().name,
             m["dataset"],

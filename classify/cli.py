@@ -196,15 +196,17 @@ def prepare_cmd(
 
 @classify.command("table")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
-def table_cmd(runs: tuple[str, ...]) -> None:
+@click.option("--per-fold", is_flag=True, help="Accuracy per fold (one column each) instead.")
+def table_cmd(runs: tuple[str, ...], per_fold: bool) -> None:
     """Print a Markdown results table from run folders (metrics.json, details.json, config.yml).
 
     One row per run: dataset, protocol, model, parameters, folds, accuracy and macro-F1
     (mean ± std over folds), the train/validation accuracy gap at the best epoch, wall time.
+    With --per-fold: the test accuracy of every fold and the mean.
     """
-    from classify.cv import results_table
+    from classify.cv import fold_table, results_table
 
-    click.echo(results_table(runs))
+    click.echo(fold_table(runs) if per_fold else results_table(runs))
 
 
 @classify.command("ensemble")

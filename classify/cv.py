@@ -517,6 +517,33 @@ def results_table(runs: Sequence[str | os.PathLike]) -> str:
     return "\n".join(rows)
 
 
+def fold_table(runs: Sequence[str | os.PathLike]) -> str:
+    """Markdown table of test accuracy per fold: one row per run folder, one column per fold
+    (in the order of the first run), then the mean; a fold a run lacks shows ``-``.
+
+    Raises:
+        WbError: a folder without ``metrics.json``.
+    """
+    metrics = []
+    for run in runs:
+        run = Path(run)
+        if not (run / "metrics.json").is_file():
+            raise WbError(f"{run}: no metrics.json (not a finished wb classify run)")
+        metrics.append((run.resolve().name, _read_json(run / "metrics.json")))
+    names: list[str] = []
+    for _, m in metrics:
+        names += [f["fold"] for f in m["folds"] if f["fold"] not in names]
+    rows = [
+        "| run | " + " | ".join(names) + " | mean |",
+        "|---|" + "---:|" * (len(names) + 1),
+    ]
+    for name, m in metrics:
+        acc = {f["fold"]: f["accuracy"] for f in m["folds"]}
+        cells = [f"{100 * acc[n]:.1f}" if n in acc else "-" for n in names]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {100 * m['mean']['accuracy']:.2f} |")
+    return "\n".join(rows)
+
+
 def _short_model(model: str) -> str:
     """``ensemble(a+b+c)`` -> ``ensemble of 3`` (the run column names the folder)."""
     return f"ensemble of {model.count('+') + 1}" if model.startswith("ensemble(") else model

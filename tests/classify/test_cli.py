@@ -144,3 +144,17 @@ def test_table_and_recipe_entry_point(run, capsys) -> None:
     assert lines[2].startswith(f"| {out.resolve().name} | folder | folds | cnn |")
     assert recipe_main("fsdd", ["fly"]) == 2
     assert "unknown stage" in capsys.readouterr().err
+
+
+def test_per_fold_table(run, capsys) -> None:
+    _, out, _ = run
+    m = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(["classify", "table", "--per-fold", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [f["fold"] for f in m["folds"]]
+    assert lines[0] == "| run | " + " | ".join(names) + " | mean |"
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells[0] == out.resolve().name
+    assert [float(c) for c in cells[1:-1]] == [round(100 * f["accuracy"], 1) for f in m["folds"]]
+    assert float(cells[-1]) == round(100 * m["mean"]["accuracy"], 2)

@@ -474,7 +474,6 @@ def results_table(runs: Sequence[str | os.PathLike]) -> str:
     Raises:
         WbError: a folder without ``metrics.json``.
     """
-    import json
 
     import yaml
 
@@ -486,9 +485,7 @@ def results_table(runs: Sequence[str | os.PathLike]) -> str:
     rows = [head]
     for run in runs:
         run = Path(run)
-        if not (run / "metrics.json").is_file():
-            raise WbError(f"{run}: no metrics.json (not a finished wb classify run)")
-        m = json.loads((run / "metrics.json").read_text())
+        m = _run_metrics(run)
         d = _read_json(run / "details.json")
         cfg = (
             yaml.safe_load((run / "config.yml").read_text())
@@ -517,6 +514,12 @@ def results_table(runs: Sequence[str | os.PathLike]) -> str:
     return "\n".join(rows)
 
 
+def _run_metrics(run: Path) -> dict:
+    if not (run / "metrics.json").is_file():
+        raise WbError(f"{run}: no metrics.json (not a finished wb classify run)")
+    return _read_json(run / "metrics.json")
+
+
 def fold_table(runs: Sequence[str | os.PathLike]) -> str:
     """Markdown table of test accuracy per fold: one row per run folder, one column per fold
     (in the order of the first run), then the mean; a fold a run lacks shows ``-``.
@@ -526,10 +529,7 @@ def fold_table(runs: Sequence[str | os.PathLike]) -> str:
     """
     metrics = []
     for run in runs:
-        run = Path(run)
-        if not (run / "metrics.json").is_file():
-            raise WbError(f"{run}: no metrics.json (not a finished wb classify run)")
-        metrics.append((run.resolve().name, _read_json(run / "metrics.json")))
+        metrics.append((Path(run).resolve().name, _run_metrics(Path(run))))
     names: list[str] = []
     for _, m in metrics:
         names += [f["fold"] for f in m["folds"] if f["fold"] not in names]

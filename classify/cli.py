@@ -250,10 +250,10 @@ def synth_speech_cmd(out_dir: str, per_class: int, sample_rate: int, seed: int) 
     wb classify synth-speech --out data/fsdd-espeak
     wb classify --dataset fsdd --protocol loso --set extra_train=data/fsdd-espeak
     """
-    from classify.synth_speech import synthesize
+    from classify.synth_speech import DIGIT_WORDS, synthesize
 
     out = synthesize(out_dir, per_class=per_class, sample_rate=sample_rate, seed=seed)
-    click.echo(f"{10 * per_class} synthetic clips in {out}")
+    click.echo(f"{len(DIGIT_WORDS) * per_class} synthetic clips in {out}")
 
 
 def recipe_main(dataset: str, argv: list[str] | None = None) -> int:

@@ -17,7 +17,6 @@ import re
 import shutil
 import stat
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -26,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from wb.errors import WbError
 from wb.progress import progress as _progress
-from wb.runs import file_digest
+from wb.runs import file_digest, temp_dir
 
 CHUNK = 1 << 20
 USER_AGENT = "wb-dataset-download/1.0"
@@ -285,8 +284,7 @@ def extract(
         handle, members = _members(archive)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         raise WbError(f"{archive}: unreadable archive ({exc})") from None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extract-", dir=dest.parent))
+    tmp = temp_dir(dest, "extract")
     try:
         with handle:
             top = _common_top(members) if strip_top else None

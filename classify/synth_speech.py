@@ -24,7 +24,6 @@ import random
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +33,7 @@ import soundfile as sf
 
 from wb.errors import DependencyError, WbError
 from wb.progress import progress
+from wb.runs import temp_dir
 
 #: English digit words, keyed by FSDD / AudioMNIST class name.
 DIGIT_WORDS: dict[str, str] = {
@@ -59,9 +59,8 @@ def _voice_table(exe: str, which: str) -> list[str]:
     proc = subprocess.run([exe, f"--voices={which}"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise WbError(f"espeak-ng --voices={which} failed: {proc.stderr.strip()[-200:]}")
-    out = proc.stdout
     files = []
-    for line in out.splitlines()[1:]:
+    for line in proc.stdout.splitlines()[1:]:
         cols = line.split()
         if len(cols) >= 5:
             files.append(cols[4])
@@ -238,8 +237,7 @@ def synthesize(
             f"{out} exists and is not a synthesis with these settings; choose another folder"
         )
     items = _plan(words, per_class, seed, accents, variants, tuple(pitch), tuple(speed))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp = temp_dir(out, "partial")
     try:
         for cls in words:
             (tmp / cls).mkdir()
@@ -258,9 +256,6 @@ def synthesize(
             pool.shutdown(wait=True, cancel_futures=True)  # a failure stops the rest
         manifest = {**settings, "clips": len(items), "espeak_ng": _version(exe)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would hide the data from other users
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 import click
 
 from wb.errors import WbError
+from wb.runs import temp_dir
 
 
 def _device(choice: str):
@@ -218,8 +219,7 @@ def write_track(
             model, info.sample_rate, info.channels, stems, expected_frames=info.frames, **options
         )
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=out_dir))
+            tmp = temp_dir(dest, "tmp", parent=out_dir)
             try:
                 blocks = itertools.chain([first], raw)
                 written = _write_stems(sep, blocks, tmp, info.sample_rate, subtype)

@@ -32,14 +32,36 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def default_mode() -> int:
-    """The permission bits a plain ``open()`` would give a new file (0o666 minus the umask).
+def default_mode(directory: bool = False) -> int:
+    """The permission bits a plain ``open()`` (or ``mkdir()`` when ``directory``) would give a
+    new file: 0o666 (0o777) minus the umask.
 
-    ``tempfile.mkstemp`` creates files as 0o600; atomic writers chmod to this before renaming.
+    ``tempfile.mkstemp`` / ``mkdtemp`` create 0o600 / 0o700 entries; atomic writers chmod to
+    this before renaming, so other users can read the result as usual.
     """
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def temp_dir(dest: str | os.PathLike, tag: str, parent: str | os.PathLike | None = None) -> Path:
+    """A new empty folder ``.<dest name>.<tag>-XXXX`` to build ``dest`` in before renaming it.
+
+    Args:
+        dest: the folder that will be replaced by (renamed from) the temporary one.
+        tag: short word in the name (e.g. ``"partial"``).
+        parent: where to create it (default: ``dest``'s parent, created if missing), so that
+            the final ``os.replace`` stays on one file system.
+
+    Returns:
+        the folder, with the permissions of a plain ``mkdir`` (not ``mkdtemp``'s 0o700).
+    """
+    dest = Path(dest)
+    where = Path(parent) if parent is not None else dest.parent
+    where.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{tag}-", dir=where))
+    os.chmod(tmp, default_mode(directory=True))
+    return tmp
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:

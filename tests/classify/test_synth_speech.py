@@ -16,6 +16,7 @@ from classify.datasets.base import Clip, ClipDataset, Split
 from wb.audio import save
 from wb.cli import main
 from wb.errors import ConfigError, DependencyError, WbError
+from wb.runs import default_mode
 
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng not installed"
@@ -37,6 +38,7 @@ def test_synthesize_writes_trimmed_deterministic_clips(tmp_path: Path) -> None:
         frame = 80  # 10 ms: both ends are within 40 dB of the loudest frame
         db = 10 * np.log10(np.mean(x[: len(x) // frame * frame].reshape(-1, frame) ** 2, 1))
         assert db[0] >= db.max() - 40.5 and db[-1] >= db.max() - 40.5
+    assert out.stat().st_mode & 0o777 == default_mode(directory=True)  # readable by others
     manifest = json.loads((out / synth_speech.MANIFEST).read_text())
     assert manifest["clips"] == 4 and manifest["accents"] == ["en-us"]
     # same settings -> same bytes, whatever the number of jobs; a finished folder is kept

@@ -5,9 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+LOCK_VENV := .lock-venv
+UV_VERSION := 0.13.9
 SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
 
-.PHONY: setup system-deps demo test test-all lint format clean
+.PHONY: setup system-deps demo test test-all lint format clean lock
 
 setup: system-deps $(STAMP)
 
@@ -27,12 +30,26 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkgs >/dev/null; \
 	fi
 
+# Everything in the venv comes from requirements.lock: exact versions of every direct and
+# transitive package, each checked against its SHA-256 (pip's hash-checking mode), so a fresh
+# machine gets exactly the set the tests ran with. The project itself is installed without
+# dependencies and without build isolation (setuptools comes from the lock too); `pip check`
+# fails the set-up if the lock no longer satisfies setup.cfg.
 # A venv without pip (an earlier failed attempt) is rebuilt rather than trusted.
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): $(LOCK) setup.cfg pyproject.toml
 	@test -x $(VENV)/bin/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	@touch $(STAMP)
+
+# Regenerate the lock from setup.cfg (+ the dev extra) with uv, for Linux, Windows and Apple
+# silicon, with hashes. uv itself is pinned and lives in its own throw-away venv.
+lock:
+	@test -x $(LOCK_VENV)/bin/uv || { rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/pip install -q uv==$(UV_VERSION); }
+	$(LOCK_VENV)/bin/uv pip compile setup.cfg --extra dev --universal --python-version 3.11 \
+		--generate-hashes --index-url https://pypi.org/simple --custom-compile-command 'make lock' -o $(LOCK)
 
 demo: setup
 	$(PY) -m recipes.satb_separation demo
@@ -53,4 +70,4 @@ format: setup
 
 # Build artefacts only: training runs (runs/) and rendered data (data/) are kept.
 clean:
-	rm -rf $(VENV) out separated .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) out separated .pytest_cache .ruff_cache *.egg-info

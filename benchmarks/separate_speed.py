@@ -167,7 +167,7 @@ def _subprocess(args: argparse.Namespace, env: dict, mode: str, seconds: float, 
     for flag in ("model", "segment", "overlap"):
         if getattr(args, flag) is not None:
             cmd += [f"--{flag}", str(getattr(args, flag))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=4 * 3600)
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
         return None

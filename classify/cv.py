@@ -41,9 +41,9 @@ from classify.metrics import (
     write_confusion_csv,
 )
 from classify.train import FoldResult, Say, TrainConfig, _stderr, train_fold
-from wb.config import apply_overrides, load_yaml, merge, save_yaml
+from wb.config import apply_overrides, config_differences, load_yaml, merge, save_yaml
 from wb.errors import ConfigError, WbError
-from wb.runs import write_json
+from wb.runs import atomic_write, write_json
 
 HEAD_NAMES = ("piczak", "cnn", "transformer", "mamba")
 
@@ -248,6 +248,7 @@ def run_cv(
     from classify.datasets import get_dataset
 
     out = Path(out)
+    _check_run_folder(out, resume)
     ds = get_dataset(dataset, data_dir=data_dir, download=download,
                      **dict(cfg.get("dataset_options") or {}))  # fmt: skip
     splits = select_splits(ds.splits(cfg.get("protocol")), folds)
@@ -265,7 +266,9 @@ def run_cv(
         "model": head, "train": cfg["train"],
     }  # fmt: skip
     rank0 = _rank() == 0
-    if rank0:
+    if resume and (out / "config.yml").is_file():
+        _check_same_config(out, cfg)
+    elif rank0:
         out.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out / "config.yml")
     say(ds.summary() if hasattr(ds, "summary") else f"{ds.name}: {len(ds.clips)} clips")
@@ -297,13 +300,49 @@ def run_cv(
     _write_plots(out, ds.classes, results)
     best = max(results, key=lambda r: (np.nan_to_num(r.val_accuracy, nan=-1.0), -results.index(r)))
     if best.model_path and Path(best.model_path).is_file():
-        shutil.copyfile(best.model_path, out / "model.pt")
+        atomic_write(out / "model.pt", lambda tmp: shutil.copyfile(best.model_path, tmp))
     say(
         f"{ds.name} {head['name']}: accuracy {metrics['mean']['accuracy']:.4f} "
         f"± {metrics['std']['accuracy']:.4f}, macro-F1 {metrics['mean']['macro_f1']:.4f} "
         f"± {metrics['std']['macro_f1']:.4f} over {len(results)} fold(s) -> {out}/metrics.json"
     )
     return metrics
+
+
+#: Config keys that may change when a run is resumed: they change speed, not results.
+RESUME_MAY_CHANGE = ("train.threads", "train.num_workers", "cache_dir")
+
+
+def _check_run_folder(out: Path, resume: bool) -> None:
+    """Refuse to start a fresh run in a folder that holds anything, or to resume a non-run.
+
+    Raises:
+        WbError: ``out`` is a file; ``out`` is not empty and ``resume`` is off; ``resume`` on
+            a non-empty folder without ``config.yml``.
+    """
+    if out.exists() and not out.is_dir():
+        raise WbError(f"{out}: exists and is not a folder")
+    busy = out.is_dir() and any(out.iterdir())
+    if busy and not resume:
+        raise WbError(f"{out}: not empty; pass --resume to continue that run or choose a new --out")
+    if busy and resume and not (out / "config.yml").is_file():
+        raise WbError(f"{out}: not a wb classify run (no config.yml); choose a new --out")
+
+
+def _check_same_config(out: Path, cfg: dict[str, Any]) -> None:
+    """Refuse ``--resume`` with a config that differs from the run's saved ``config.yml``.
+
+    Raises:
+        WbError: naming every dotted key that differs (except :data:`RESUME_MAY_CHANGE`).
+    """
+    saved = load_yaml(out / "config.yml")
+    diff = config_differences(saved, cfg, ignore=RESUME_MAY_CHANGE)
+    if diff:
+        shown = ", ".join(diff[:8]) + (f" and {len(diff) - 8} more" if len(diff) > 8 else "")
+        raise WbError(
+            f"{out}: --resume with a different config ({shown} differ from {out}/config.yml); "
+            "resume with the same settings or choose a new --out"
+        )
 
 
 class ConcatAudio:
@@ -583,6 +622,10 @@ def ensemble_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
 
     if len(runs) < 2:
         raise WbError("an ensemble needs at least two run folders")
+    out = Path(out)
+    for run in map(Path, runs):
+        if run.resolve() == out.resolve() or run.resolve() in out.resolve().parents:
+            raise WbError(f"--out {out} is (inside) the input run {run}; choose another folder")
     members = []
     for run in map(Path, runs):
         files = sorted((run / "folds").glob("*/result.json"))
@@ -645,7 +688,6 @@ def ensemble_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
         )
     details["protocol"] = meta0.get("protocol")
     details["wall_seconds"] = sum(float(m.get("wall_seconds") or 0.0) for _, m, _ in members)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)
     write_json(out / "details.json", details)

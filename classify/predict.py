@@ -53,9 +53,10 @@ def load_classifier(path: str | os.PathLike):
     Raises:
         WbError: not a model file, or not a classifier (no class names in its meta).
     """
+    from classify.models import BUILDERS
     from wb.checkpoint import load_model
 
-    model, info = load_model(path)
+    model, info = load_model(path, BUILDERS)
     meta = info.get("meta") or {}
     if "classes" not in meta or "sample_rate" not in meta:
         raise WbError(f"{path}: not a classifier model file (no class names / sample rate)")

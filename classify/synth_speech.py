@@ -23,7 +23,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from wb import subproc
 from wb.errors import DependencyError, WbError
 from wb.progress import progress
 from wb.runs import temp_dir
@@ -42,6 +42,7 @@ DIGIT_WORDS: dict[str, str] = {
 }  # fmt: skip
 
 MANIFEST = "synth.json"
+ESPEAK_TIMEOUT = 60.0  # seconds one espeak-ng call may take (a digit takes milliseconds)
 _VERSION = 1
 
 
@@ -56,7 +57,7 @@ def _espeak() -> str:
 
 def _voice_table(exe: str, which: str) -> list[str]:
     """Voice files listed by ``espeak-ng --voices=<which>`` (column ``File``)."""
-    proc = subprocess.run([exe, f"--voices={which}"], capture_output=True, text=True)
+    proc = subproc.run([exe, f"--voices={which}"], ESPEAK_TIMEOUT, "espeak-ng")
     if proc.returncode != 0:
         raise WbError(f"espeak-ng --voices={which} failed: {proc.stderr.strip()[-200:]}")
     files = []
@@ -116,10 +117,10 @@ def render(
     import soxr
 
     exe = exe or _espeak()
-    proc = subprocess.run(
+    proc = subproc.run(
         [exe, "--stdout", "-v", voice, "-p", str(int(pitch)), "-s", str(int(speed)), text],
-        capture_output=True,
-    )
+        ESPEAK_TIMEOUT, "espeak-ng", text=False,
+    )  # fmt: skip
     if proc.returncode != 0 or not proc.stdout:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
         raise WbError(f"espeak-ng failed for voice {voice!r}: {msg[-1] if msg else 'no output'}")
@@ -264,5 +265,5 @@ def synthesize(
 
 
 def _version(exe: str) -> str:
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    out = subproc.run([exe, "--version"], ESPEAK_TIMEOUT, "espeak-ng").stdout
     return out.strip().splitlines()[0] if out.strip() else "unknown"

@@ -37,9 +37,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from classify.augment import Augmentation
 from classify.frontends import LengthPolicy, eval_windows, train_view
-from classify.models import Classifier
+from classify.models import CLASS_REF, Classifier
 from classify.system import ClassifierSystem, OptimConfig, average_windows
-from wb.checkpoint import count_parameters
+from wb.checkpoint import count_parameters, load_torch_file
 from wb.errors import ConfigError, WbError
 from wb.lightning import precision as lightning_precision
 from wb.progress import quiet_default
@@ -556,14 +556,14 @@ def _train_fold(
         say(f"[{split.name}] resuming from {last}")
     elif ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)
-    trainer.fit(system, datamodule=Data(), ckpt_path=ckpt_path)
+    trainer.fit(system, datamodule=Data(), ckpt_path=ckpt_path, weights_only=True)
     if not trainer.is_global_zero:
         return FoldResult(split.name, [], np.zeros((0, n_classes)), [], 0, 0, {}, [], 0, 0, 0, "")
 
     best_path = best_ckpt.best_model_path
     best_epoch = trainer.current_epoch - 1
     if best_path and Path(best_path).is_file():
-        state = torch.load(best_path, map_location="cpu", weights_only=False)
+        state = load_torch_file(best_path, "checkpoint")
         system.load_state_dict(state["state_dict"])
         best_epoch = int(state.get("epoch", best_epoch))
     classifier = system.classifier.cpu().eval()
@@ -585,7 +585,7 @@ def _train_fold(
     model_path = fold_dir / "model.pt"
     save_model(
         model_path,
-        "classify.models:Classifier",
+        CLASS_REF,
         {
             "n_classes": n_classes, "sample_rate": sr, "n_samples": n_samples,
             "frontend": frontend_cfg, "model": dict(cfg["model"]),

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from wb import subproc
 from wb.errors import DependencyError, WbError
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 MIDI_RESOLUTION = 960  # ticks per quarter note
+RENDER_TIMEOUT = 600.0  # seconds one FluidSynth render may take (a chorale takes about 1.4 s)
 
 # 0-based General MIDI program names used by the chorale timbre sets (for meta.json).
 GM_NAMES = {
@@ -164,7 +165,7 @@ def render_midi(
         "-O", "float", "-T", "wav", "-R", "1" if reverb else "0", "-C", "0",
         "-o", "synth.dynamic-sample-loading=1", str(sf2), str(midi_path),
     ]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    res = subproc.run(cmd, RENDER_TIMEOUT, "fluidsynth")
     if res.returncode != 0:
         tail = (res.stderr or res.stdout).strip().splitlines()
         raise WbError(

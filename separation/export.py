@@ -325,7 +325,7 @@ def _load_file(path: Path) -> nn.Module:
         model.overlap = float(inference.get("overlap", DEFAULT_OVERLAP))
         model.wb_info = {"kind": "checkpoint", "path": str(path), "name": hp["model_name"]}
         return model
-    model, data = load_model(path)
+    model, data = load_model(path, models.BUILDERS)
     meta = data.get("meta", {})
     if meta.get("segment"):
         model.inference_segment = float(meta["segment"])

@@ -259,6 +259,12 @@ def class_ref(name: str) -> str:
     return f"{__name__}:{name}"
 
 
+#: The allow-list of model-file classes this package builds (:func:`wb.checkpoint.load_model`).
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    f"{__name__}:{name}": builder for name, builder in REGISTRY.items()
+}
+
+
 def build(
     name: str,
     sources: Sequence[str],

@@ -437,7 +437,9 @@ def train(
         enable_model_summary=not quiet_default(),
         deterministic=False,
     )
-    trainer.fit(system, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    trainer.fit(
+        system, datamodule=datamodule, ckpt_path=str(last) if resume else None, weights_only=True
+    )
     best = checkpoint.best_model_path or None
     score = checkpoint.best_model_score
     return {

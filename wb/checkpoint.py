@@ -6,15 +6,16 @@ Layout (asteroid's ``serialize`` habit, without pickled objects)::
      "state_dict": {...tensors...}, "meta": {...}, "versions": {"wb": ..., "torch": ...}}
 
 ``class`` names a registry entry ``module:name``; ``kwargs`` and ``meta`` hold only plain
-values (str, int, float, bool, None, lists, dicts), so loading never unpickles code.
+values (str, int, float, bool, None, lists, dicts), so loading never unpickles code. Loading
+builds only classes on the caller's explicit allow-list (:func:`resolve`): nothing named by the
+file is imported or called otherwise.
 """
 
 from __future__ import annotations
 
-import importlib
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -152,36 +153,57 @@ def read_model(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def resolve(class_ref: str):
-    """Import ``module:name`` and return the object (a registry builder or class).
+def resolve(class_ref: str, builders: Mapping[str, Callable[..., torch.nn.Module]]):
+    """Return the builder that ``builders`` (an explicit allow-list) registers as ``class_ref``.
+
+    Nothing is imported and nothing is called: a model file can only name a builder that the
+    caller allowed (``separation.models.BUILDERS``, ``classify.models.BUILDERS``), so a crafted
+    file naming any other callable (``os:system``, ``wb.runs:atomic_write_text``) is refused
+    before any of its kwargs reach code.
+
+    Args:
+        class_ref: the ``"module:name"`` string stored in the model file.
+        builders: allowed ``{class_ref: builder}``.
 
     Raises:
-        WbError: malformed reference or nothing by that name.
+        WbError: ``class_ref`` is not a string or is not in ``builders``.
     """
-    if ":" not in class_ref:
-        raise WbError(f"model class reference {class_ref!r} must look like module:name")
-    module, name = class_ref.split(":", 1)
-    if module.split(".")[0] not in ("wb", "separation", "classify", "music"):
-        raise WbError(f"model class reference {class_ref!r} is outside the wb packages")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise WbError(f"model class {class_ref!r} not found") from None
+    if not isinstance(class_ref, str) or class_ref not in builders:
+        known = ", ".join(sorted(builders)) or "none"
+        raise WbError(f"model class {class_ref!r} is not an allowed model (allowed: {known})")
+    return builders[class_ref]
 
 
-def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_model(
+    path: str | os.PathLike, builders: Mapping[str, Callable[..., torch.nn.Module]]
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild a model from a file written by :func:`save_model`.
+
+    Args:
+        path: the model file.
+        builders: the allow-list ``{class_ref: builder}`` the file's ``class`` must be in
+            (checked before anything is built).
 
     Returns:
         ``(model in eval mode with float32 weights, the file's dictionary without state)``.
 
     Raises:
-        WbError: see :func:`read_model` and :func:`resolve`; weights that do not fit.
+        WbError: see :func:`read_model` and :func:`resolve`; kwargs that are not a mapping of
+            plain values, or weights that do not fit.
     """
     data = read_model(path)
-    build = resolve(data["class"])
-    model = build(**data["kwargs"])
-    state = {k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()}
+    build = resolve(data.get("class"), builders)
+    kwargs, state = data.get("kwargs"), data.get("state_dict")
+    if not isinstance(kwargs, Mapping) or not isinstance(state, Mapping):
+        raise WbError(f"{path}: model file without kwargs or state_dict")
+    _check_plain(kwargs, "kwargs")
+    try:
+        model = build(**kwargs)
+    except (TypeError, ValueError, WbError) as exc:
+        raise WbError(f"{path}: cannot build {data['class']} ({str(exc)[:120]})") from None
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WbError(f"{path}: state_dict holds values that are not tensors")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

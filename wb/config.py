@@ -129,3 +129,39 @@ def save_yaml(cfg: Mapping[str, Any], path: str | os.PathLike) -> Path:
     from wb.runs import atomic_write_text
 
     return atomic_write_text(path, yaml.safe_dump(dict(cfg), sort_keys=False))
+
+
+def _flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(cfg, Mapping) and cfg:
+        out: dict[str, Any] = {}
+        for k, v in cfg.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: list(cfg) if isinstance(cfg, tuple) else cfg}
+
+
+def config_differences(
+    saved: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] = ()
+) -> list[str]:
+    """Dotted keys whose values differ between two config trees (added and removed keys too).
+
+    Args:
+        saved: the config stored in a run folder.
+        new: the config of the command that wants to continue the run.
+        ignore: dotted keys (or group prefixes ending in ``.``) that may change on resume
+            because they do not change results, e.g. ``train.threads``.
+
+    Returns:
+        sorted dotted keys, empty when the configs agree. Tuples compare equal to lists
+        (YAML has no tuples).
+    """
+    a, b = _flatten(dict(saved)), _flatten(dict(new))
+    skip = tuple(ignore)
+
+    def ignored(key: str) -> bool:
+        return any(key == s or (s.endswith(".") and key.startswith(s)) for s in skip)
+
+    return sorted(k for k in set(a) | set(b) if not ignored(k) and a.get(k, _MISSING) != b.get(k, _MISSING))
+
+
+_MISSING = object()

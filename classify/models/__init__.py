@@ -111,3 +111,9 @@ class Classifier(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Waveform ``(batch, [1,] samples)`` -> logits ``(batch, n_classes)``."""
         return self.head(self.frontend(wave))
+
+
+#: The ``class`` that classifier model files carry.
+CLASS_REF = f"{__name__}:Classifier"
+#: The allow-list of model-file classes this package builds (:func:`wb.checkpoint.load_model`).
+BUILDERS: dict[str, Any] = {CLASS_REF: Classifier}

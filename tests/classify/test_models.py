@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from classify.models import HEADS, Classifier, build_head
+from classify.models import BUILDERS, HEADS, Classifier, build_head
 from classify.models.layers import DropBlock2d
 from classify.models.mamba import selective_scan
 from wb.checkpoint import count_parameters, load_model, save_model
@@ -117,7 +117,7 @@ def test_classifier_roundtrip_through_model_file(tmp_path) -> None:
     kwargs = {"n_classes": 3, "sample_rate": 8000, "n_samples": 4000, "frontend": fe,
               "model": {"name": "cnn", "widths": [8]}}  # fmt: skip
     path = save_model(tmp_path / "m.pt", "classify.models:Classifier", kwargs, clf.state_dict())
-    loaded, info = load_model(path)
+    loaded, info = load_model(path, BUILDERS)
     x = torch.randn(2, 4000)
     with torch.no_grad():
         assert torch.allclose(clf(x), loaded(x), atol=1e-6)

@@ -43,6 +43,7 @@ from classify.metrics import (
 from classify.train import FoldResult, Say, TrainConfig, _stderr, train_fold
 from wb.config import apply_overrides, config_differences, load_yaml, merge, save_yaml
 from wb.errors import ConfigError, WbError
+from wb import paths
 from wb.runs import atomic_write, write_json
 
 HEAD_NAMES = ("piczak", "cnn", "transformer", "mamba")
@@ -200,17 +201,11 @@ def _rank() -> int:
     return 0
 
 
-def default_cache_dir() -> Path:
-    """``$WB_CACHE`` or ``~/.cache/wb``, sub-folder ``classify``."""
-    root = os.environ.get("WB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "wb")
-    return Path(root) / "classify"
-
-
 def open_audio(dataset, sample_rate: int, cache_dir: str | os.PathLike | None, say: Say):
     """Decoded, resampled, memory-mapped audio of all clips (:class:`classify.cache.AudioCache`)."""
     from classify.cache import AudioCache
 
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    root = Path(cache_dir) if cache_dir else paths.cache_dir("classify")
     t0 = time.time()
     cache = AudioCache(dataset.clips, sample_rate=sample_rate, cache_dir=root, name=dataset.name)
     say(f"audio cache: {len(cache)} clips at {sample_rate} Hz ({time.time() - t0:.1f} s)")

@@ -3,8 +3,9 @@
 :func:`download` fetches a URL into ``dest`` through ``dest.part``: an interrupted transfer is
 resumed with an HTTP ``Range`` request, the finished file is checked against its SHA-256 (and
 MD5 / size when those are what the host publishes) and only then renamed into place; a
-mismatch deletes the download and raises. :func:`extract` unpacks zip and tar(.gz/.bz2/.xz)
-archives after rejecting absolute paths, ``..`` traversal, links and device files, into a
+mismatch deletes the download and raises, and a file with no checksum to check is never used.
+:func:`extract` unpacks zip and tar(.gz/.bz2/.xz) archives after rejecting absolute paths,
+``..`` traversal, links, device files and archives that unpack beyond a size cap, into a
 temporary sibling folder that is renamed into place only once complete, so a dataset folder is
 never half-extracted. Only the standard library (urllib) is used.
 """
@@ -19,7 +20,6 @@ import stat
 import tarfile
 import urllib.error
 import urllib.request
-import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -124,8 +124,9 @@ def download(
     Args:
         url: ``http(s)://`` or ``file://`` address.
         dest: destination file; parent folders are created.
-        sha256: expected SHA-256 hex digest. ``None`` skips the check (with a warning giving
-            the digest, so it can be pinned).
+        sha256: expected SHA-256 hex digest. With neither ``sha256`` nor ``md5`` nothing can
+            be trusted: the transfer is kept as ``dest.part`` and :class:`DownloadError` gives
+            its SHA-256, to be checked against the publisher and passed back.
         progress: show a byte progress bar (also silenced by ``WB_QUIET``).
         md5: expected MD5 hex digest, for hosts that publish only that (e.g. Zenodo).
         size: expected size in bytes.
@@ -136,14 +137,14 @@ def download(
         ``dest`` as a :class:`~pathlib.Path`.
 
     Raises:
-        DownloadError: HTTP error, repeated connection failures, or a checksum/size mismatch
-            (the bad file is deleted first).
+        DownloadError: HTTP error, repeated connection failures, a checksum/size mismatch
+            (the bad file is deleted first), or no checksum to verify against.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     quiet = None if progress else True
-    if dest.exists():
+    if dest.exists() and (sha256 is not None or md5 is not None):
         try:
             _verify(dest, url, sha256, md5, size)
             return dest
@@ -164,12 +165,13 @@ def download(
         )
     if not part.exists():
         raise DownloadError(f"{url}: nothing was downloaded")
-    _verify(part, url, sha256, md5, size)
-    if sha256 is None:
-        warnings.warn(
-            f"{url}: no SHA-256 to check against; downloaded file has SHA-256 {file_digest(part)}",
-            stacklevel=2,
+    if sha256 is None and md5 is None:
+        raise DownloadError(
+            f"{url}: no checksum is pinned for this file, so it was not used; its SHA-256 is "
+            f"{file_digest(part)}: check that against the publisher, then pass it as --sha256 "
+            f"(the download is kept in {part})"
         )
+    _verify(part, url, sha256, md5, size)
     os.replace(part, dest)
     return dest
 
@@ -194,7 +196,8 @@ def _safe_relpath(name: str, archive: Path) -> PurePosixPath | None:
 
 
 def _members(archive: Path):
-    """Open an archive and return ``(handle, [(relpath, is_dir, opener)])``, all members checked."""
+    """Open an archive and return ``(handle, [(relpath, is_dir, opener, size)])``, all members
+    checked."""
     if zipfile.is_zipfile(archive):
         zf = zipfile.ZipFile(archive)
         try:
@@ -225,7 +228,7 @@ def _zip_members(zf: zipfile.ZipFile, archive: Path) -> list:
                 f"{archive}: member {info.filename!r} is not a regular file or folder"
             )
         if rel is not None:
-            out.append((rel, info.is_dir(), lambda info=info: zf.open(info)))
+            out.append((rel, info.is_dir(), lambda info=info: zf.open(info), info.file_size))
     return out
 
 
@@ -238,27 +241,57 @@ def _tar_members(tf: tarfile.TarFile, archive: Path) -> list:
         if not (m.isfile() or m.isdir()):
             raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device or special file")
         if rel is not None:
-            out.append((rel, m.isdir(), lambda m=m: tf.extractfile(m)))
+            out.append((rel, m.isdir(), lambda m=m: tf.extractfile(m), m.size))
     return out
 
 
-def _common_top(members: list[tuple[PurePosixPath, bool, object]]) -> str | None:
-    tops = {rel.parts[0] for rel, _, _ in members}
+def _common_top(members: list[tuple[PurePosixPath, bool, object, int]]) -> str | None:
+    tops = {rel.parts[0] for rel, *_ in members}
     if len(tops) != 1:
         return None
     top = next(iter(tops))
-    nested = any(len(rel.parts) > 1 for rel, _, _ in members)
-    is_dir = any(rel.parts == (top,) and d for rel, d, _ in members)
+    nested = any(len(rel.parts) > 1 for rel, *_ in members)
+    is_dir = any(rel.parts == (top,) and d for rel, d, *_ in members)
     return top if nested or is_dir else None
 
 
+#: Largest total size (bytes) an archive may unpack to, and largest unpacked/packed ratio:
+#: audio datasets compress little (WAV about 1.1x), a zip bomb by thousands.
+#: The ratio cap applies only above :data:`RATIO_FLOOR` bytes (small text files compress more).
+MAX_EXTRACT_BYTES = 64 << 30
+MAX_EXTRACT_RATIO = 20.0
+RATIO_FLOOR = 64 << 20
+
+
+class _Budget:
+    """Counts bytes actually written during extraction (member headers may lie)."""
+
+    def __init__(self, archive: Path, limit: int) -> None:
+        self.archive, self.limit, self.used = archive, limit, 0
+
+    def copy(self, src, dst) -> None:
+        while chunk := src.read(CHUNK):
+            self.used += len(chunk)
+            if self.used > self.limit:
+                raise UnsafeArchiveError(
+                    f"{self.archive}: unpacks to more than {self.limit} bytes; refused"
+                )
+            dst.write(chunk)
+
+
 def extract(
-    archive: str | os.PathLike, dest_dir: str | os.PathLike, strip_top: bool = False
+    archive: str | os.PathLike,
+    dest_dir: str | os.PathLike,
+    strip_top: bool = False,
+    max_bytes: int | None = None,
+    max_ratio: float | None = None,
 ) -> Path:
     """Safely unpack a zip or tar(.gz/.bz2/.xz) archive into ``dest_dir``, all or nothing.
 
     Every member is checked before anything is written: absolute paths, ``..`` components,
-    symbolic and hard links, and device/FIFO members are rejected. Files are written into a
+    symbolic and hard links, and device/FIFO members are rejected, and so is an archive whose
+    members declare more than the size cap (zip bomb). The cap is also enforced on the bytes
+    actually written, since declared sizes can lie. Files are written into a
     temporary sibling folder (``.<name>.extract-*``) that is renamed to ``dest_dir`` only when
     extraction completed; on any error it is removed and ``dest_dir`` is left untouched.
 
@@ -267,12 +300,16 @@ def extract(
         dest_dir: folder to create; it must not exist or be empty.
         strip_top: when every member lies under one top-level folder (as in GitHub
             ``<repo>-<ref>/`` archives), put that folder's contents directly in ``dest_dir``.
+        max_bytes: cap on the unpacked size in bytes (default :data:`MAX_EXTRACT_BYTES`).
+        max_ratio: cap on unpacked size / archive size (default :data:`MAX_EXTRACT_RATIO`),
+            never below :data:`RATIO_FLOOR` bytes; the smaller of the two caps applies.
 
     Returns:
         ``dest_dir`` as a :class:`~pathlib.Path`.
 
     Raises:
-        UnsafeArchiveError: a member that is unsafe as described above.
+        UnsafeArchiveError: a member that is unsafe as described above, or an archive that
+            unpacks to more than the cap.
         WbError: not an archive, corrupt data, or ``dest_dir`` exists and is not empty.
     """
     archive, dest = Path(archive), Path(dest_dir)
@@ -284,11 +321,25 @@ def extract(
         handle, members = _members(archive)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         raise WbError(f"{archive}: unreadable archive ({exc})") from None
+    limit = min(
+        MAX_EXTRACT_BYTES if max_bytes is None else int(max_bytes),
+        max(
+            RATIO_FLOOR,
+            int((MAX_EXTRACT_RATIO if max_ratio is None else max_ratio) * archive.stat().st_size),
+        ),
+    )
+    declared = sum(size for _, _, _, size in members)
+    if declared > limit:
+        handle.close()
+        raise UnsafeArchiveError(
+            f"{archive}: declares {declared} unpacked bytes, more than the {limit}-byte cap; refused"
+        )
+    budget = _Budget(archive, limit)
     tmp = temp_dir(dest, "extract")
     try:
         with handle:
             top = _common_top(members) if strip_top else None
-            for rel, is_dir, opener in members:
+            for rel, is_dir, opener, _ in members:
                 if top is not None:
                     if rel.parts == (top,):
                         continue
@@ -302,7 +353,7 @@ def extract(
                 if src is None:
                     raise WbError(f"{archive}: cannot read member {rel}")
                 with src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK)
+                    budget.copy(src, out)
         if dest.exists():
             dest.rmdir()  # empty (checked above)
         os.replace(tmp, dest)

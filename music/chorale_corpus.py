@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from wb.paths import cache_root
 from wb.errors import ConfigError
 
 VOICES = ("soprano", "alto", "tenor", "bass")
@@ -218,19 +219,11 @@ def mp_context() -> Any:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def default_cache_dir() -> Path:
-    """``$WB_CACHE_DIR``, else ``$XDG_CACHE_HOME/wb``, else ``~/.cache/wb``."""
-    if os.environ.get("WB_CACHE_DIR"):
-        return Path(os.environ["WB_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "wb"
-
-
 def cache_file(cache_dir: str | os.PathLike | None) -> Path:
     """The JSON parse cache for this music21 version and extractor version."""
     import music21
 
-    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    root = Path(cache_dir).expanduser() if cache_dir else cache_root()
     return root / "chorales" / f"bach_m21-{music21.__version__}_v{EXTRACT_VERSION}.json"
 
 
@@ -258,7 +251,7 @@ def load_works(
     Args:
         names: corpus names to load.
         paths: corpus name -> file (from :func:`corpus_works`).
-        cache_dir: cache root (default :func:`default_cache_dir`).
+        cache_dir: cache root (default :func:`wb.paths.cache_root`).
         jobs: worker processes for parsing.
         quiet: no progress bar when True.
 

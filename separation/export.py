@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 from collections.abc import Mapping
@@ -274,7 +275,7 @@ def _demucs_files(name: str) -> list[tuple[str, Path]]:
     return out
 
 
-def _online(hosts: tuple[str, ...] = ("huggingface.co", "dl.fbaipublicfiles.com")) -> bool:
+def _online(hosts: tuple[str, ...] = ("dl.fbaipublicfiles.com",)) -> bool:
     for host in hosts:
         try:
             socket.getaddrinfo(host, 443)
@@ -284,33 +285,65 @@ def _online(hosts: tuple[str, ...] = ("huggingface.co", "dl.fbaipublicfiles.com"
     return False
 
 
+def _published_prefix(path: Path) -> str:
+    """The SHA-256 prefix Demucs publishes in a weight file's name (``<sig>-<sha256[:8]>.th``,
+    the torch hub convention)."""
+    m = re.search(r"-([a-f0-9]{8,64})\.[a-z]+$", path.name)
+    if m is None:
+        raise WbError(f"{path}: Demucs weight file name carries no SHA-256 prefix")
+    return m.group(1)
+
+
+def verify_demucs_file(path: Path) -> None:
+    """Check a Demucs weight file against the SHA-256 prefix published in its name, before
+    it is unpickled (Demucs files hold pickled classes, so they cannot load with
+    ``weights_only=True``).
+
+    Demucs publishes only the first 8 hex digits of each SHA-256 (``remote/files.txt``);
+    this is the check ``torch.hub`` makes at download time, repeated on every load so that a
+    cached file replaced later is refused too.
+
+    Raises:
+        WbError: the file's SHA-256 does not start with the published prefix.
+    """
+    prefix, digest = _published_prefix(path), file_digest(path)
+    if not digest.startswith(prefix):
+        raise WbError(
+            f"{path}: SHA-256 {digest[:16]}... does not match the published prefix {prefix}; "
+            "the file is corrupt or was replaced: delete it and fetch it again"
+        )
+
+
 def _load_demucs(name: str) -> nn.Module:
     files = _demucs_files(name)
     missing = [(url, path) for url, path in files if not path.is_file()]
-    try:
-        if not missing:
-            # Every weight file is in the torch hub cache: load through demucs' legacy repo,
-            # which reads the cache without touching the network (get_model would first try
-            # the HuggingFace hub, retrying for ~30 s when offline).
-            from demucs.pretrained import REMOTE_ROOT, _parse_remote_files
-            from demucs.repo import AnyModelRepo, BagOnlyRepo, RemoteRepo
-
-            repo = RemoteRepo(_parse_remote_files(Path(REMOTE_ROOT) / "files.txt"))
-            model = AnyModelRepo(repo, BagOnlyRepo(Path(REMOTE_ROOT), repo)).get_model(name)
-        else:
-            if not _online():
-                raise OSError("no network")
-            from demucs.pretrained import get_model
-
-            model = get_model(name)
-    except Exception as exc:  # noqa: BLE001 - download/unpickling failures of many kinds
+    if missing and not _online():
         where = Path(torch.hub.get_dir()) / "checkpoints"
-        urls = " ".join(url for url, _ in (missing or files))
-        reason = " ".join(str(exc).split())[:80] or type(exc).__name__
+        urls = " ".join(url for url, _ in missing)
         raise WbError(
-            f"pretrained Demucs model {name!r} could not be loaded ({reason}); place its weights "
-            f"in the torch hub cache {where}/ (download {urls})"
-        ) from None
+            f"pretrained Demucs model {name!r} is not cached and there is no network; place "
+            f"its weights in the torch hub cache {where}/ (download {urls})"
+        )
+    for url, path in missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # torch.hub checks the published SHA-256 prefix before moving the file in place
+            torch.hub.download_url_to_file(url, str(path), _published_prefix(path), True)
+        except Exception as exc:  # noqa: BLE001 - network and hash errors of many kinds
+            reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+            raise WbError(f"{url}: download failed ({reason})") from None
+    for _, path in files:
+        verify_demucs_file(path)
+    try:
+        # Every weight file is now in the torch hub cache and verified: load through demucs'
+        # legacy repo, which reads the cache without touching the network.
+        from demucs.pretrained import REMOTE_ROOT, _parse_remote_files
+        from demucs.repo import AnyModelRepo, BagOnlyRepo, RemoteRepo
+
+        repo = RemoteRepo(_parse_remote_files(Path(REMOTE_ROOT) / "files.txt"))
+        model = AnyModelRepo(repo, BagOnlyRepo(Path(REMOTE_ROOT), repo)).get_model(name)
+    except Exception as exc:  # noqa: BLE001 - unpickling failures of many kinds
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise WbError(f"pretrained Demucs model {name!r} could not be loaded ({reason})") from None
     model.eval()
     return model
 

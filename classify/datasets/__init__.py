@@ -40,6 +40,7 @@ from classify.datasets.base import (
     validation_split,
 )
 from wb.errors import ConfigError, WbError
+from wb.paths import cache_dir
 
 __all__ = [
     "DATASETS",
@@ -136,9 +137,9 @@ def _info(name: str) -> DatasetInfo:
 
 def default_data_root() -> Path:
     """Folder holding datasets when no ``data_dir`` is given: ``$WB_DATA_DIR`` or
-    ``~/.cache/wb/datasets``."""
+    ``datasets/`` under the cache root (:func:`wb.paths.cache_root`)."""
     env = os.environ.get("WB_DATA_DIR", "")
-    return Path(env).expanduser() if env else Path("~/.cache/wb/datasets").expanduser()
+    return Path(env).expanduser() if env else cache_dir("datasets")
 
 
 def _resolve_root(info: DatasetInfo, data_dir: str | os.PathLike | None) -> Path:
@@ -172,7 +173,7 @@ def fetch_dataset(
 ) -> Path:
     """Download and extract a dataset's official archive into ``data_dir``.
 
-    The archive goes to ``<data_dir parent>/.wb-downloads/`` (resumable), is verified, and is
+    The archive goes to ``downloads/<name>/`` under the cache root (resumable), is verified, and is
     extracted atomically with its single top-level folder stripped, so ``data_dir`` ends up
     holding the official layout (e.g. ``meta/`` and ``audio/`` for ESC-50).
 
@@ -204,7 +205,7 @@ def fetch_dataset(
             f"{info.name}: {root} exists but does not hold a complete dataset; move it away or "
             "choose another data_dir before downloading"
         )
-    dest = root.parent / ".wb-downloads" / filename
+    dest = cache_dir("downloads", info.name) / filename
     download(
         src,
         dest,

@@ -49,7 +49,8 @@ CITATION = (
     "Explaining Deep Neural Networks for Classification of Audio Signals, arXiv:1807.03418, 2018"
 )
 # Archive of the commit that the published splits come from. GitHub does not guarantee
-# byte-stable archives, so no SHA-256 is pinned; pass sha256=... to make the check mandatory.
+# byte-stable archives, so no SHA-256 is pinned; --download stops after the
+# transfer and prints its SHA-256; check it against the publisher and pass it with --sha256.
 ARCHIVE = Archive(
     url=(
         "https://github.com/soerenab/AudioMNIST/archive/"

@@ -65,7 +65,8 @@ CITATION = (
 )
 # The Zenodo file name below is the authors' description ("Reef-acoustics-and-AI.zip ...
 # audio_dir"), not verified against the record (no network here); pass url=... if it moved.
-# No checksum is known offline: pass sha256=... to make the check mandatory.
+# No checksum is known offline: --download stops after the
+# transfer and prints its SHA-256; check it against the publisher and pass it with --sha256.
 ARCHIVE = Archive(
     url="https://zenodo.org/records/11106482/files/Reef-acoustics-and-AI.zip?download=1",
     filename="Reef-acoustics-and-AI.zip",

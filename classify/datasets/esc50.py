@@ -33,7 +33,8 @@ CITATION = (
     "K. J. Piczak, ESC: Dataset for Environmental Sound Classification, Proc. ACM Multimedia 2015"
 )
 # GitHub builds branch archives on the fly; their bytes are not guaranteed stable, so no
-# SHA-256 is pinned here. Pass sha256=... (wb classify --sha256) to make the check mandatory.
+# SHA-256 is pinned here. --download stops after the transfer and prints
+# its SHA-256; check it against the publisher and pass it with --sha256.
 ARCHIVE = Archive(
     url="https://github.com/karolpiczak/ESC-50/archive/master.zip",
     filename="ESC-50-master.zip",

@@ -36,7 +36,8 @@ CITATION = (
     "https://github.com/Jakobovski/free-spoken-digit-dataset, doi:10.5281/zenodo.1342401"
 )
 # Archive of a fixed commit (the one the shared copy comes from). GitHub does not guarantee
-# byte-stable archives, so no SHA-256 is pinned; pass sha256=... to make the check mandatory.
+# byte-stable archives, so no SHA-256 is pinned; --download stops after the
+# transfer and prints its SHA-256; check it against the publisher and pass it with --sha256.
 ARCHIVE = Archive(
     url=(
         "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/"

@@ -499,8 +499,9 @@ def test_registry_and_options(tmp_path, monkeypatch):
         get_dataset("fsdd")
 
 
-def test_download_true_fetches_and_extracts(tmp_path):
+def test_download_true_fetches_and_extracts(tmp_path, monkeypatch):
     """get_dataset(download=True) with a file:// mirror of the official archive layout."""
+    monkeypatch.setenv("WB_CACHE_DIR", str(tmp_path / "cache"))
     src = _fsdd(tmp_path / "src" / "free-spoken-digit-dataset-abc")
     archive = tmp_path / "fsdd.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -513,7 +514,8 @@ def test_download_true_fetches_and_extracts(tmp_path):
     assert not dest.exists()
     ds = get_dataset("fsdd", dest, download=True, url=archive.as_uri(), sha256=digest)
     assert len(ds) == 210 and (dest / "recordings").is_dir()
-    assert not list((tmp_path / "data" / ".wb-downloads").iterdir())  # archive removed
+    assert not list((tmp_path / "cache" / "downloads" / "fsdd").iterdir())  # archive removed
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["fsdd"]
     # already there: no download needed even with download=True and a bogus URL
     assert len(get_dataset("fsdd", dest, download=True, url="http://127.0.0.1:9/x.zip")) == 210
 

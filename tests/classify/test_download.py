@@ -148,14 +148,29 @@ def test_download_bad_checksum_deletes(server, tmp_path):
     assert dest.read_bytes() == PAYLOAD
 
 
-def test_download_md5_size_and_unverified_warning(server, tmp_path):
+def test_download_md5_size_checks(server, tmp_path):
     md5 = hashlib.md5(PAYLOAD).hexdigest()
-    with pytest.warns(UserWarning, match=SHA):
-        download(f"{server.url}/data.bin", tmp_path / "a.bin", None, md5=md5, size=len(PAYLOAD))
+    out = download(f"{server.url}/data.bin", tmp_path / "a.bin", None, md5=md5, size=len(PAYLOAD))
+    assert out.read_bytes() == PAYLOAD
     with pytest.raises(DownloadError, match="MD5"):
         download(f"{server.url}/data.bin", tmp_path / "b.bin", SHA, md5="f" * 32)
     with pytest.raises(DownloadError, match="size"):
         download(f"{server.url}/data.bin", tmp_path / "c.bin", SHA, size=5)
+
+
+def test_download_without_checksum_is_never_used(server, tmp_path):
+    """No SHA-256 and no MD5: the file is not put in place; the error gives its SHA-256, and
+    passing that digest back finishes without downloading again."""
+    dest = tmp_path / "a.bin"
+    with pytest.raises(DownloadError, match=f"no checksum is pinned.*SHA-256 is {SHA}") as err:
+        download(f"{server.url}/data.bin", dest, None)
+    assert "\n" not in str(err.value)
+    assert not dest.exists() and (tmp_path / "a.bin.part").read_bytes() == PAYLOAD
+    served = len(server.requests)
+    assert download(f"{server.url}/data.bin", dest, SHA).read_bytes() == PAYLOAD
+    assert not (tmp_path / "a.bin.part").exists()
+    again = server.requests[served:]  # one ranged request, answered 416: nothing re-sent
+    assert len(again) == 1 and again[0]["Range"] == f"bytes={len(PAYLOAD)}-"
 
 
 def test_download_http_error(server, tmp_path):
@@ -260,3 +275,22 @@ def test_extract_is_all_or_nothing(tmp_path):
     with pytest.raises(WbError, match="not a zip or tar"):
         extract(tmp_path / "plain.txt", tmp_path / "out3")
     assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
+
+
+def test_extract_refuses_archives_beyond_the_size_cap(tmp_path):
+    """A zip bomb (tiny archive, huge declared content) is refused before anything is written;
+    so is any archive over an absolute cap. Both for zip and tar."""
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k in range(4):  # 4 x 64 MiB of zeros deflate to about 250 KiB
+            zf.writestr(f"zeros{k}.bin", bytes(64 << 20))
+    assert bomb.stat().st_size < (1 << 20)
+    with pytest.raises(UnsafeArchiveError, match="more than the .*-byte cap; refused"):
+        extract(bomb, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not _leftovers(tmp_path)
+    info = tarfile.TarInfo("a/big.bin")
+    tar = _tar(tmp_path / "big.tar.gz", [info], {"a/big.bin": bytes(4096)})
+    with pytest.raises(UnsafeArchiveError, match="cap"):
+        extract(tar, tmp_path / "out2", max_bytes=1000)
+    assert not (tmp_path / "out2").exists() and not _leftovers(tmp_path)
+    assert (extract(tar, tmp_path / "ok", max_bytes=4096) / "a/big.bin").stat().st_size == 4096

@@ -162,7 +162,7 @@ def test_extra_train_through_the_cli(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     # resuming with another extra_train is refused
     assert main([*base, "--out", str(out), "--resume"]) == 1
-    assert "cannot resume" in capsys.readouterr().err
+    assert "extra_train differ" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "r2"), "--set", f"extra_train={data}/low"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert [line for line in err if line.startswith("error:")] == err[-1:]

@@ -65,13 +65,11 @@ def test_demucs_name_offline_is_one_line(tmp_path, monkeypatch):
 
 
 def test_demucs_download_failure_is_caught(tmp_path, monkeypatch):
-    import demucs.pretrained
-
-    def fail(name, repo=None):
+    def fail(url, dst, hash_prefix=None, progress=True):
         raise RuntimeError("connection refused")
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(ex, "_online", lambda *a, **k: True)
-    monkeypatch.setattr(demucs.pretrained, "get_model", fail)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
     with pytest.raises(WbError, match="connection refused"):
         ex.load_separator("htdemucs", pretrained_dir=tmp_path)

@@ -36,7 +36,7 @@ def test_uniform_forward_shape(name, channels):
     with torch.no_grad():
         out = model(torch.randn(2, channels, 4000))
     assert out.shape == (2, 3, channels, 4000)
-    assert resolve(models.class_ref(name)) is models.get(name)
+    assert resolve(models.class_ref(name), models.BUILDERS) is models.get(name)
 
 
 def test_convtasnet_separates_channels_independently():

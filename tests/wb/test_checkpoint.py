@@ -40,3 +40,24 @@ def test_rejects_non_plain_meta_and_bad_files(tmp_path):
         checkpoint.read_model(tmp_path / "junk.pt")
     with pytest.raises(WbError, match="not an allowed model"):
         checkpoint.resolve("os:system", {"wb.test:tiny": tiny})
+
+
+def test_only_allowed_classes_are_built(tmp_path):
+    """A crafted model file naming any other callable (here one that writes files) is refused
+    before its kwargs reach code, and nothing is written."""
+    victim = tmp_path / "victim.txt"
+    path = checkpoint.save_model(
+        tmp_path / "evil.pt", "wb.runs:atomic_write_text",
+        {"path": str(victim), "text": "pwned"}, {},
+    )  # fmt: skip
+    with pytest.raises(WbError, match="'wb.runs:atomic_write_text' is not an allowed model"):
+        checkpoint.load_model(path, {"wb.test:tiny": tiny})
+    assert not victim.exists()
+    bad = checkpoint.save_model(tmp_path / "bad.pt", "wb.test:tiny", {"depth": 3}, {})
+    with pytest.raises(WbError, match="cannot build wb.test:tiny"):
+        checkpoint.load_model(bad, {"wb.test:tiny": tiny})
+    raw = torch.load(path, weights_only=True)
+    raw.update({"class": "wb.test:tiny", "kwargs": {}, "state_dict": {"w": [1, 2]}})
+    torch.save(raw, tmp_path / "nontensor.pt")
+    with pytest.raises(WbError, match="not tensors"):
+        checkpoint.load_model(tmp_path / "nontensor.pt", {"wb.test:tiny": tiny})

@@ -41,9 +41,9 @@ from classify.metrics import (
     write_confusion_csv,
 )
 from classify.train import FoldResult, Say, TrainConfig, _stderr, train_fold
+from wb import paths
 from wb.config import apply_overrides, config_differences, load_yaml, merge, save_yaml
 from wb.errors import ConfigError, WbError
-from wb import paths
 from wb.runs import atomic_write, write_json
 
 HEAD_NAMES = ("piczak", "cnn", "transformer", "mamba")

@@ -332,7 +332,8 @@ def extract(
     if declared > limit:
         handle.close()
         raise UnsafeArchiveError(
-            f"{archive}: declares {declared} unpacked bytes, more than the {limit}-byte cap; refused"
+            f"{archive}: declares {declared} unpacked bytes, more than the {limit}-byte cap; "
+            "refused"
         )
     budget = _Budget(archive, limit)
     tmp = temp_dir(dest, "extract")

@@ -41,6 +41,7 @@ from classify.models import CLASS_REF, Classifier
 from classify.system import ClassifierSystem, OptimConfig, average_windows
 from wb.checkpoint import count_parameters, load_torch_file
 from wb.errors import ConfigError, WbError
+from wb.lightning import checkpoint_callbacks
 from wb.lightning import precision as lightning_precision
 from wb.progress import quiet_default
 from wb.runs import write_json
@@ -430,7 +431,7 @@ def _train_fold(
         ConfigError: invalid settings, or ``resume`` of a finished fold trained with another
             number of ``extra_train`` clips. WbError: empty training or test set.
     """
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.callbacks import EarlyStopping
 
     from wb.checkpoint import save_model
 
@@ -510,11 +511,8 @@ def _train_fold(
     ckpt_dir = fold_dir / "checkpoints"
     monitor = tcfg.monitor if val_idx else "train_loss"
     mode = "max" if monitor == "val_acc" else "min"
-    best_ckpt = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_last=True,
-        save_top_k=1, enable_version_counter=False,
-    )  # fmt: skip
-    callbacks: list[Any] = [best_ckpt, EpochLine(say, split.name, tcfg.epochs)]
+    best_ckpt, last_ckpt = checkpoint_callbacks(ckpt_dir, monitor, mode)
+    callbacks: list[Any] = [best_ckpt, last_ckpt, EpochLine(say, split.name, tcfg.epochs)]
     if tcfg.patience and val_idx:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=tcfg.patience))
     if tcfg.logger == "tensorboard":

@@ -41,8 +41,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from wb.paths import cache_root
 from wb.errors import ConfigError
+from wb.paths import cache_root
 
 VOICES = ("soprano", "alto", "tenor", "bass")
 EXTRACT_VERSION = 1

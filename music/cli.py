@@ -15,7 +15,7 @@ def transcribe(inputs: tuple[str, ...], output: str | None) -> None:
     from wb import audio
 
     for path in inputs:
-        audio.info(path)
+        audio.load(path)  # decode fully: bad input is reported before anything else
     raise WbError("voice-to-MIDI transcription is not implemented yet")
 
 

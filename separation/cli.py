@@ -29,7 +29,7 @@ from pathlib import Path
 import click
 
 from wb.errors import WbError
-from wb.runs import temp_dir
+from wb.runs import remove_stale_temps, temp_dir
 
 
 def _device(choice: str):
@@ -206,19 +206,25 @@ def write_track(
     """
     from separation.inference import StreamSeparator
     from wb import audio
+    from wb.errors import AudioError
 
     dest = out_dir / Path(path).stem
     for src in protect:
         if _inside(Path(src), dest):
             raise WbError(f"{dest}: refusing to replace this folder, it contains the input {src}")
-    rate = audio.info(path).sample_rate
-    info, raw = audio.read_blocks(path, max(1, int(block_seconds * rate)))
+    hdr = audio.info(path)
+    if hdr.channels not in (1, 2):
+        raise AudioError(
+            f"{path}: has {hdr.channels} channels; only mono or stereo audio can be separated"
+        )
+    info, raw = audio.read_blocks(path, max(1, int(block_seconds * hdr.sample_rate)))
     with contextlib.closing(raw):  # stops an ffmpeg decoder whatever happens below
         first = next(raw)  # a file empty or corrupt from the start fails before model work
         sep = StreamSeparator(
             model, info.sample_rate, info.channels, stems, expected_frames=info.frames, **options
         )
         try:
+            remove_stale_temps(dest, "tmp", parent=out_dir)  # left by a killed earlier run
             tmp = temp_dir(dest, "tmp", parent=out_dir)
             try:
                 blocks = itertools.chain([first], raw)

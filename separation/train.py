@@ -44,7 +44,7 @@ from separation.data import EpochSampler, ShardSampler, StemsDataset, discover_s
 from separation.system import MONITOR, SeparationSystem
 from wb.config import save_yaml
 from wb.errors import ConfigError, WbError
-from wb.lightning import precision
+from wb.lightning import checkpoint_callbacks, precision
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -346,7 +346,7 @@ def train(
             holds checkpoints; dataset errors (missing split, missing stem).
         ConfigError: invalid config values.
     """
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.callbacks import LearningRateMonitor
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     settings = train_settings(cfg)
@@ -390,16 +390,7 @@ def train(
     datamodule = StemsDataModule(setup, settings)
     datamodule.setup("fit")  # dataset errors surface here, before Lightning starts
 
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="best",
-        monitor=MONITOR,
-        mode="max",
-        save_top_k=1,
-        save_last=True,
-        enable_version_counter=False,
-        auto_insert_metric_name=False,
-    )
+    checkpoint, last_checkpoint = checkpoint_callbacks(ckpt_dir, MONITOR, "max")
     loggers = [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")]
     world = _world(devices, num_nodes)
     accelerator = str(settings["accelerator"])
@@ -427,6 +418,7 @@ def train(
         gradient_clip_val=settings["clip_grad"],
         callbacks=[
             checkpoint,
+            last_checkpoint,
             LearningRateMonitor(logging_interval="epoch"),
             *([EpochTimeLimit(float(max_time))] if max_time else []),
         ],

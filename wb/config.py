@@ -161,7 +161,9 @@ def config_differences(
     def ignored(key: str) -> bool:
         return any(key == s or (s.endswith(".") and key.startswith(s)) for s in skip)
 
-    return sorted(k for k in set(a) | set(b) if not ignored(k) and a.get(k, _MISSING) != b.get(k, _MISSING))
+    return sorted(
+        k for k in set(a) | set(b) if not ignored(k) and a.get(k, _MISSING) != b.get(k, _MISSING)
+    )
 
 
 _MISSING = object()

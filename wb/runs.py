@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,8 +47,16 @@ def default_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
+def _owner() -> str:
+    """``<host>.<pid>`` of this process, with only file-name-safe characters."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+    return f"{host}.{os.getpid()}"
+
+
 def temp_dir(dest: str | os.PathLike, tag: str, parent: str | os.PathLike | None = None) -> Path:
-    """A new empty folder ``.<dest name>.<tag>-XXXX`` to build ``dest`` in before renaming it.
+    """A new empty folder ``.<dest name>.<tag>-<host>.<pid>-XXXX`` to build ``dest`` in before
+    renaming it (the owner in the name lets :func:`remove_stale_temps` clean up after a
+    process that was killed).
 
     Args:
         dest: the folder that will be replaced by (renamed from) the temporary one.
@@ -59,9 +70,45 @@ def temp_dir(dest: str | os.PathLike, tag: str, parent: str | os.PathLike | None
     dest = Path(dest)
     where = Path(parent) if parent is not None else dest.parent
     where.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{tag}-", dir=where))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{tag}-{_owner()}-", dir=where))
     os.chmod(tmp, default_mode(directory=True))
     return tmp
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(
+    dest: str | os.PathLike, tag: str, parent: str | os.PathLike | None = None
+) -> list[Path]:
+    """Remove the :func:`temp_dir` folders for ``dest`` left by processes of this host that no
+    longer run (killed with SIGKILL, or by a power cut), so a rerun leaves no partial output.
+
+    Folders of live processes, and of other hosts (a shared file system), are kept.
+
+    Returns:
+        the removed folders.
+    """
+    dest = Path(dest)
+    where = Path(parent) if parent is not None else dest.parent
+    host = _owner().rsplit(".", 1)[0]
+    pattern = re.compile(rf"^\.{re.escape(dest.name)}\.{re.escape(tag)}-{re.escape(host)}\.(\d+)-")
+    removed = []
+    if not where.is_dir():
+        return removed
+    for p in where.iterdir():
+        m = pattern.match(p.name)
+        if m and p.is_dir() and not p.is_symlink() and not _alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:

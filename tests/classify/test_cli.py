@@ -158,3 +158,39 @@ def test_per_fold_table(run, capsys) -> None:
     assert cells[0] == out.resolve().name
     assert [float(c) for c in cells[1:-1]] == [round(100 * f["accuracy"], 1) for f in m["folds"]]
     assert float(cells[-1]) == round(100 * m["mean"]["accuracy"], 2)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_finished_runs_are_never_destroyed(run, capsys, tmp_path) -> None:
+    """A non-empty --out without --resume is refused; --resume with other settings names the
+    keys that differ; ensemble refuses an --out that is one of its inputs. The run folder is
+    byte-for-byte intact after each refusal."""
+    code, out, data = run
+    assert code == 0
+    before = _tree(out)
+    argv = ["classify", "--dataset", "folder", "--data-dir", str(data), "--model", "cnn",
+            "--epochs", "1", "--out", str(out),
+            "--set", f"cache_dir={out.parent / 'cache'}"]  # fmt: skip
+    for item in TINY:
+        argv += ["--set", item]
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not empty; pass --resume" in err
+    assert _tree(out) == before
+    changed = [*argv, "--resume", "--set", "train.lr=0.5", "--set", "frontend.n_mels=20"]
+    assert main(changed) == 1
+    err = capsys.readouterr().err
+    assert "frontend.n_mels, train.lr differ" in err and err.count("\n") == 1
+    assert _tree(out) == before
+    assert main(["classify", "ensemble", str(out), str(out), "--out", str(out)]) == 1
+    assert "is (inside) the input run" in capsys.readouterr().err
+    assert _tree(out) == before
+    # the same settings resume: finished folds are reused, nothing is retrained
+    assert main([*argv, "--resume", "--set", "train.threads=2"]) == 0
+    after = _tree(out)
+    assert after["metrics.json"] == before["metrics.json"]
+    assert after["config.yml"] == before["config.yml"]

@@ -73,3 +73,28 @@ def test_demucs_download_failure_is_caught(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
     with pytest.raises(WbError, match="connection refused"):
         ex.load_separator("htdemucs", pretrained_dir=tmp_path)
+
+
+def test_cached_demucs_weights_are_checked_before_unpickling(tmp_path, monkeypatch):
+    """A cached weight file whose SHA-256 does not start with the prefix published in its name
+    is refused before demucs unpickles it; a matching one passes the check."""
+    import hashlib
+
+    import demucs.repo
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    files = ex._demucs_files("htdemucs")
+    for _, path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not the published weights")
+    unpickled = []
+    monkeypatch.setattr(demucs.repo.RemoteRepo, "get_model", lambda *a: unpickled.append(a))
+    with pytest.raises(WbError, match="does not match the published prefix") as err:
+        ex.load_separator("htdemucs", pretrained_dir=tmp_path)
+    assert not unpickled and "\n" not in str(err.value)
+    good = tmp_path / "x.th"
+    good.write_bytes(b"weights")
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    named = good.rename(tmp_path / f"955717e8-{digest[:8]}.th")
+    ex.verify_demucs_file(named)  # no error

@@ -21,3 +21,26 @@ def test_temp_dir_is_beside_dest_with_mkdir_permissions(tmp_path: Path) -> None:
         assert other.parent == tmp_path and other != tmp
     finally:
         os.umask(old)
+
+
+def test_remove_stale_temps_only_removes_dead_owners(tmp_path: Path) -> None:
+    """Scratch folders of a killed process go; those of live processes and other hosts stay."""
+    import subprocess
+    import sys
+
+    from wb.runs import _owner, remove_stale_temps
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    host = _owner().rsplit(".", 1)[0]
+    dest = tmp_path / "song"
+    stale = tmp_path / f".song.tmp-{host}.{dead.stdout.strip()}-abc"
+    stale.mkdir()
+    (stale / "soprano.wav").write_bytes(b"partial")
+    mine = temp_dir(dest, "tmp")
+    elsewhere = tmp_path / f".song.tmp-otherhost.{dead.stdout.strip()}-abc"
+    elsewhere.mkdir()
+    other_dest = tmp_path / f".songs.tmp-{host}.{dead.stdout.strip()}-abc"
+    other_dest.mkdir()
+    assert remove_stale_temps(dest, "tmp") == [stale]
+    assert mine.is_dir() and elsewhere.is_dir() and other_dest.is_dir() and not stale.exists()

@@ -36,7 +36,10 @@ system-deps:
 # dependencies and without build isolation (setuptools comes from the lock too); `pip check`
 # fails the set-up if the lock no longer satisfies setup.cfg.
 # A venv without pip (an earlier failed attempt) is rebuilt rather than trusted.
+# A changed lock ($? lists the newer prerequisites) rebuilds the venv, so no package outside
+# the lock survives.
 $(STAMP): $(LOCK) setup.cfg pyproject.toml
+	@if echo " $? " | grep -q " $(LOCK) "; then rm -rf $(VENV); fi
 	@test -x $(VENV)/bin/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
@@ -50,6 +53,7 @@ lock:
 		$(LOCK_VENV)/bin/pip install -q uv==$(UV_VERSION); }
 	$(LOCK_VENV)/bin/uv pip compile setup.cfg --extra dev --universal --python-version 3.11 \
 		--generate-hashes --index-url https://pypi.org/simple --custom-compile-command 'make lock' -o $(LOCK)
+	@rm -rf wb.egg-info  # metadata uv built in the tree; a stale copy would shadow the venv's
 
 demo: setup
 	$(PY) -m recipes.satb_separation demo

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import click
 
-from wb.errors import WbError
+from wb import names
 
-DATASETS = ("esc50", "urbansound8k", "audiomnist", "fsdd", "coral", "folder")
-MODELS = ("piczak", "cnn", "transformer", "mamba")
+DATASETS = names.DATASETS
+MODELS = names.CLASSIFIER_HEADS
 
 
 @click.group("classify", invoke_without_command=True)
@@ -103,8 +103,7 @@ def classify(
         return
     if dataset is None:
         raise click.UsageError("missing --dataset (or a subcommand such as 'predict')")
-    if dataset not in DATASETS:
-        raise WbError(f"unknown dataset {dataset!r} (choose from {', '.join(DATASETS)})")
+    dataset = names.dataset(dataset)
     import time
     from pathlib import Path
 
@@ -182,8 +181,7 @@ def prepare_cmd(
     from classify.cv import open_audio, resolve_config
     from classify.datasets import get_dataset
 
-    if name not in DATASETS:
-        raise WbError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
+    name = names.dataset(name)
     cfg = resolve_config(name, overrides=overrides, config_path=config_path)
     if sha256:
         cfg["dataset_options"] = {**(cfg.get("dataset_options") or {}), "sha256": sha256}
@@ -254,37 +252,3 @@ def synth_speech_cmd(out_dir: str, per_class: int, sample_rate: int, seed: int) 
 
     out = synthesize(out_dir, per_class=per_class, sample_rate=sample_rate, seed=seed)
     click.echo(f"{len(DIGIT_WORDS) * per_class} synthetic clips in {out}")
-
-
-def recipe_main(dataset: str, argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m recipes.<dataset> STAGE [options]``.
-
-    Stages: ``prepare`` (check/download the data, build the audio cache), ``train``
-    (cross-validate: the options of ``wb classify``), ``predict`` (``wb classify predict``),
-    ``table`` (Markdown results table from run folders), ``ensemble`` (probability average
-    of finished runs), ``synth`` (``wb classify synth-speech``: synthetic spoken digits).
-
-    Returns:
-        the exit code of :func:`wb.cli.main`.
-    """
-    import sys
-
-    from wb.cli import main
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    stages = "prepare,train,predict,table,ensemble,synth"
-    usage = f"usage: python -m recipes.{dataset} {{{stages}}} [options]"
-    if not args or args[0] in ("-h", "--help"):
-        click.echo(usage)
-        return 0 if args else 2
-    stage, rest = args[0], args[1:]
-    if stage == "train":
-        return main(["classify", "--dataset", dataset, *rest])
-    if stage == "prepare":
-        return main(["classify", "prepare", "--dataset", dataset, *rest])
-    if stage in ("predict", "table", "ensemble"):
-        return main(["classify", stage, *rest])
-    if stage == "synth":
-        return main(["classify", "synth-speech", *rest])
-    click.echo(f"error: unknown stage {stage!r}; {usage}", err=True)
-    return 2

@@ -41,12 +41,12 @@ from classify.metrics import (
     write_confusion_csv,
 )
 from classify.train import FoldResult, Say, TrainConfig, _stderr, train_fold
-from wb import paths
+from wb import names, paths
 from wb.config import apply_overrides, config_differences, load_yaml, merge, save_yaml
 from wb.errors import ConfigError, WbError
 from wb.runs import atomic_write, write_json
 
-HEAD_NAMES = ("piczak", "cnn", "transformer", "mamba")
+HEAD_NAMES = names.CLASSIFIER_HEADS
 
 
 def _signature_defaults(fn, skip: Sequence[str] = ()) -> dict[str, Any]:
@@ -243,7 +243,8 @@ def run_cv(
     from classify.datasets import get_dataset
 
     out = Path(out)
-    _check_run_folder(out, resume)
+    if _rank() == 0:  # DDP ranks > 0 re-run the command after rank 0 wrote config.yml
+        _check_run_folder(out, resume)
     ds = get_dataset(dataset, data_dir=data_dir, download=download,
                      **dict(cfg.get("dataset_options") or {}))  # fmt: skip
     splits = select_splits(ds.splits(cfg.get("protocol")), folds)
@@ -305,7 +306,10 @@ def run_cv(
 
 
 #: Config keys that may change when a run is resumed: they change speed, not results.
-RESUME_MAY_CHANGE = ("train.threads", "train.num_workers", "cache_dir")
+RESUME_MAY_CHANGE = (
+    "train.threads", "train.num_workers", "train.eval_batch_size", "train.keep_checkpoints",
+    "cache_dir",
+)  # fmt: skip
 
 
 def _check_run_folder(out: Path, resume: bool) -> None:
@@ -621,6 +625,8 @@ def ensemble_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
     for run in map(Path, runs):
         if run.resolve() == out.resolve() or run.resolve() in out.resolve().parents:
             raise WbError(f"--out {out} is (inside) the input run {run}; choose another folder")
+    if out.is_dir() and any(out.iterdir()) and "members" not in _read_json(out / "details.json"):
+        raise WbError(f"--out {out}: not empty and not an earlier ensemble; choose another folder")
     members = []
     for run in map(Path, runs):
         files = sorted((run / "folds").glob("*/result.json"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from music.options import PREPARE_OPTIONS
 from wb.errors import WbError
 
 
@@ -14,8 +15,10 @@ def transcribe(inputs: tuple[str, ...], output: str | None) -> None:
     """Transcribe a solo voice recording to MIDI."""
     from wb import audio
 
-    for path in inputs:
-        audio.load(path)  # decode fully: bad input is reported before anything else
+    for path in inputs:  # decode every block: bad input is reported before anything else
+        _, blocks = audio.read_blocks(path)
+        for _ in blocks:
+            pass
     raise WbError("voice-to-MIDI transcription is not implemented yet")
 
 
@@ -24,29 +27,7 @@ def datasets() -> None:
     """Prepare and inspect data sets."""
 
 
-@datasets.command("chorales")
-@click.option("--root", required=True, type=click.Path(path_type=str), help="Output folder.")
-@click.option("--sample-rate", type=int, default=None, help="Hz, 8000..48000 (default 16000).")
-@click.option("--renditions", type=int, default=None, help="Renditions per chorale.")
-@click.option("--timbre", type=click.Choice(["choir", "ensemble", "mixed"]), default=None)
-@click.option("--seed", type=int, default=None, help="Global seed.")
-@click.option("--limit", type=int, default=None, help="Only the first N works (sorted names).")
-@click.option("--pieces", default=None, help="Comma-separated works, e.g. bach/bwv255,bwv256.")
-@click.option("--splits", default=None, help="Only these splits, e.g. test or train,valid.")
-@click.option("--jobs", type=int, default=None, help="Worker processes (default: CPU count).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any setting.")
-def chorales_cmd(
-    root: str,
-    sample_rate: int | None,
-    renditions: int | None,
-    timbre: str | None,
-    seed: int | None,
-    limit: int | None,
-    pieces: str | None,
-    splits: str | None,
-    jobs: int | None,
-    overrides: tuple[str, ...],
-) -> None:
+def _chorales(overrides: tuple[str, ...], **values) -> None:
     """Render the Bach chorale SATB data set (as `python -m recipes.satb_separation prepare`).
 
     Writes <root>/<split>/<piece>__r<k>/{mixture,soprano,alto,tenor,bass}.wav, the four
@@ -57,13 +38,25 @@ def chorales_cmd(
 
     from music import chorales
     from wb.config import apply_overrides, save_yaml
+    from wb.recipe import apply_options
 
     data = apply_overrides(chorales.default_kwargs(), overrides)
-    options = {
-        "root": root, "sample_rate": sample_rate, "renditions": renditions, "timbre": timbre,
-        "seed": seed, "limit": limit, "pieces": pieces, "splits": splits, "jobs": jobs,
-    }  # fmt: skip
-    data.update({k: v for k, v in options.items() if v is not None})
-    chorales.check_prepare_kwargs(data)
-    save_yaml({"data": data}, Path(root) / "config.yml")
-    chorales.prepare_chorales(**data)
+    cfg = apply_options({"data": data}, PREPARE_OPTIONS, values)
+    chorales.check_prepare_kwargs(cfg["data"])
+    save_yaml(cfg, Path(cfg["data"]["root"]) / "config.yml")
+    chorales.prepare_chorales(**cfg["data"])
+
+
+datasets.add_command(
+    click.Command(
+        "chorales",
+        callback=_chorales,
+        help=_chorales.__doc__,
+        params=[
+            *(opt.click_option() for opt in PREPARE_OPTIONS),
+            click.Option(
+                ["--set", "overrides"], multiple=True, metavar="KEY=VALUE", help="Any setting."
+            ),
+        ],  # fmt: skip
+    )
+)

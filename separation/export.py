@@ -56,6 +56,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     hp = data.get("hyper_parameters") if isinstance(data, dict) else None
     if not isinstance(hp, Mapping) or "model_name" not in hp or "state_dict" not in data:
         raise WbError(f"{path}: not a separation training checkpoint (no model hyper-parameters)")
+    kinds = {
+        "model_name": str, "sources": list | tuple, "sample_rate": int,
+        "audio_channels": int, "model_kwargs": Mapping,
+    }  # fmt: skip
+    bad = [k for k, kind in kinds.items() if not isinstance(hp.get(k), kind)]
+    if bad or not isinstance(data["state_dict"], Mapping):
+        what = ", ".join(bad) or "state_dict"
+        raise WbError(f"{path}: not a separation training checkpoint (bad or missing {what})")
     return data
 
 
@@ -70,13 +78,16 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str,
     """
     data = read_checkpoint(path)
     hp = data["hyper_parameters"]
-    model = models.build(
-        hp["model_name"],
-        hp["sources"],
-        hp["sample_rate"],
-        hp["audio_channels"],
-        **dict(hp["model_kwargs"]),
-    )
+    try:
+        model = models.build(
+            hp["model_name"],
+            hp["sources"],
+            hp["sample_rate"],
+            hp["audio_channels"],
+            **dict(hp["model_kwargs"]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise WbError(f"{path}: cannot build {hp['model_name']} ({str(exc)[:120]})") from None
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in data["state_dict"].items() if k.startswith(prefix)}
     try:
@@ -301,7 +312,9 @@ def verify_demucs_file(path: Path) -> None:
 
     Demucs publishes only the first 8 hex digits of each SHA-256 (``remote/files.txt``);
     this is the check ``torch.hub`` makes at download time, repeated on every load so that a
-    cached file replaced later is refused too.
+    corrupt or replaced cached file is refused too. 32 bits catch corruption and accidental
+    replacement, not a deliberate forgery (a matching prefix costs about 2^32 hashes): the
+    full digests are not published.
 
     Raises:
         WbError: the file's SHA-256 does not start with the published prefix.

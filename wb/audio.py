@@ -27,7 +27,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from wb.errors import AudioError
+from wb import subproc
+from wb.errors import AudioError, WbError
 from wb.runs import default_mode
 
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
@@ -106,14 +107,11 @@ def _ffprobe(p: Path) -> AudioInfo:
         "-show_entries", "stream=sample_rate,channels,duration", "-of", "json", *_ffmpeg_input(p),
     ]  # fmt: skip
     try:
-        res = subprocess.run(
-            cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-            timeout=SUBPROCESS_TIMEOUT,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise AudioError(f"{p}: ffprobe took longer than {SUBPROCESS_TIMEOUT:.0f} s") from None
+        res = subproc.run(cmd, SUBPROCESS_TIMEOUT, "ffprobe", text=False)
+    except WbError as exc:
+        raise AudioError(f"{p}: {exc}") from None
     try:
-        stream = json.loads(res.stdout)["streams"][0]
+        stream = json.loads(res.stdout.decode("utf-8", errors="replace"))["streams"][0]
         sr, ch = int(stream["sample_rate"]), int(stream["channels"])
     except (ValueError, KeyError, IndexError, TypeError):
         raise AudioError(f"{p}: not a readable audio file") from None
@@ -223,6 +221,8 @@ def _read_pipe(pipe, n: int, p: Path, timeout: float | None = None) -> bytes:
             :data:`SUBPROCESS_TIMEOUT`): the decoder hangs.
     """
     timeout = SUBPROCESS_TIMEOUT if timeout is None else timeout
+    if os.name == "nt":  # select() takes only sockets there: a plain blocking read
+        return pipe.read(n)
     fd, parts, got = pipe.fileno(), [], 0
     while got < n:
         ready, _, _ = select.select([fd], [], [], timeout)

@@ -21,7 +21,33 @@ from wb.errors import WbError
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+#: Entry-point group through which the packages above ``wb`` add their subcommands
+#: (``setup.cfg``: ``[options.entry_points] wb.commands``), so ``wb`` imports none of them.
+COMMAND_GROUP = "wb.commands"
+
+
+class PluginGroup(click.Group):
+    """A click group that adds the subcommands registered under :data:`COMMAND_GROUP`,
+    loading each one only when it is listed or run."""
+
+    def _plugins(self) -> dict:
+        from importlib.metadata import entry_points
+
+        return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in and registered command names, sorted."""
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """The built-in command ``name``, else the registered one (imported now)."""
+        command = super().get_command(ctx, name)
+        if command is None and name in self._plugins():
+            command = self._plugins()[name].load()
+        return command
+
+
+@click.group(cls=PluginGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="wb")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
@@ -64,18 +90,6 @@ def info_cmd(inputs: tuple[str, ...]) -> None:
         )
     if failed:
         raise SystemExit(1)
-
-
-def _register_subcommands() -> None:
-    from classify.cli import classify
-    from music.cli import datasets, transcribe
-    from separation.cli import separate
-
-    for command in (separate, classify, transcribe, datasets):
-        cli.add_command(command)
-
-
-_register_subcommands()
 
 
 @contextmanager

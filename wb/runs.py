@@ -76,6 +76,8 @@ def temp_dir(dest: str | os.PathLike, tag: str, parent: str | os.PathLike | None
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT: assume alive
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

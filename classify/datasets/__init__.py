@@ -39,6 +39,7 @@ from classify.datasets.base import (
     stratified_group_kfold,
     validation_split,
 )
+from wb import names
 from wb.errors import ConfigError, WbError
 from wb.paths import cache_dir
 
@@ -124,15 +125,12 @@ DATASETS: dict[str, DatasetInfo] = {
         None,
     ),
 }
-ALIASES = {"us8k": "urbansound8k", "esc-50": "esc50", "audio-mnist": "audiomnist"}
+ALIASES = names.DATASET_ALIASES
 COMMON_OPTIONS = ("sample_rate", "clip_seconds", "url", "sha256", "keep_archive")
 
 
 def _info(name: str) -> DatasetInfo:
-    key = ALIASES.get(name.lower(), name.lower())
-    if key not in DATASETS:
-        raise WbError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})")
-    return DATASETS[key]
+    return DATASETS[names.dataset(name)]
 
 
 def default_data_root() -> Path:

@@ -1,8 +1,11 @@
-"""``python -m recipes.coral STAGE [options]``; stages: :func:`classify.cli.recipe_main`."""
+"""``python -m recipes.coral STAGE [options]``; stages: :mod:`classify.recipe`."""
 
 import sys
+from pathlib import Path
 
-from classify.cli import recipe_main
+from classify.recipe import stages
+from wb.recipe import run_recipe
 
 if __name__ == "__main__":
-    sys.exit(recipe_main("coral"))
+    conf = Path(__file__).with_name("conf.yml")
+    sys.exit(run_recipe("python -m recipes.coral", conf, stages("coral")))

@@ -134,7 +134,11 @@ def test_bad_fold_and_data_dir(run, capsys) -> None:
 
 
 def test_table_and_recipe_entry_point(run, capsys) -> None:
-    from classify.cli import recipe_main
+    from classify.recipe import stages
+    from wb.recipe import run_recipe
+
+    def recipe_main(dataset: str, argv: list[str]) -> int:
+        return run_recipe(f"python -m recipes.{dataset}", "conf.yml", stages(dataset), argv)
 
     _, out, _ = run
     capsys.readouterr()
@@ -143,7 +147,9 @@ def test_table_and_recipe_entry_point(run, capsys) -> None:
     assert lines[0].startswith("| run | dataset | protocol | model")
     assert lines[2].startswith(f"| {out.resolve().name} | folder | folds | cnn |")
     assert recipe_main("fsdd", ["fly"]) == 2
-    assert "unknown stage" in capsys.readouterr().err
+    assert "No such command 'fly'" in capsys.readouterr().err
+    assert recipe_main("fsdd", ["table", "--help"]) == 0  # reaches wb classify table
+    assert "--per-fold" in capsys.readouterr().out
 
 
 def test_per_fold_table(run, capsys) -> None:
@@ -189,6 +195,12 @@ def test_finished_runs_are_never_destroyed(run, capsys, tmp_path) -> None:
     assert main(["classify", "ensemble", str(out), str(out), "--out", str(out)]) == 1
     assert "is (inside) the input run" in capsys.readouterr().err
     assert _tree(out) == before
+    other = out.parent / "someone-elses"
+    other.mkdir()
+    (other / "metrics.json").write_text("{}")
+    assert main(["classify", "ensemble", str(out), str(out), "--out", str(other)]) == 1
+    assert "not empty and not an earlier ensemble" in capsys.readouterr().err
+    assert (other / "metrics.json").read_text() == "{}"
     # the same settings resume: finished folds are reused, nothing is retrained
     assert main([*argv, "--resume", "--set", "train.threads=2"]) == 0
     after = _tree(out)

@@ -42,6 +42,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
     assert proc.returncode != 0, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "(rerun with --debug)" not in lines[0], proc.stderr  # an error we did not foresee
     return lines[0]
 
 

@@ -70,3 +70,17 @@ def test_crafted_dataset_archive_is_refused(tmp_path, kind):
     assert not data.exists() and not (tmp_path / "escaped.txt").exists()
     assert not (tmp_path / "abs.txt").exists()
     assert not list((tmp_path / "work").glob(".*extract*"))
+
+
+def test_malformed_training_checkpoint_is_one_foreseen_line(tmp_path):
+    """A ``.ckpt`` whose hyper-parameters lack keys is refused by name, not by a KeyError."""
+    import torch
+
+    ckpt = tmp_path / "c.ckpt"
+    torch.save({"hyper_parameters": {"model_name": "htdemucs"}, "state_dict": {}}, ckpt)
+    song = badaudio.make(tmp_path, "rate_44101")
+    proc = wb("separate", str(song), "--model", str(ckpt), "--out", str(tmp_path / "o"),
+              cwd=tmp_path)  # fmt: skip
+    line = assert_one_line_error(proc)
+    assert "not a separation training checkpoint (bad or missing sources" in line
+    assert not (tmp_path / "o").exists()

@@ -74,13 +74,14 @@ def bench_epoch(audio, indices, labels, cfg: dict, train: bool) -> float:
     """Seconds for one epoch over ``indices``: data loading, plus a training step if ``train``."""
     from classify.frontends import LengthPolicy
     from classify.models import Classifier
-    from classify.train import EpochSampler, TrainClips
+    from classify.train import TrainClips
+    from wb.training.sampler import EpochSampler
 
     policy = LengthPolicy(**cfg["data"])
     sr = cfg["frontend"]["sample_rate"]
     n = policy.n_samples(sr)
     ds = TrainClips(audio, indices, labels, n, policy, seed=0)
-    loader = DataLoader(ds, batch_size=64, sampler=EpochSampler(len(ds), 0))
+    loader = DataLoader(ds, batch_size=64, sampler=EpochSampler(len(ds), 0, shuffle=True))
     fe = {k: v for k, v in cfg["frontend"].items() if k != "sample_rate"}
     head = cfg["model"][cfg["model"]["name"]]
     model = Classifier(10, sr, n, fe, {"name": cfg["model"]["name"], **head})

@@ -13,7 +13,6 @@ position in training, and a run resumed from a checkpoint continues bit-for-bit.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pytorch_lightning as pl
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from classify.augment import Augmentation
 from classify.models import Classifier
 from wb.errors import ConfigError
+from wb.training.schedules import configure_schedule
 
 SCHEDULES = ("cosine", "plateau", "onecycle", "constant")
 
@@ -207,37 +207,9 @@ class ClassifierSystem(pl.LightningModule):
         steps_per_epoch = max(1, total // epochs)
         warm = int(round(o.warmup_epochs * steps_per_epoch))
         self._warmup_steps = min(warm, total)
-        if o.schedule == "constant":
-            if not warm:
-                return opt
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        if o.schedule == "cosine":
-            floor = o.min_lr / o.lr
-
-            def cosine(step: int) -> float:
-                if step < warm:
-                    return (step + 1) / warm
-                t = (step - warm) / max(1, total - warm)
-                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        if o.schedule == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=o.lr, total_steps=total,
-                pct_start=min(0.5, max(warm / total, 0.01)), anneal_strategy="cos",
-            )  # fmt: skip
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=o.plateau_factor, patience=o.plateau_patience,
-            min_lr=o.min_lr,
+        return configure_schedule(
+            opt, o.schedule, total_steps=total, warmup_steps=warm,
+            min_lr_ratio=o.min_lr / o.lr, monitor=self.plateau_monitor, mode="min",
+            plateau_factor=o.plateau_factor, plateau_patience=o.plateau_patience,
+            plateau_min_lr=o.min_lr,
         )  # fmt: skip
-        return {
-            "optimizer": opt,
-            "lr_scheduler": {
-                "scheduler": sched,
-                "interval": "epoch",
-                "monitor": self.plateau_monitor,
-            },
-        }

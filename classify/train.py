@@ -33,7 +33,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from classify.augment import Augmentation
 from classify.frontends import LengthPolicy, eval_windows, train_view
@@ -45,6 +45,7 @@ from wb.lightning import checkpoint_callbacks
 from wb.lightning import precision as lightning_precision
 from wb.progress import quiet_default
 from wb.runs import write_json
+from wb.training.sampler import EpochSampler
 
 Say = Callable[[str], None]
 
@@ -144,42 +145,6 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------------ data
-
-
-class EpochSampler(Sampler):
-    """Seeded shuffling sampler yielding ``(index, epoch)`` pairs, sharded for DDP.
-
-    The permutation depends only on ``(seed, epoch)``; Lightning calls :meth:`set_epoch`
-    before every epoch (also after a resume), so a resumed run sees the same order.
-
-    Args:
-        n: dataset length.
-        seed: shuffling seed.
-        shuffle: shuffle (training) or keep order.
-        rank: this process's rank; ``world_size``: number of processes. Each rank gets
-            ``ceil(n / world_size)`` items (wrapping around).
-    """
-
-    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
-        self.n, self.seed, self.shuffle = n, seed, shuffle
-        self.rank, self.world = rank, world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose permutation and crops are drawn."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.world)
-
-    def __iter__(self):
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
-        else:
-            order = np.arange(self.n)
-        per = len(self)
-        order = np.resize(order, per * self.world)[self.rank :: self.world]
-        return iter([(int(i), self.epoch) for i in order])
 
 
 class TrainClips(Dataset):
@@ -492,8 +457,8 @@ def _train_fold(
         def train_dataloader(self):
             tr = self.trainer
             sampler = EpochSampler(
-                len(train_set), tcfg.seed, True,
-                rank=tr.global_rank if tr else 0, world_size=tr.world_size if tr else 1,
+                len(train_set), tcfg.seed, shuffle=True,
+                rank=tr.global_rank if tr else 0, world=tr.world_size if tr else 1,
             )  # fmt: skip
             return DataLoader(
                 train_set, batch_size=tcfg.batch_size, sampler=sampler, drop_last=False,

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from wb import audio
 from wb.errors import ConfigError, WbError
@@ -203,9 +203,11 @@ class StemsDataset(Dataset):
         quiet: no progress bar while decoding (``None`` follows ``WB_QUIET``).
 
     Items:
-        ``train``/``segments``: ``(mixture, sources)`` float32 tensors ``(channels, samples)``
-        and ``(n_sources, channels, samples)``. ``full``: a dict with ``name``, ``mixture``
-        and ``sources`` of the whole track.
+        ``train``: item ``(i, epoch)`` (from :class:`wb.training.sampler.EpochSampler`; a bare
+        ``i`` means epoch 0) draws segment ``epoch * samples_per_epoch + i`` of the seeded
+        stream. ``train``/``segments``: ``(mixture, sources)`` float32 tensors
+        ``(channels, samples)`` and ``(n_sources, channels, samples)``. ``full``: a dict
+        with ``name``, ``mixture`` and ``sources`` of the whole track.
 
     Raises:
         WbError: missing/empty split or a track missing a stem. ConfigError: bad mode,
@@ -302,9 +304,10 @@ class StemsDataset(Dataset):
             return len(self._index)
         return len(self.tracks)
 
-    def __getitem__(self, index: int):
-        if self.mode == "train":
-            return self._train_item(int(index))
+    def __getitem__(self, index):
+        if self.mode == "train":  # (i, epoch) from wb.training.sampler.EpochSampler
+            i, epoch = index if isinstance(index, tuple) else (index, 0)
+            return self._train_item(int(epoch) * self.samples_per_epoch + int(i))
         if self.mode == "segments":
             i, offset = self._index[index]
             track = self.tracks[i]
@@ -341,71 +344,3 @@ class StemsDataset(Dataset):
             srcs[flip] = srcs[flip][:, ::-1]
         mixture = srcs.sum(axis=0)
         return torch.from_numpy(mixture), torch.from_numpy(np.ascontiguousarray(srcs))
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _shard(n: int, rank: int, world: int) -> range:
-    """Positions ``rank, rank + world, ...`` of ``n`` padded to ``ceil(n / world) * world``."""
-    total = -(-n // world) * world
-    return range(rank, total, world)
-
-
-class EpochSampler(Sampler[int]):
-    """Indices for a ``train``-mode :class:`StemsDataset`, fresh every epoch, sharded by rank.
-
-    Epoch ``e`` yields ``e * n + i`` for ``i`` in this process's share of ``range(n)`` (every
-    ``world_size``-th index from its rank under DDP), so every item of every epoch has its own
-    generator seed and ranks never draw the same segment. Like
-    :class:`torch.utils.data.DistributedSampler`, ``range(n)`` is padded to
-    ``ceil(n / world) * world`` by wrapping around to its start, so every rank yields the same
-    number of items (unequal batch counts would deadlock DDP); the few wrapped items are drawn
-    twice in that epoch. Lightning calls :meth:`set_epoch`.
-
-    Args:
-        n: items per epoch (over all ranks).
-        rank, world: this process's rank and the number of processes (default: from
-            ``torch.distributed`` when initialised, else ``0, 1``).
-    """
-
-    def __init__(self, n: int, rank: int | None = None, world: int | None = None) -> None:
-        self.n = int(n)
-        self.epoch = 0
-        self._rank, self._world = rank, world
-
-    def _rank_world(self) -> tuple[int, int]:
-        rank, world = _dist_rank_world()
-        return (
-            rank if self._rank is None else int(self._rank),
-            world if self._world is None else int(self._world),
-        )
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose indices :meth:`__iter__` yields."""
-        self.epoch = int(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        base = self.epoch * self.n
-        return iter([base + i % self.n for i in _shard(self.n, *self._rank_world())])
-
-    def __len__(self) -> int:
-        return len(_shard(self.n, *self._rank_world()))
-
-
-class ShardSampler(EpochSampler):
-    """Sequential indices ``range(n)`` split across DDP ranks (rank ``r`` takes ``r::world``).
-
-    Padded like :class:`EpochSampler` (the first ``ceil(n / world) * world - n`` items are
-    repeated on the last ranks) so every rank runs the same number of batches; with several
-    ranks those few validation segments count twice in the epoch's mean.
-    """
-
-    def set_epoch(self, epoch: int) -> None:
-        """Ignored: the same indices every epoch."""
-
-    def __iter__(self) -> Iterator[int]:
-        return iter([i % self.n for i in _shard(self.n, *self._rank_world())])

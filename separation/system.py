@@ -23,6 +23,7 @@ from torchmetrics import MeanMetric
 from separation import models
 from separation.losses import SeparationLoss, si_sdr
 from wb.errors import ConfigError
+from wb.training.schedules import configure_schedule
 
 SCHEDULERS = ("cosine", "plateau", "none")
 MONITOR = "val/sisdr"
@@ -174,24 +175,9 @@ class SeparationSystem(pl.LightningModule):
         opt = torch.optim.AdamW(
             self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas)
         )
-        if hp.scheduler == "none":
-            return opt
-        if hp.scheduler == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="max", factor=hp.plateau_factor, patience=hp.plateau_patience
-            )
-            return {
-                "optimizer": opt,
-                "lr_scheduler": {"scheduler": sched, "monitor": MONITOR, "interval": "epoch"},
-            }
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup, floor = int(hp.warmup_steps), float(hp.min_lr_ratio)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return configure_schedule(
+            opt, hp.scheduler, total_steps=int(self.trainer.estimated_stepping_batches),
+            warmup_steps=int(hp.warmup_steps), min_lr_ratio=float(hp.min_lr_ratio),
+            monitor=MONITOR, mode="max", plateau_factor=hp.plateau_factor,
+            plateau_patience=hp.plateau_patience,
+        )  # fmt: skip

@@ -40,11 +40,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from separation.data import EpochSampler, ShardSampler, StemsDataset, discover_sources
+from separation.data import StemsDataset, discover_sources
 from separation.system import MONITOR, SeparationSystem
 from wb.config import save_yaml
 from wb.errors import ConfigError, WbError
 from wb.lightning import checkpoint_callbacks, precision
+from wb.training.sampler import EpochSampler
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -214,14 +215,14 @@ class StemsDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         """Fixed validation segments, sharded over DDP ranks."""
         assert self.valid_set is not None
-        return self._loader(self.valid_set, ShardSampler(len(self.valid_set)))
+        return self._loader(self.valid_set, EpochSampler(len(self.valid_set), with_epoch=False))
 
 
 class EpochTimeLimit(pl.Callback):
     """Stop training at the first epoch end after ``minutes`` of wall time.
 
     Unlike Lightning's ``max_time`` (which stops mid-epoch, leaving a ``last.ckpt`` whose resumed
-    epoch would replay batches: :class:`~separation.data.EpochSampler` has no mid-epoch state),
+    epoch would replay batches: :class:`~wb.training.sampler.EpochSampler` has no mid-epoch state),
     this only checks the time in ``on_train_epoch_end`` and then sets ``trainer.should_stop``, so
     every checkpoint is an end-of-epoch one. The run may overrun the limit by up to one epoch
     (plus its validation). The clock counts this process's run only (it restarts on resume).

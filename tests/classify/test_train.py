@@ -19,7 +19,7 @@ from classify.metrics import (
     write_confusion_csv,
 )
 from classify.system import average_windows, soft_cross_entropy
-from classify.train import EpochSampler, TrainConfig, _carve_validation, train_fold
+from classify.train import TrainConfig, _carve_validation, train_fold
 from wb.errors import ConfigError, WbError
 
 SR = 8000
@@ -67,19 +67,6 @@ def test_window_averaging_and_soft_loss() -> None:
     assert soft_cross_entropy(out, hard) == pytest.approx(
         torch.nn.functional.cross_entropy(out, y).item()
     )
-
-
-def test_epoch_sampler_is_seeded_and_sharded() -> None:
-    s = EpochSampler(10, seed=3)
-    s.set_epoch(1)
-    a = list(s)
-    s.set_epoch(1)
-    assert list(s) == a and all(e == 1 for _, e in a)
-    s.set_epoch(2)
-    assert [i for i, _ in s] != [i for i, _ in a]
-    shards = [list(EpochSampler(10, 3, rank=r, world_size=3)) for r in range(3)]
-    assert all(len(x) == 4 for x in shards)
-    assert {i for x in shards for i, _ in x} == set(range(10))
 
 
 def test_train_config_validation() -> None:

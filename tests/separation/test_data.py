@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from separation import data
-from separation.data import EpochSampler, ShardSampler, StemsDataset, discover_sources, find_tracks
+from separation.data import StemsDataset, discover_sources, find_tracks
 from wb.errors import WbError
 
 from .conftest import SOURCES, SR, write_stems
@@ -50,13 +50,6 @@ def test_segments_and_full_modes(stems_root):
     assert item["sources"].shape == (2, 1, 2 * SR)
 
 
-def test_epoch_sampler_gives_new_indices_each_epoch():
-    s = EpochSampler(4)
-    first = list(s)
-    s.set_epoch(1)
-    assert first == [0, 1, 2, 3] and list(s) == [4, 5, 6, 7] and len(s) == 4
-
-
 def test_errors(tmp_path, stems_root):
     with pytest.raises(WbError, match="split folder not found"):
         StemsDataset(stems_root, "nope", SOURCES, SR)
@@ -87,23 +80,14 @@ def test_npy_cache_avoids_decoding(tmp_path, stems_root, monkeypatch):
     assert isinstance(again["sources"], torch.Tensor) and np.isfinite(again["sources"]).all()
 
 
-@pytest.mark.parametrize("n", [1001, 1000, 3, 1])
-@pytest.mark.parametrize("cls", [EpochSampler, ShardSampler])
-def test_ranks_get_equal_counts_like_distributed_sampler(cls, n):
-    # unequal batch counts across DDP ranks deadlock the gradient all-reduce
-    world = 2
-    shards = [cls(n, rank=r, world=world) for r in range(world)]
-    for s in shards:
-        s.set_epoch(3)
-    lists = [list(s) for s in shards]
-    per_rank = -(-n // world)
-    assert [len(s) for s in shards] == [len(x) for x in lists] == [per_rank] * world
-    base = 3 * n if cls is EpochSampler else 0
-    assert sorted(set().union(*lists)) == list(range(base, base + n))  # every item, some twice
-
-
-def test_single_process_sampler_is_unchanged():
-    assert list(ShardSampler(5)) == [0, 1, 2, 3, 4] and len(ShardSampler(5)) == 5
+def test_train_items_are_seeded_by_epoch_and_index(stems_root):
+    """Item ``(i, epoch)`` is segment ``epoch * samples_per_epoch + i`` of the seeded stream:
+    a new segment every epoch, the same one for the same (i, epoch) in any process."""
+    ds = StemsDataset(stems_root, "train", SOURCES, SR, 1, segment=0.5, samples_per_epoch=4)
+    a, b = ds[(1, 2)], ds[(1, 2)]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert torch.equal(ds[(1, 2)][0], ds[9][0])  # 2 * 4 + 1
+    assert not torch.equal(ds[(1, 2)][0], ds[(1, 3)][0])
 
 
 def test_capped_validation_segments_spread_over_the_track(tmp_path):

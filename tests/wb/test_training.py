@@ -1,0 +1,94 @@
+"""The training spine: one sampler and one schedule builder for every recipe family."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from wb.errors import ConfigError
+from wb.training.sampler import EpochSampler
+from wb.training.schedules import configure_schedule
+
+
+def test_shuffled_sampler_is_seeded_per_epoch_and_tagged():
+    s = EpochSampler(10, seed=3, shuffle=True)
+    s.set_epoch(1)
+    a = list(s)
+    s.set_epoch(1)
+    assert list(s) == a and all(e == 1 for _, e in a)
+    assert sorted(i for i, _ in a) == list(range(10))
+    s.set_epoch(2)
+    assert [i for i, _ in s] != [i for i, _ in a]
+    assert list(EpochSampler(10, seed=4, shuffle=True)) != list(
+        EpochSampler(10, seed=3, shuffle=True)
+    )
+
+
+@pytest.mark.parametrize("n", [1001, 1000, 3, 1])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_ranks_get_equal_counts_like_distributed_sampler(n, shuffle):
+    """Unequal batch counts across DDP ranks deadlock the all-reduce: every rank yields
+    ceil(n / world) items and together they cover every index (a few twice)."""
+    world = 3
+    shards = [EpochSampler(n, 7, shuffle, rank=r, world=world) for r in range(world)]
+    for s in shards:
+        s.set_epoch(3)
+    lists = [list(s) for s in shards]
+    assert [len(s) for s in shards] == [len(x) for x in lists] == [-(-n // world)] * world
+    assert {i for x in lists for i, _ in x} == set(range(n))
+    assert all(e == 3 for x in lists for _, e in x)
+
+
+def test_sequential_sampler_matches_the_position_rule():
+    """Without shuffling, rank r takes positions r, r + world, ... of 0..n-1 wrapped around
+    (the rule the separation sampler used before it moved here)."""
+    n, world = 5, 2
+    for r in range(world):
+        got = list(EpochSampler(n, with_epoch=False, rank=r, world=world))
+        assert got == [p % n for p in range(r, -(-n // world) * world, world)]
+    assert list(EpochSampler(5, with_epoch=False)) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="rank 2 outside 0..1"):
+        list(EpochSampler(5, rank=2, world=2))
+
+
+def _lrs(schedule: str, steps: int, **kw) -> list[float]:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    cfg = configure_schedule(opt, schedule, total_steps=steps, **kw)
+    if cfg is opt:
+        return [0.1] * steps
+    sched = cfg["lr_scheduler"]["scheduler"]
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_warmup_cosine_follows_the_closed_form():
+    lrs = _lrs("cosine", 20, warmup_steps=4, min_lr_ratio=0.1)
+    for s, lr in enumerate(lrs):
+        if s < 4:
+            ref = 0.1 * (s + 1) / 4
+        else:
+            t = (s - 4) / 16
+            ref = 0.1 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+        assert lr == pytest.approx(ref, rel=1e-6)
+
+
+def test_other_schedules_and_errors():
+    assert _lrs("none", 5, warmup_steps=3) == [0.1] * 5
+    assert _lrs("constant", 5, warmup_steps=2) == pytest.approx([0.05, 0.1, 0.1, 0.1, 0.1])
+    one = _lrs("onecycle", 50, warmup_steps=10)
+    assert max(one) == pytest.approx(0.1) and abs(one.index(max(one)) - 10) <= 1 and one[-1] < 1e-3
+    p = torch.nn.Parameter(torch.zeros(1))
+    plateau = configure_schedule(torch.optim.SGD([p], lr=0.1), "plateau", total_steps=1,
+                                 monitor="val/loss")  # fmt: skip
+    assert plateau["lr_scheduler"]["interval"] == "epoch"
+    with pytest.raises(ConfigError, match="needs a monitored metric"):
+        configure_schedule(torch.optim.SGD([p], lr=0.1), "plateau", total_steps=1)
+    with pytest.raises(ConfigError, match="unknown schedule 'step'"):
+        configure_schedule(torch.optim.SGD([p], lr=0.1), "step", total_steps=1)

@@ -41,11 +41,11 @@ from classify.models import CLASS_REF, Classifier
 from classify.system import ClassifierSystem, OptimConfig, average_windows
 from wb.checkpoint import count_parameters, load_torch_file
 from wb.errors import ConfigError, WbError
-from wb.lightning import checkpoint_callbacks
 from wb.lightning import precision as lightning_precision
 from wb.progress import quiet_default
 from wb.runs import write_json
 from wb.training.sampler import EpochSampler
+from wb.training.trainer import fit, make_trainer
 
 Say = Callable[[str], None]
 
@@ -476,8 +476,7 @@ def _train_fold(
     ckpt_dir = fold_dir / "checkpoints"
     monitor = tcfg.monitor if val_idx else "train_loss"
     mode = "max" if monitor == "val_acc" else "min"
-    best_ckpt, last_ckpt = checkpoint_callbacks(ckpt_dir, monitor, mode)
-    callbacks: list[Any] = [best_ckpt, last_ckpt, EpochLine(say, split.name, tcfg.epochs)]
+    callbacks: list[Any] = [EpochLine(say, split.name, tcfg.epochs)]
     if tcfg.patience and val_idx:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=tcfg.patience))
     if tcfg.logger == "tensorboard":
@@ -494,32 +493,20 @@ def _train_fold(
 
         csv_logger = CSVLogger(fold_dir, name="csv", version=0)
     quiet = quiet_default() or not sys.stderr.isatty()
-    strategy = "ddp" if tcfg.devices > 1 else "auto"
-    trainer = pl.Trainer(
-        max_epochs=tcfg.epochs,
-        accelerator=accelerator,
-        devices=tcfg.devices,
-        strategy=strategy,
-        precision=precision,
-        gradient_clip_val=tcfg.grad_clip or None,
-        accumulate_grad_batches=tcfg.accumulate,
-        callbacks=callbacks,
-        logger=[lg for lg in (logger, csv_logger) if lg is not None],
-        enable_progress_bar=not quiet,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,
-        deterministic=False,
-        default_root_dir=str(fold_dir),
-        log_every_n_steps=10,
-    )
+    trainer, best_ckpt = make_trainer(
+        fold_dir, monitor=monitor, mode=mode, max_epochs=tcfg.epochs, precision=precision,
+        loggers=[lg for lg in (logger, csv_logger) if lg is not None], callbacks=callbacks,
+        accelerator=accelerator, devices=tcfg.devices, grad_clip=tcfg.grad_clip or None,
+        accumulate=tcfg.accumulate, log_every_n_steps=10, num_sanity_val_steps=0,
+        progress_bar=not quiet, model_summary=False,
+    )  # fmt: skip
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if (resume and last.is_file()) else None
     if ckpt_path:
         say(f"[{split.name}] resuming from {last}")
     elif ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)
-    trainer.fit(system, datamodule=Data(), ckpt_path=ckpt_path, weights_only=True)
+    fit(trainer, system, Data(), ckpt_path)
     if not trainer.is_global_zero:
         return FoldResult(split.name, [], np.zeros((0, n_classes)), [], 0, 0, {}, [], 0, 0, 0, "")
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,10 @@ from separation.data import StemsDataset, discover_sources
 from separation.system import MONITOR, SeparationSystem
 from wb.config import save_yaml
 from wb.errors import ConfigError, WbError
-from wb.lightning import checkpoint_callbacks, precision
+from wb.lightning import precision
+from wb.progress import quiet_default
 from wb.training.sampler import EpochSampler
+from wb.training.trainer import fit, make_trainer, world_size
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -218,35 +219,6 @@ class StemsDataModule(pl.LightningDataModule):
         return self._loader(self.valid_set, EpochSampler(len(self.valid_set), with_epoch=False))
 
 
-class EpochTimeLimit(pl.Callback):
-    """Stop training at the first epoch end after ``minutes`` of wall time.
-
-    Unlike Lightning's ``max_time`` (which stops mid-epoch, leaving a ``last.ckpt`` whose resumed
-    epoch would replay batches: :class:`~wb.training.sampler.EpochSampler` has no mid-epoch state),
-    this only checks the time in ``on_train_epoch_end`` and then sets ``trainer.should_stop``, so
-    every checkpoint is an end-of-epoch one. The run may overrun the limit by up to one epoch
-    (plus its validation). The clock counts this process's run only (it restarts on resume).
-
-    Args:
-        minutes: wall-time budget in minutes.
-    """
-
-    def __init__(self, minutes: float) -> None:
-        self.seconds = float(minutes) * 60.0
-        self._start: float | None = None
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = time.monotonic()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._start is None:
-            self._start = time.monotonic()
-        # every rank decides alike: rank 0's clock is broadcast so DDP ranks stop together
-        over = trainer.strategy.broadcast(time.monotonic() - self._start >= self.seconds)
-        if over:
-            trainer.should_stop = True
-
-
 def init_weights(
     model: torch.nn.Module, path: str | os.PathLike, expect: Mapping[str, Any] | None = None
 ) -> None:
@@ -302,20 +274,6 @@ def init_weights(
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, list | tuple) else value
-
-
-def _world(devices: Any, num_nodes: int) -> int:
-    if isinstance(devices, int):
-        per_node = devices if devices > 0 else max(1, torch.cuda.device_count())
-    elif isinstance(devices, list | tuple):
-        per_node = len(devices)
-    elif isinstance(devices, str) and devices.strip().isdigit():
-        per_node = int(devices)
-    elif isinstance(devices, str) and "," in devices:
-        per_node = len([d for d in devices.split(",") if d.strip()])
-    else:
-        per_node = max(1, torch.cuda.device_count())
-    return per_node * int(num_nodes)
 
 
 def train(
@@ -391,48 +349,27 @@ def train(
     datamodule = StemsDataModule(setup, settings)
     datamodule.setup("fit")  # dataset errors surface here, before Lightning starts
 
-    checkpoint, last_checkpoint = checkpoint_callbacks(ckpt_dir, MONITOR, "max")
     loggers = [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")]
-    world = _world(devices, num_nodes)
-    accelerator = str(settings["accelerator"])
-    max_time = settings["max_time_minutes"]
-    from wb.progress import quiet_default
-
+    world = world_size(devices, num_nodes)
     per_epoch = -(-int(settings["samples_per_epoch"]) // (int(settings["batch_size"]) * world))
     limit = settings["limit_train_batches"]
     if isinstance(limit, int) and not isinstance(limit, bool):
         per_epoch = min(per_epoch, limit)
-    log_every = max(1, min(int(settings["log_every_n_steps"]), per_epoch))
-    trainer = pl.Trainer(
-        default_root_dir=run_dir,
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=int(num_nodes),
-        # Lightning DDP; some models (Conv-TasNet's last skip/residual pair) have parameters
-        # that do not reach the loss, so DDP must look for unused parameters
-        strategy="ddp_find_unused_parameters_true" if world > 1 else "auto",
-        use_distributed_sampler=False,  # our samplers shard by rank themselves
-        precision=lightning_precision,
-        max_epochs=int(settings["max_epochs"]),
-        limit_train_batches=settings["limit_train_batches"],
+    trainer, checkpoint = make_trainer(
+        run_dir, monitor=MONITOR, mode="max", max_epochs=int(settings["max_epochs"]),
+        precision=lightning_precision, loggers=loggers,
+        callbacks=[LearningRateMonitor(logging_interval="epoch")],
+        accelerator=str(settings["accelerator"]), devices=devices, num_nodes=num_nodes,
+        # some models (Conv-TasNet's last skip/residual pair) have parameters that do not
+        # reach the loss, so DDP must look for unused parameters
+        find_unused_parameters=True, time_limit_minutes=settings["max_time_minutes"],
+        grad_clip=settings["clip_grad"],
+        log_every_n_steps=max(1, min(int(settings["log_every_n_steps"]), per_epoch)),
+        num_sanity_val_steps=1, limit_train_batches=settings["limit_train_batches"],
         limit_val_batches=settings["limit_val_batches"],
-        gradient_clip_val=settings["clip_grad"],
-        callbacks=[
-            checkpoint,
-            last_checkpoint,
-            LearningRateMonitor(logging_interval="epoch"),
-            *([EpochTimeLimit(float(max_time))] if max_time else []),
-        ],
-        logger=loggers,
-        log_every_n_steps=log_every,
-        num_sanity_val_steps=1,
-        enable_progress_bar=not quiet_default(),
-        enable_model_summary=not quiet_default(),
-        deterministic=False,
-    )
-    trainer.fit(
-        system, datamodule=datamodule, ckpt_path=str(last) if resume else None, weights_only=True
-    )
+        progress_bar=not quiet_default(), model_summary=not quiet_default(),
+    )  # fmt: skip
+    fit(trainer, system, datamodule, last if resume else None)
     best = checkpoint.best_model_path or None
     score = checkpoint.best_model_score
     return {

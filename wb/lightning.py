@@ -36,33 +36,3 @@ def precision(setting: str, accelerator: str) -> str:
     if setting == "16-mixed" and not gpu:
         raise ConfigError("train.precision=16-mixed: float16 mixed precision needs a GPU")
     return setting
-
-
-def checkpoint_callbacks(ckpt_dir, monitor: str, mode: str) -> tuple:
-    """``best.ckpt`` (best ``monitor`` so far) and ``last.ckpt`` (every epoch) callbacks.
-
-    Lightning >= 2.5 writes ``save_last=True``'s ``last.ckpt`` only when a top-k checkpoint
-    is written in the same step, so after a kill ``--resume`` would restart from the best
-    epoch, not the last one. A second :class:`~pytorch_lightning.callbacks.ModelCheckpoint`
-    without a monitor keeps the newest epoch's checkpoint as ``last.ckpt`` instead (Lightning
-    writes checkpoints through a temporary file and a rename).
-
-    Args:
-        ckpt_dir: folder of both files.
-        monitor: logged metric that picks ``best.ckpt``.
-        mode: ``"min"`` or ``"max"`` for ``monitor``.
-
-    Returns:
-        ``(best, last)`` callbacks; ``best.best_model_path`` / ``best_model_score`` as usual.
-    """
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
-    best = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
-        enable_version_counter=False, auto_insert_metric_name=False,
-    )  # fmt: skip
-    last = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-        enable_version_counter=False,
-    )  # fmt: skip
-    return best, last

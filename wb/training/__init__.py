@@ -3,7 +3,8 @@
 - :mod:`wb.training.sampler`: one seeded, DDP-sharded epoch sampler.
 - :mod:`wb.training.schedules`: one learning-rate schedule builder (warm-up + cosine,
   constant, one-cycle, plateau).
-- :func:`wb.lightning.checkpoint_callbacks`: ``best.ckpt`` / ``last.ckpt``.
+- :mod:`wb.training.trainer`: one Trainer factory (``best.ckpt`` / ``last.ckpt`` for exact
+  resume, epoch-end time limit, loggers, DDP strategy) and ``fit`` (``weights_only`` resume).
 
 Each LightningModule keeps only its steps and metrics; these pieces are the rest.
 """

@@ -334,7 +334,7 @@ def _check_same_config(out: Path, cfg: dict[str, Any]) -> None:
     Raises:
         WbError: naming every dotted key that differs (except :data:`RESUME_MAY_CHANGE`).
     """
-    saved = load_yaml(out / "config.yml")
+    saved = merge(defaults(), load_yaml(out / "config.yml"))  # keys added since: defaults
     diff = config_differences(saved, cfg, ignore=RESUME_MAY_CHANGE)
     if diff:
         shown = ", ".join(diff[:8]) + (f" and {len(diff) - 8} more" if len(diff) > 8 else "")

@@ -13,60 +13,15 @@ position in training, and a run resumed from a checkpoint continues bit-for-bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
 from classify.augment import Augmentation
 from classify.models import Classifier
-from wb.errors import ConfigError
-from wb.training.schedules import configure_schedule
+from wb.training.config import OptimConfig
 
 SCHEDULES = ("cosine", "plateau", "onecycle", "constant")
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimiser and schedule settings (a subset of the ``train:`` config group).
-
-    Attributes:
-        lr: peak learning rate.
-        weight_decay: AdamW decoupled weight decay.
-        betas: AdamW betas.
-        schedule: ``cosine`` (to ``min_lr``), ``plateau`` (x ``plateau_factor`` after
-            ``plateau_patience`` epochs without validation-loss improvement), ``onecycle``
-            or ``constant``.
-        warmup_epochs: linear warm-up length in epochs (fractions allowed; for ``onecycle``
-            it sets the rising phase).
-        min_lr: final learning rate of the cosine schedule.
-        plateau_factor: LR multiplier of the plateau schedule.
-        plateau_patience: epochs without improvement before the plateau schedule reduces.
-        label_smoothing: epsilon of label smoothing, in [0, 1).
-    """
-
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    min_lr: float = 1e-5
-    plateau_factor: float = 0.5
-    plateau_patience: int = 3
-    label_smoothing: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(
-                f"train.schedule={self.schedule!r}: choose from {', '.join(SCHEDULES)}"
-            )
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(
-                f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}"
-            )
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr}")
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -103,17 +58,18 @@ class ClassifierSystem(pl.LightningModule):
         classifier: front end + head.
         augment: training augmentation (identity in eval mode).
         n_classes: number of classes.
-        optim: :class:`OptimConfig`.
+        optim: :class:`wb.training.config.OptimConfig` (AdamW and its schedule).
+        label_smoothing: epsilon of label smoothing (Szegedy et al. 2016), in [0, 1).
         seed: base seed of the per-step reseeding.
-        plateau_monitor: metric watched by the plateau schedule (``train_loss`` when there is
+        plateau_monitor: metric watched by the plateau schedule (``train/loss`` when there is
             no validation set).
 
     Batches:
         training ``(wave (batch, samples), labels (batch,))``; validation
         ``(windows (n_windows, samples), owner (n_windows,), labels (batch,))``.
 
-    Logged metrics (per epoch): ``train_loss``, ``train_acc`` (on augmented batches, in train
-    mode), ``val_loss``, ``val_acc``, ``lr``.
+    Logged metrics (per epoch, the spine's names): ``train/loss``, ``train/accuracy`` (on
+    augmented batches, in train mode), ``val/loss``, ``val/accuracy``, ``lr``.
     """
 
     def __init__(
@@ -122,10 +78,12 @@ class ClassifierSystem(pl.LightningModule):
         augment: Augmentation,
         n_classes: int,
         optim: OptimConfig,
+        label_smoothing: float = 0.0,
         seed: int = 0,
-        plateau_monitor: str = "val_loss",
+        plateau_monitor: str = "val/loss",
     ) -> None:
         super().__init__()
+        self.label_smoothing = float(label_smoothing)
         self.classifier = classifier
         self.augment = augment
         self.n_classes = n_classes
@@ -160,7 +118,7 @@ class ClassifierSystem(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         """Augment, mix, featurise, mask, classify; return the soft-target loss."""
         wave, labels = batch
-        eps = self.optim.label_smoothing
+        eps = self.label_smoothing
         targets = F.one_hot(labels, self.n_classes).float() * (1 - eps) + eps / self.n_classes
         wave = self.augment.wave(wave)
         wave, targets = self.augment.mix(wave, targets)
@@ -168,8 +126,8 @@ class ClassifierSystem(pl.LightningModule):
         logits = self.classifier.head(feats)
         loss = soft_cross_entropy(logits, targets)
         acc = (logits.argmax(-1) == targets.argmax(-1)).float().mean()
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
-        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.log("train/accuracy", acc, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -179,8 +137,8 @@ class ClassifierSystem(pl.LightningModule):
         loss = F.cross_entropy(logits, labels)
         acc = (logits.argmax(-1) == labels).float().mean()
         kw = dict(on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
-        self.log("val_loss", loss, prog_bar=True, **kw)
-        self.log("val_acc", acc, prog_bar=True, **kw)
+        self.log("val/loss", loss, prog_bar=True, **kw)
+        self.log("val/accuracy", acc, prog_bar=True, **kw)
 
     def on_train_epoch_start(self) -> None:
         """Log the learning rate the epoch starts with."""
@@ -197,19 +155,11 @@ class ClassifierSystem(pl.LightningModule):
             if not p.requires_grad:
                 continue
             (no_decay if p.ndim <= 1 or name.endswith(".pos") else decay).append(p)
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": o.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}],
-            lr=o.lr, betas=tuple(o.betas),
-        )  # fmt: skip
+        groups = [{"params": decay, "weight_decay": o.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, int(self.trainer.max_epochs or 1))
-        steps_per_epoch = max(1, total // epochs)
-        warm = int(round(o.warmup_epochs * steps_per_epoch))
-        self._warmup_steps = min(warm, total)
-        return configure_schedule(
-            opt, o.schedule, total_steps=total, warmup_steps=warm,
-            min_lr_ratio=o.min_lr / o.lr, monitor=self.plateau_monitor, mode="min",
-            plateau_factor=o.plateau_factor, plateau_patience=o.plateau_patience,
-            plateau_min_lr=o.min_lr,
-        )  # fmt: skip
+        self._warmup_steps = min(o.warmup(total, epochs), total)
+        return o.configure(
+            groups, total_steps=total, epochs=epochs, monitor=self.plateau_monitor, mode="min"
+        )

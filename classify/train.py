@@ -25,7 +25,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,13 @@ from torch.utils.data import DataLoader, Dataset
 from classify.augment import Augmentation
 from classify.frontends import LengthPolicy, eval_windows, train_view
 from classify.models import CLASS_REF, Classifier
-from classify.system import ClassifierSystem, OptimConfig, average_windows
+from classify.system import SCHEDULES, ClassifierSystem, average_windows
 from wb.checkpoint import count_parameters, load_torch_file
 from wb.errors import ConfigError, WbError
 from wb.lightning import precision as lightning_precision
 from wb.progress import quiet_default
 from wb.runs import write_json
+from wb.training.config import TrainConfig as SpineTrainConfig
 from wb.training.sampler import EpochSampler
 from wb.training.trainer import fit, make_trainer
 
@@ -54,94 +55,72 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """The ``train:`` config group.
+#: Metric names accepted for ``train.monitor`` (former spellings map to the spine's names).
+MONITORS = {"val/loss": "min", "val/accuracy": "max"}
+_FORMER_MONITORS = {"val_loss": "val/loss", "val_acc": "val/accuracy"}
+
+
+@dataclass
+class TrainConfig(SpineTrainConfig):
+    """The ``train:`` group of classification: :class:`wb.training.config.TrainConfig` (the
+    shared keys, with classification defaults) plus these.
 
     Attributes:
-        epochs: maximum number of epochs.
-        batch_size: training clips per batch.
         eval_batch_size: clips per evaluation batch.
-        lr, weight_decay, betas, schedule, warmup_epochs, min_lr, plateau_factor,
-            plateau_patience, label_smoothing: see :class:`classify.system.OptimConfig`.
-        grad_clip: gradient-norm clipping threshold (0: off).
-        accumulate: gradient accumulation steps.
-        precision: ``auto`` (bf16/fp16 mixed precision on CUDA, fp32 on CPU) or a Lightning
-            precision name (:func:`wb.lightning.precision`; ``16-mixed`` only on a GPU).
+        label_smoothing: epsilon of label smoothing (Szegedy et al. 2016), in [0, 1).
         patience: early-stopping patience in epochs (0: off).
-        monitor: ``val_loss`` or ``val_acc`` (early stopping and best checkpoint).
+        monitor: ``val/loss`` or ``val/accuracy`` (early stopping and best checkpoint;
+            ``val_loss`` / ``val_acc`` are read as these).
         val_fraction: share of the training clips carved out for validation (0: none; then
             the last epoch is used).
         val_groups: ``auto`` (keep leakage groups whole when the protocol's test fold does),
             ``dataset`` (always) or ``clip`` (every clip its own group).
-        seed: seed of weights, sampling, crops and augmentation.
-        devices: number of devices (``>1`` uses Lightning DDP).
-        accelerator: ``auto``, ``cpu`` or ``gpu``.
-        num_workers: DataLoader worker processes.
         keep_checkpoints: keep the Lightning checkpoints after a fold finishes.
         logger: ``csv`` or ``tensorboard`` (per-epoch metrics in the fold folder).
-        threads: CPU threads for torch (0: torch's default). On a shared, oversubscribed
-            machine 1 thread (or ``OMP_WAIT_POLICY=PASSIVE``) avoids OpenMP spin-waiting.
+
+    ``threads``: on a shared, oversubscribed machine 1 thread (or ``OMP_WAIT_POLICY=PASSIVE``)
+    avoids OpenMP spin-waiting.
     """
 
     epochs: int = 30
     batch_size: int = 64
-    eval_batch_size: int = 128
-    lr: float = 1e-3
     weight_decay: float = 1e-2
-    betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "cosine"
     warmup_epochs: float = 1.0
-    min_lr: float = 1e-5
-    plateau_factor: float = 0.5
-    plateau_patience: int = 3
+    min_lr: float | None = 1e-5
+    grad_clip: float | None = 0.0
+    threads: int | None = 0
+    eval_batch_size: int = 128
     label_smoothing: float = 0.0
-    grad_clip: float = 0.0
-    accumulate: int = 1
-    precision: str = "auto"
     patience: int = 10
-    monitor: str = "val_loss"
+    monitor: str = "val/loss"
     val_fraction: float = 0.1
     val_groups: str = "auto"
-    seed: int = 0
-    devices: int = 1
-    accelerator: str = "auto"
-    num_workers: int = 0
     keep_checkpoints: bool = False
     logger: str = "csv"
-    threads: int = 0
 
-    def __post_init__(self) -> None:
-        if self.monitor not in ("val_loss", "val_acc"):
-            raise ConfigError(f"train.monitor={self.monitor!r}: choose val_loss or val_acc")
+    def validate(self) -> None:
+        """Shared checks plus the classification keys.
+
+        Raises:
+            ConfigError: an invalid value.
+        """
+        super().validate()
+        self.check(SCHEDULES)
+        if not float(self.lr) > 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        self.monitor = _FORMER_MONITORS.get(self.monitor, self.monitor)
+        if self.monitor not in MONITORS:
+            raise ConfigError(f"train.monitor={self.monitor!r}: choose {' or '.join(MONITORS)}")
         if self.val_groups not in ("auto", "dataset", "clip"):
             raise ConfigError(f"train.val_groups={self.val_groups!r}: choose auto, dataset or clip")
         if self.logger not in ("csv", "tensorboard"):
             raise ConfigError(f"train.logger={self.logger!r}: choose csv or tensorboard")
-        for name in ("epochs", "batch_size", "eval_batch_size", "accumulate", "devices"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-
-    @classmethod
-    def from_dict(cls, cfg: dict[str, Any]) -> TrainConfig:
-        """Build from the config group.
-
-        Raises:
-            ConfigError: unknown key or invalid value.
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ConfigError(f"train: unknown key(s) {', '.join(unknown)}")
-        kw = dict(cfg)
-        if "betas" in kw:
-            kw["betas"] = tuple(kw["betas"])
-        return cls(**kw)
-
-    def optim(self) -> OptimConfig:
-        """The optimiser part as :class:`~classify.system.OptimConfig`."""
-        names = {f.name for f in fields(OptimConfig)}
-        return OptimConfig(**{k: v for k, v in asdict(self).items() if k in names})
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(
+                f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}"
+            )
+        if int(self.eval_batch_size) < 1:
+            raise ConfigError(f"train.eval_batch_size must be >= 1, got {self.eval_batch_size}")
 
 
 # ------------------------------------------------------------------------------------ data
@@ -313,6 +292,13 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance.*treespec.*")
 
 
+#: Logged metric -> key of the per-epoch history in ``details.json`` and the curves.
+_HISTORY_KEYS = {
+    "train/loss": "train_loss", "train/accuracy": "train_acc",
+    "val/loss": "val_loss", "val/accuracy": "val_acc",
+}  # fmt: skip
+
+
 def _read_history(log_dir: Path) -> list[dict[str, float]]:
     """Merge Lightning's CSV metrics rows into one dict per epoch."""
     import csv
@@ -328,7 +314,7 @@ def _read_history(log_dir: Path) -> list[dict[str, float]]:
                 d = rows.setdefault(e, {"epoch": e})
                 for k, v in row.items():
                     if v not in ("", None) and k not in ("epoch", "step"):
-                        d[k] = float(v)
+                        d[_HISTORY_KEYS.get(k, k)] = float(v)
     return [rows[e] for e in sorted(rows)]
 
 
@@ -360,8 +346,8 @@ class EpochLine(pl.Callback):
 
         self.say(
             f"[{self.name}] epoch {trainer.current_epoch + 1}/{self.epochs} "
-            f"train_loss {g('train_loss')} train_acc {g('train_acc')} "
-            f"val_loss {g('val_loss')} val_acc {g('val_acc')} lr {g('lr')} "
+            f"train_loss {g('train/loss')} train_acc {g('train/accuracy')} "
+            f"val_loss {g('val/loss')} val_acc {g('val/accuracy')} lr {g('lr')} "
             f"({time.time() - self.t0:.1f} s)"
         )
 
@@ -443,12 +429,14 @@ def _train_fold(
         fit_set = EvalClips(audio, train_idx, labels, n_samples, center, hop)
         loader = DataLoader(fit_set, batch_size=tcfg.eval_batch_size, collate_fn=eval_collate)
         classifier.frontend.fit_norm(w for w, _, _ in loader)
+    if tcfg.init_from and not (resume and (fold_dir / "checkpoints" / "last.ckpt").is_file()):
+        _warm_start(classifier, tcfg.init_from)
 
     accelerator = _accelerator(tcfg)
     precision = lightning_precision(tcfg.precision, accelerator)
     system = ClassifierSystem(
-        classifier, augment, n_classes, tcfg.optim(), seed=tcfg.seed,
-        plateau_monitor="val_loss" if val_idx else "train_loss",
+        classifier, augment, n_classes, tcfg.optim(), label_smoothing=tcfg.label_smoothing,
+        seed=tcfg.seed, plateau_monitor="val/loss" if val_idx else "train/loss",
     )  # fmt: skip
     train_set = TrainClips(audio, train_idx, labels, n_samples, policy, tcfg.seed)
     val_set = EvalClips(audio, val_idx, labels, n_samples, policy, hop) if val_idx else None
@@ -474,8 +462,8 @@ def _train_fold(
             )  # fmt: skip
 
     ckpt_dir = fold_dir / "checkpoints"
-    monitor = tcfg.monitor if val_idx else "train_loss"
-    mode = "max" if monitor == "val_acc" else "min"
+    monitor = tcfg.monitor if val_idx else "train/loss"
+    mode = MONITORS.get(monitor, "min")
     callbacks: list[Any] = [EpochLine(say, split.name, tcfg.epochs)]
     if tcfg.patience and val_idx:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=tcfg.patience))
@@ -495,9 +483,11 @@ def _train_fold(
     quiet = quiet_default() or not sys.stderr.isatty()
     trainer, best_ckpt = make_trainer(
         fold_dir, monitor=monitor, mode=mode, max_epochs=tcfg.epochs, precision=precision,
+        max_steps=tcfg.max_steps, time_limit_minutes=tcfg.time_limit_minutes,
         loggers=[lg for lg in (logger, csv_logger) if lg is not None], callbacks=callbacks,
-        accelerator=accelerator, devices=tcfg.devices, grad_clip=tcfg.grad_clip or None,
-        accumulate=tcfg.accumulate, log_every_n_steps=10, num_sanity_val_steps=0,
+        accelerator=accelerator, devices=tcfg.devices, num_nodes=tcfg.num_nodes,
+        grad_clip=tcfg.grad_clip or None, accumulate=tcfg.accumulate,
+        log_every_n_steps=tcfg.log_every_n_steps, num_sanity_val_steps=0,
         progress_bar=not quiet, model_summary=False,
     )  # fmt: skip
     last = ckpt_dir / "last.ckpt"
@@ -595,6 +585,24 @@ def train_fold(
         return _train_fold(dataset, audio, split, cfg, fold_dir, resume=resume, say=say)
     finally:
         torch.set_num_threads(before)
+
+
+def _warm_start(classifier: Classifier, path: str) -> None:
+    """Copy the weights (front-end statistics included) of a classifier model file into
+    ``classifier``: ``train.init_from``, a warm start with a fresh optimizer and schedule.
+
+    Raises:
+        WbError: not a model file, or weights of another architecture or class count.
+    """
+    from wb.checkpoint import read_model
+
+    state = read_model(path)["state_dict"]
+    try:
+        classifier.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        )
+    except RuntimeError as exc:
+        raise WbError(f"{path}: weights do not fit this classifier ({str(exc)[:120]})") from None
 
 
 def _carve_validation(dataset, split, tcfg: TrainConfig) -> tuple[list[int], list[int]]:

@@ -71,7 +71,7 @@ def train(ctx: StageContext) -> None:
     """Train on ``data.root``; with ``--resume`` continue the run folder's last checkpoint.
 
     A resumed run uses the config saved in the run folder (``config.yml``), with ``--set``
-    overrides applied on top (e.g. ``--set train.max_epochs=20`` to train longer).
+    overrides applied on top (e.g. ``--set train.epochs=20`` to train longer).
 
     Raises:
         WbError: ``--resume`` without ``--run``.

@@ -3,7 +3,8 @@
 Batches are ``(mixture, sources)`` with shapes ``(batch, channels, samples)`` and
 ``(batch, n_sources, channels, samples)``. Each epoch logs the mean training loss, the
 validation loss and the validation SI-SDR (dB, Le Roux et al. 2019) per source
-(``val/sisdr/<source>``) and averaged over sources (``val/sisdr``, the checkpoint monitor).
+(``val/si_sdr/<source>``) and averaged over sources (``val/si_sdr``, the checkpoint monitor),
+in the spine's metric names (``train/loss``, ``val/loss``, ``val/si_sdr``).
 Segments whose reference is silent are left out of a source's SI-SDR (it is undefined there);
 a silent estimate of a non-silent reference counts with the SI-SDR floor (-100 dB, see
 :func:`separation.losses.si_sdr`). NaN is never dropped silently: a NaN loss or estimate makes
@@ -22,11 +23,10 @@ from torchmetrics import MeanMetric
 
 from separation import models
 from separation.losses import SeparationLoss, si_sdr
-from wb.errors import ConfigError
-from wb.training.schedules import configure_schedule
+from wb.training.config import OptimConfig
 
-SCHEDULERS = ("cosine", "plateau", "none")
-MONITOR = "val/sisdr"
+SCHEDULES = ("cosine", "plateau", "none")
+MONITOR = "val/si_sdr"
 _KEEP_NAN = float("nan")
 SILENT = 1e-6  # a reference segment with zero-mean energy <= SILENT has no SI-SDR
 
@@ -42,21 +42,12 @@ class SeparationSystem(pl.LightningModule):
         audio_channels: 1 or 2.
         loss: ``"l1"`` (waveform L1) or ``"sisdr"`` (negative SI-SDR).
         pit: permutation-invariant loss (unordered sources only).
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        betas: AdamW betas.
-        scheduler: ``"cosine"`` (per-step cosine decay to ``lr * min_lr_ratio`` after
-            ``warmup_steps`` of linear warm-up), ``"plateau"`` (multiply by ``plateau_factor``
-            when validation SI-SDR has not improved for ``plateau_patience`` epochs) or
-            ``"none"``.
-        warmup_steps: linear warm-up steps (cosine schedule).
-        min_lr_ratio: final learning rate as a fraction of ``lr`` (cosine schedule).
-        plateau_patience: epochs without improvement before a decay (plateau schedule).
-        plateau_factor: decay factor (plateau schedule).
+        optim: :class:`wb.training.config.OptimConfig` fields as plain values (AdamW and its
+            schedule: ``cosine`` per step, ``plateau`` on validation SI-SDR, or ``none``).
         config: the resolved run configuration, stored with the checkpoint for export.
 
     Raises:
-        ConfigError: unknown loss or scheduler, invalid model kwargs. WbError: unknown model.
+        ConfigError: unknown loss or schedule, invalid model kwargs. WbError: unknown model.
     """
 
     def __init__(
@@ -68,21 +59,12 @@ class SeparationSystem(pl.LightningModule):
         audio_channels: int = 1,
         loss: str = "l1",
         pit: bool = False,
-        lr: float = 3e-4,
-        weight_decay: float = 0.0,
-        betas: Sequence[float] = (0.9, 0.999),
-        scheduler: str = "cosine",
-        warmup_steps: int = 0,
-        min_lr_ratio: float = 0.01,
-        plateau_patience: int = 3,
-        plateau_factor: float = 0.5,
+        optim: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if scheduler not in SCHEDULERS:
-            raise ConfigError(
-                f"unknown scheduler {scheduler!r} (choose from {', '.join(SCHEDULERS)})"
-            )
+        self.optim = OptimConfig(**{"lr": 3e-4, **dict(optim or {})})
+        self.optim.check(SCHEDULES)
         self.save_hyperparameters()
         self.sources = list(sources)
         self.model = models.build(
@@ -129,7 +111,7 @@ class SeparationSystem(pl.LightningModule):
 
     # -- epoch ends --------------------------------------------------------------------------
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/loss``, ``val/sisdr/<source>`` and their mean ``val/sisdr`` (dB)."""
+        """Log ``val/loss``, ``val/si_sdr/<source>`` and their mean ``val/si_sdr`` (dB)."""
         per_source = [float(m.compute()) for m in self.val_sisdr]
         val_loss = float(self.val_loss.compute())
         for m in (*self.val_sisdr, self.val_loss):
@@ -140,7 +122,7 @@ class SeparationSystem(pl.LightningModule):
         mean = sum(finite) / len(finite) if finite and math.isfinite(val_loss) else float("nan")
         # values are already reduced over ranks (torchmetrics); sync_dist only averages equals
         for name, value in zip(self.sources, per_source, strict=True):
-            self.log(f"val/sisdr/{name}", value, sync_dist=True)
+            self.log(f"{MONITOR}/{name}", value, sync_dist=True)
         self.log(MONITOR, mean, prog_bar=True, sync_dist=True)
         self.log("val/loss", val_loss, sync_dist=True)
         self.last_epoch_summary = {"val_loss": val_loss, "val_sisdr": mean}
@@ -171,13 +153,7 @@ class SeparationSystem(pl.LightningModule):
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
         """AdamW with the configured schedule (cosine per step, plateau per epoch, or none)."""
-        hp = self.hparams
-        opt = torch.optim.AdamW(
-            self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas)
-        )
-        return configure_schedule(
-            opt, hp.scheduler, total_steps=int(self.trainer.estimated_stepping_batches),
-            warmup_steps=int(hp.warmup_steps), min_lr_ratio=float(hp.min_lr_ratio),
-            monitor=MONITOR, mode="max", plateau_factor=hp.plateau_factor,
-            plateau_patience=hp.plateau_patience,
+        return self.optim.configure(
+            self.parameters(), total_steps=int(self.trainer.estimated_stepping_batches),
+            epochs=int(self.trainer.max_epochs or 1), monitor=MONITOR, mode="max",
         )  # fmt: skip

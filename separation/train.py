@@ -15,13 +15,13 @@ does not pass silently); other keys of ``data:`` (the prepare stage's) are ignor
                                    # are resampled to it on loading
       audio_channels: 1            # default data.channels, else 1
       channels: 16                 # ... every other key: the model constructor's kwargs
-    train:                         # see TRAIN_DEFAULTS for every key and its default
-      max_epochs: 20
+    train:                         # SeparationTrainConfig: every key and its default
+      epochs: 20
 
 The run folder receives ``config.yml`` (the resolved config), ``checkpoints/best.ckpt`` (best
 validation SI-SDR) and ``checkpoints/last.ckpt`` (end of the latest epoch: optimizer,
 scheduler, epoch and callback state, used by ``resume=True``; always written at an epoch's end,
-also when ``train.max_time_minutes`` stops the run, so a resumed run continues exactly where an
+also when ``train.time_limit_minutes`` stops the run, so a resumed run continues exactly where an
 uninterrupted one would), CSV logs
 (``csv/version_<k>/metrics.csv``) and TensorBoard logs (``tensorboard/version_<k>/``); a resumed
 run writes a new ``version_<k>`` so no log is overwritten.
@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,68 +41,70 @@ import torch
 from torch.utils.data import DataLoader
 
 from separation.data import StemsDataset, discover_sources
-from separation.system import MONITOR, SeparationSystem
+from separation.system import MONITOR, SCHEDULES, SeparationSystem
 from wb.config import save_yaml
 from wb.errors import ConfigError, WbError
 from wb.lightning import precision
 from wb.progress import quiet_default
+from wb.training.config import TrainConfig
 from wb.training.sampler import EpochSampler
 from wb.training.trainer import fit, make_trainer, world_size
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "train_split": "train",
-    "valid_split": "valid",
-    "segment": 4.0,  # seconds; also the model's segment
-    "batch_size": 4,
-    "samples_per_epoch": 1000,  # random training segments per epoch
-    "gain_db": [-6.0, 3.0],  # per-source random gain range in dB
-    "swap_channels": True,
-    "valid_segments_per_track": 4,  # spread evenly over each track; null: every segment
-    "num_workers": 0,
-    "threads": None,  # torch CPU threads (null: torch's default, one per core)
-    "audio_cache": None,  # folder for .npy copies of the decoded, resampled stems (null: RAM)
-    "max_epochs": 20,
-    "max_time_minutes": None,  # stop at the first epoch end past this wall time (EpochTimeLimit)
-    "limit_train_batches": None,  # int (batches) or float (fraction) per epoch
-    "limit_val_batches": None,
-    "loss": "l1",  # l1 | sisdr
-    "pit": False,  # permutation invariant: only for unordered sources
-    "lr": 3e-4,
-    "weight_decay": 0.0,
-    "betas": [0.9, 0.999],
-    "scheduler": "cosine",  # cosine | plateau | none
-    "warmup_steps": 0,
-    "min_lr_ratio": 0.01,
-    "plateau_patience": 3,
-    "plateau_factor": 0.5,
-    "clip_grad": 5.0,  # gradient norm clipping; null: none
-    "precision": "auto",  # auto: bf16/16 mixed on GPU, 32 on CPU; or see wb.lightning
-    "accelerator": "auto",  # auto | cpu | gpu
-    "log_every_n_steps": 10,
-    "init_from": None,  # model file or Lightning checkpoint: start from its weights (fresh
-    # optimizer and schedule: a warm restart); ignored on resume
-}
-_SYSTEM_KEYS = (
-    "loss", "pit", "lr", "weight_decay", "betas", "scheduler", "warmup_steps", "min_lr_ratio",
-    "plateau_patience", "plateau_factor",
-)  # fmt: skip
+
+@dataclass
+class SeparationTrainConfig(TrainConfig):
+    """The ``train:`` group of separation recipes: :class:`wb.training.config.TrainConfig`
+    (shared keys, separation defaults) plus the separation data and loss keys.
+
+    Attributes:
+        train_split, valid_split: split folders under ``data.root``.
+        segment: seconds per training example (also the model's segment).
+        samples_per_epoch: random training segments per epoch.
+        gain_db: per-source random gain range in dB (the mixture is re-summed).
+        swap_channels: randomly swap left/right per source (stereo).
+        valid_segments_per_track: validation segments per track, spread evenly (``None``: all).
+        audio_cache: folder for ``.npy`` copies of the decoded, resampled stems (``None``: RAM).
+        limit_train_batches, limit_val_batches: Lightning's (int batches or float fraction).
+        loss: ``l1`` on waveforms or ``sisdr`` (negative SI-SDR).
+        pit: permutation-invariant loss (only for unordered sources).
+    """
+
+    epochs: int = 20
+    batch_size: int = 4
+    lr: float = 3e-4
+    grad_clip: float | None = 5.0
+    train_split: str = "train"
+    valid_split: str = "valid"
+    segment: float = 4.0
+    samples_per_epoch: int = 1000
+    gain_db: tuple[float, float] = (-6.0, 3.0)
+    swap_channels: bool = True
+    valid_segments_per_track: int | None = 4
+    audio_cache: str | None = None
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    loss: str = "l1"
+    pit: bool = False
+
+    def validate(self) -> None:
+        """Shared checks plus the schedules the separation system supports.
+
+        Raises:
+            ConfigError: see :meth:`TrainConfig.validate`; a schedule other than cosine,
+                plateau or none.
+        """
+        super().validate()
+        self.check(SCHEDULES)
 
 
 def train_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``train:`` group merged over :data:`TRAIN_DEFAULTS`.
+    """The ``train:`` group resolved over :class:`SeparationTrainConfig` (shared names; the
+    former ones of :data:`wb.training.config.LEGACY_NAMES` are read too).
 
     Raises:
-        ConfigError: an unknown key in ``train:``.
+        ConfigError: an unknown key or an invalid value in ``train:``.
     """
-    given = dict(cfg.get("train") or {})
-    unknown = sorted(set(given) - set(TRAIN_DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"train: unknown key(s) {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(TRAIN_DEFAULTS))})"
-        )
-    return {**copy.deepcopy(TRAIN_DEFAULTS), **given}
+    return SeparationTrainConfig.from_dict(cfg.get("train")).to_dict()
 
 
 def resolve_model(cfg: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -280,8 +283,8 @@ def train(
     cfg: Mapping[str, Any],
     run_dir: str | os.PathLike,
     resume: bool = False,
-    devices: int | str | list[int] = 1,
-    num_nodes: int = 1,
+    devices: int | str | list[int] | None = None,
+    num_nodes: int | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training) a separation model.
 
@@ -290,11 +293,12 @@ def train(
         run_dir: run folder; receives ``config.yml``, ``checkpoints/``, ``csv/``,
             ``tensorboard/``.
         resume: continue from ``run_dir/checkpoints/last.ckpt`` (optimizer, scheduler, epoch,
-            global step and checkpoint-callback state); ``train.max_epochs`` may be raised to
+            global step and checkpoint-callback state); ``train.epochs`` may be raised to
             train further.
-        devices: Lightning ``devices`` (count, list of GPU ids, or ``"auto"``).
-        num_nodes: Lightning ``num_nodes``. With more than one process in total the strategy
-            is Lightning's DDP (``"ddp_find_unused_parameters_true"``); every rank draws
+        devices: Lightning ``devices`` (count, list of GPU ids, or ``"auto"``; ``None``:
+            ``train.devices``).
+        num_nodes: Lightning ``num_nodes`` (``None``: ``train.num_nodes``). With more than one
+            process in total the strategy is Lightning's DDP (``"ddp_find_unused_parameters_true"``); every rank draws
             distinct training segments and validation is sharded across ranks.
 
     Returns:
@@ -309,6 +313,8 @@ def train(
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     settings = train_settings(cfg)
+    devices = settings["devices"] if devices is None else devices
+    num_nodes = int(settings["num_nodes"] if num_nodes is None else num_nodes)
     setup = resolve_model(cfg, settings)
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
@@ -341,7 +347,9 @@ def train(
         sample_rate=setup["sample_rate"],
         audio_channels=setup["audio_channels"],
         config=resolved,
-        **{k: settings[k] for k in _SYSTEM_KEYS},
+        loss=settings["loss"],
+        pit=settings["pit"],
+        optim=SeparationTrainConfig.from_dict(settings).optim().to_dict(),
     )
     if settings["init_from"] and not resume:
         expect = {k: setup[k] for k in ("sources", "sample_rate", "audio_channels")}
@@ -356,14 +364,15 @@ def train(
     if isinstance(limit, int) and not isinstance(limit, bool):
         per_epoch = min(per_epoch, limit)
     trainer, checkpoint = make_trainer(
-        run_dir, monitor=MONITOR, mode="max", max_epochs=int(settings["max_epochs"]),
+        run_dir, monitor=MONITOR, mode="max", max_epochs=int(settings["epochs"]),
+        max_steps=settings["max_steps"],
         precision=lightning_precision, loggers=loggers,
         callbacks=[LearningRateMonitor(logging_interval="epoch")],
         accelerator=str(settings["accelerator"]), devices=devices, num_nodes=num_nodes,
         # some models (Conv-TasNet's last skip/residual pair) have parameters that do not
         # reach the loss, so DDP must look for unused parameters
-        find_unused_parameters=True, time_limit_minutes=settings["max_time_minutes"],
-        grad_clip=settings["clip_grad"],
+        find_unused_parameters=True, time_limit_minutes=settings["time_limit_minutes"],
+        grad_clip=settings["grad_clip"], accumulate=settings["accumulate"],
         log_every_n_steps=max(1, min(int(settings["log_every_n_steps"]), per_epoch)),
         num_sanity_val_steps=1, limit_train_batches=settings["limit_train_batches"],
         limit_val_batches=settings["limit_val_batches"],

@@ -128,7 +128,7 @@ def test_validation_is_carved_from_training_only() -> None:
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def test_fold_training_resumes_exactly(tmp_path: Path) -> None:
@@ -157,3 +157,25 @@ def test_fold_training_resumes_exactly(tmp_path: Path) -> None:
     # a finished fold is reused, not retrained
     again = train_fold(ds, audio, split, _tiny_cfg(2), tmp_path / "b", resume=True, say=say)
     assert np.allclose(again.test_logits, resumed.test_logits)
+
+
+def test_init_from_starts_at_the_given_weights(tmp_path: Path) -> None:
+    """``train.init_from`` (the spine's warm start) copies a finished fold's weights before
+    training: with a vanishing lr the new fold's weights are the old fold's (batch-norm
+    statistics aside, which one more epoch updates); a cold start's are not."""
+    from wb.checkpoint import read_model
+
+    ds, audio = _tiny_dataset()
+    split = ds.splits()[0]
+    say = lambda msg: None  # noqa: E731
+    first = train_fold(ds, audio, split, _tiny_cfg(1), tmp_path / "a", say=say)
+    cfg = _tiny_cfg(1)
+    cfg["train"].update(init_from=first.model_path, lr=1e-12)
+    warm = train_fold(ds, audio, split, cfg, tmp_path / "b", say=say)
+    cold = train_fold(ds, audio, split, {**cfg, "train": {**cfg["train"], "init_from": None}},
+                      tmp_path / "c", say=say)  # fmt: skip
+    ref, w, c = (read_model(r.model_path)["state_dict"] for r in (first, warm, cold))
+    weights = [k for k in ref if k.endswith("weight") and ref[k].ndim > 1]
+    assert weights
+    assert all(torch.allclose(w[k], ref[k], atol=1e-6) for k in weights)
+    assert not all(torch.allclose(c[k], ref[k], atol=1e-6) for k in weights)

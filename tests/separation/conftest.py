@@ -56,7 +56,7 @@ def tiny_config(root: Path, **train) -> dict:
             "batch_size": 4,
             "samples_per_epoch": 16,
             "valid_segments_per_track": 2,
-            "max_epochs": 2,
+            "epochs": 2,
             "lr": 5e-3,
             **train,
         },

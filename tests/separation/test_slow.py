@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_htdemucs_train_export_separate(stems_root, tmp_path):
-    cfg = tiny_config(stems_root, max_epochs=2, samples_per_epoch=8, lr=1e-3)
+    cfg = tiny_config(stems_root, epochs=2, samples_per_epoch=8, lr=1e-3)
     cfg["model"] = {
         "name": "htdemucs", "sources": SOURCES, "channels": 8, "depth": 2, "nfft": 256,
         "t_layers": 1,

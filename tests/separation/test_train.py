@@ -32,8 +32,8 @@ def test_tiny_model_learns(trained_run):
     rows = _epoch_rows(run, 0)
     losses = [float(r["train/loss_epoch"]) for r in rows]
     assert len(losses) == 2 and losses[1] < losses[0]
-    val = _epoch_rows(run, 0, "val/sisdr")
-    assert len(val) == 2 and all(r["val/sisdr/tone"] and r["val/sisdr/noise"] for r in val)
+    val = _epoch_rows(run, 0, "val/si_sdr")
+    assert len(val) == 2 and all(r["val/si_sdr/tone"] and r["val/si_sdr/noise"] for r in val)
     assert any((run / "tensorboard").rglob("events.out.tfevents*"))
 
 
@@ -44,7 +44,7 @@ def test_resume_continues_epoch_counter(trained_run, stems_root, tmp_path):
 
     shutil.copytree(run, resumed)
     before = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
-    result = train(tiny_config(stems_root, max_epochs=3), resumed, resume=True)
+    result = train(tiny_config(stems_root, epochs=3), resumed, resume=True)
     after = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
     assert result["epochs"] == 3
     assert after["epoch"] == before["epoch"] + 1
@@ -98,9 +98,9 @@ def test_export_roundtrip_bit_identical(trained_run, tmp_path):
 
 
 def test_time_stop_then_resume_equals_uninterrupted_run(trained_run, stems_root, tmp_path):
-    """max_time_minutes stops at an epoch end; resuming gives the uninterrupted run's weights."""
+    """time_limit_minutes stops at an epoch end; resuming gives the uninterrupted run's weights."""
     run, _ = trained_run  # 2 epochs in one go
-    stopped = train(tiny_config(stems_root, max_time_minutes=1e-9), tmp_path)
+    stopped = train(tiny_config(stems_root, time_limit_minutes=1e-9), tmp_path)
     assert stopped["epochs"] == 1  # stopped at the end of epoch 1, not mid-epoch
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["global_step"] == 4  # a complete epoch (16 / batch 4)
@@ -142,7 +142,7 @@ def test_init_from_starts_at_the_given_weights(trained_run, stems_root, tmp_path
     # a run started from the weights with lr 0 keeps them exactly: they were loaded, then
     # left alone (fresh optimizer; not a resume, so a new run folder is fine)
     result = train(
-        tiny_config(stems_root, init_from=str(exported), lr=0.0, max_epochs=1), tmp_path / "warm"
+        tiny_config(stems_root, init_from=str(exported), lr=0.0, epochs=1), tmp_path / "warm"
     )
     state = torch.load(result["last"], weights_only=True)["state_dict"]
     for k, v in reference.state_dict().items():

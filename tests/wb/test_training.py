@@ -92,3 +92,31 @@ def test_other_schedules_and_errors():
         configure_schedule(torch.optim.SGD([p], lr=0.1), "plateau", total_steps=1)
     with pytest.raises(ConfigError, match="unknown schedule 'step'"):
         configure_schedule(torch.optim.SGD([p], lr=0.1), "step", total_steps=1)
+
+
+def test_train_config_shared_names_legacy_names_and_checks():
+    from wb.training.config import TrainConfig
+
+    cfg = TrainConfig.from_dict(
+        {"max_epochs": 7, "scheduler": "plateau", "clip_grad": 2.0, "max_time_minutes": 5}
+    )
+    assert (cfg.epochs, cfg.schedule, cfg.grad_clip, cfg.time_limit_minutes) == (
+        7,
+        "plateau",
+        2.0,
+        5,
+    )
+    assert "max_epochs" not in cfg.to_dict() and cfg.to_dict()["epochs"] == 7
+    with pytest.raises(ConfigError, match="max_epochs is the former name of epochs"):
+        TrainConfig.from_dict({"max_epochs": 7, "epochs": 8})
+    with pytest.raises(ConfigError, match="unknown key.*epoch.*known: "):
+        TrainConfig.from_dict({"epoch": 3})
+    with pytest.raises(ConfigError, match="warmup_steps or train.warmup_epochs, not both"):
+        TrainConfig.from_dict({"warmup_steps": 5, "warmup_epochs": 1.0})
+    with pytest.raises(ConfigError, match="train.epochs must be >= 1"):
+        TrainConfig.from_dict({"epochs": 0})
+    warm = TrainConfig.from_dict({"warmup_epochs": 0.5})
+    assert warm.warmup(total_steps=100, epochs=10) == 5  # half of 10 steps per epoch
+    assert TrainConfig.from_dict({"warmup_steps": 3}).warmup(100, 10) == 3
+    floor = TrainConfig.from_dict({"lr": 1e-3, "min_lr": 1e-5, "min_lr_ratio": 0.5})
+    assert floor.floor_ratio() == pytest.approx(0.01)  # the absolute floor wins

@@ -102,6 +102,7 @@ def make_trainer(
     mode: str,
     max_epochs: int,
     precision: str,
+    max_steps: int | None = None,
     loggers: Sequence[Any],
     callbacks: Sequence[pl.Callback] = (),
     accelerator: str = "auto",
@@ -130,6 +131,7 @@ def make_trainer(
         run_dir: the run folder (Lightning's ``default_root_dir``).
         monitor, mode: metric and direction of ``best.ckpt``.
         max_epochs: epochs to train.
+        max_steps: stop after this many optimizer steps (``None``: no limit).
         precision: Lightning precision (:func:`wb.lightning.precision`).
         loggers: Lightning loggers.
         callbacks: further callbacks (early stopping, progress lines, LR monitor).
@@ -161,6 +163,7 @@ def make_trainer(
         use_distributed_sampler=False,
         precision=precision,
         max_epochs=int(max_epochs),
+        max_steps=-1 if max_steps is None else int(max_steps),
         limit_train_batches=limit_train_batches,
         limit_val_batches=limit_val_batches,
         gradient_clip_val=grad_clip or None,

@@ -298,8 +298,9 @@ def train(
         devices: Lightning ``devices`` (count, list of GPU ids, or ``"auto"``; ``None``:
             ``train.devices``).
         num_nodes: Lightning ``num_nodes`` (``None``: ``train.num_nodes``). With more than one
-            process in total the strategy is Lightning's DDP (``"ddp_find_unused_parameters_true"``); every rank draws
-            distinct training segments and validation is sharded across ranks.
+            process in total the strategy is Lightning's DDP
+            (``"ddp_find_unused_parameters_true"``); every rank draws distinct training
+            segments and validation is sharded across ranks.
 
     Returns:
         ``{"best": path or None, "last": path, "best_sisdr": dB or None, "epochs": n}``.

@@ -120,3 +120,24 @@ def test_train_config_shared_names_legacy_names_and_checks():
     assert TrainConfig.from_dict({"warmup_steps": 3}).warmup(100, 10) == 3
     floor = TrainConfig.from_dict({"lr": 1e-3, "min_lr": 1e-5, "min_lr_ratio": 0.5})
     assert floor.floor_ratio() == pytest.approx(0.01)  # the absolute floor wins
+
+
+def test_ranks_agree_fails_when_ddp_ranks_differ():
+    from types import SimpleNamespace
+
+    from wb.errors import WbError
+    from wb.training.trainer import RanksAgree
+
+    module = torch.nn.Linear(2, 1)
+
+    def trainer(sums):
+        strategy = SimpleNamespace(all_gather=lambda t: torch.tensor(sums, dtype=torch.float64))
+        return SimpleNamespace(world_size=len(sums), strategy=strategy, is_global_zero=True)
+
+    check = RanksAgree()
+    check.on_train_end(trainer([1.5]), module)  # one process: nothing to compare
+    assert check.agreed is None
+    check.on_train_end(trainer([1.5, 1.5]), module)
+    assert check.agreed is True
+    with pytest.raises(WbError, match="DDP ranks hold different weights"):
+        RanksAgree().on_train_end(trainer([1.5, 1.6]), module)

@@ -47,6 +47,37 @@ class EpochTimeLimit(pl.Callback):
             trainer.should_stop = True
 
 
+class RanksAgree(pl.Callback):
+    """Under DDP, check at the end of training that every rank holds the same weights.
+
+    Each rank reduces its parameters to a float64 checksum; rank 0 gathers them and the run
+    fails (:class:`~wb.errors.WbError` on every rank) if any differs, which would mean the
+    ranks trained different models (a broken all-reduce or a rank-dependent branch).
+    ``agreed`` is set on success.
+    """
+
+    def __init__(self) -> None:
+        self.agreed: bool | None = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Gather and compare the checksums (a no-op in a single process)."""
+        import torch
+
+        from wb.errors import WbError
+
+        if trainer.world_size < 2:
+            return
+        total = torch.zeros((), dtype=torch.float64, device=pl_module.device)
+        for p in pl_module.parameters():
+            total += p.detach().double().sum() + p.detach().double().abs().sum() * 1e-3
+        sums = trainer.strategy.all_gather(total)
+        if not torch.allclose(sums, sums[0], rtol=1e-9, atol=0.0):
+            raise WbError(f"DDP ranks hold different weights (checksums {sums.tolist()})")
+        self.agreed = True
+        if trainer.is_global_zero:
+            print(f"{trainer.world_size} DDP ranks agree (weights checksum {float(sums[0]):.6f})")
+
+
 def checkpoint_callbacks(ckpt_dir: str | os.PathLike, monitor: str, mode: str) -> tuple:
     """``best.ckpt`` (best ``monitor`` so far) and ``last.ckpt`` (every epoch) callbacks.
 
@@ -168,7 +199,7 @@ def make_trainer(
         limit_val_batches=limit_val_batches,
         gradient_clip_val=grad_clip or None,
         accumulate_grad_batches=int(accumulate),
-        callbacks=[best, last, *callbacks, *extra],
+        callbacks=[best, last, *callbacks, *extra, RanksAgree()],
         logger=list(loggers),
         log_every_n_steps=int(log_every_n_steps),
         num_sanity_val_steps=int(num_sanity_val_steps),

@@ -67,7 +67,8 @@ class RanksAgree(pl.Callback):
 
         if trainer.world_size < 2:
             return
-        total = torch.zeros((), dtype=torch.float64, device=pl_module.device)
+        device = next(pl_module.parameters()).device
+        total = torch.zeros((), dtype=torch.float64, device=device)
         for p in pl_module.parameters():
             total += p.detach().double().sum() + p.detach().double().abs().sum() * 1e-3
         sums = trainer.strategy.all_gather(total)

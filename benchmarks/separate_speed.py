@@ -7,7 +7,7 @@ its own subprocess so that peak RSS is measured separately:
   model's format (rate, channels): the reference;
 * ``tensor`` -- :func:`separation.inference.separate_tensor` on the same input (our chunked
   inference: for Demucs models it wraps ``apply_model``; overhead must stay under 10 %);
-* ``wb``     -- :func:`separation.cli.write_track`, i.e. ``wb separate`` on a 44.1 kHz stereo
+* ``wb``     -- :func:`separation.files.separate_file`, i.e. ``wb separate`` on a 44.1 kHz stereo
   PCM_16 WAV file written beforehand: streamed decoding, resampling and channel conversion in
   and out, and writing every stem as a 44.1 kHz stereo WAV, all included.
 
@@ -45,9 +45,10 @@ MODES = ("bare", "tensor", "wb")
 
 
 def _model(name: str | None):
-    """``(model, description)``."""
+    """``(separator, description)``."""
     from separation import models
     from separation.export import PRETRAINED_DIR, load_separator, read_manifest
+    from separation.separator import Separator
 
     if name:
         return load_separator(name), f"{name}"
@@ -58,9 +59,9 @@ def _model(name: str | None):
     torch.manual_seed(0)
     model = models.build(
         "htdemucs", ["soprano", "alto", "tenor", "bass"], 16000, 1, segment=4.0, channels=16
-    ).eval()
-    model.overlap = 0.25
-    return model, "freshly initialised HTDemucs channels=16, 16 kHz mono (no shipped model)"
+    )
+    description = "freshly initialised HTDemucs channels=16, 16 kHz mono (no shipped model)"
+    return Separator.from_model(model), description
 
 
 def _peak_rss_mb() -> float:
@@ -79,7 +80,7 @@ def write_input(path: Path, seconds: float) -> None:
             f.write((0.1 * rng.standard_normal((min(block, n - i), INPUT_CHANNELS))).clip(-1, 1))
 
 
-def _timed(mode: str, model, mix, path, segment: float, overlap: float) -> float:
+def _timed(mode: str, sep, mix, path, segment: float, overlap: float) -> float:
     """Seconds one separation takes (``mix``: model format in memory; ``path``: input file)."""
     import torch
 
@@ -89,16 +90,12 @@ def _timed(mode: str, model, mix, path, segment: float, overlap: float) -> float
     if mode == "wb":
         import tempfile
 
-        from separation.cli import write_track
+        from separation.files import separate_file
 
         with tempfile.TemporaryDirectory(dir=Path(path).parent) as out:
-            stems = list(model.sources)
-            write_track(
-                model, path, Path(out), stems, [path], segment=segment, overlap=overlap,
-                quiet=True,
-            )  # fmt: skip
+            separate_file(sep.with_chunking(segment, overlap), path, out, quiet=True)
     elif mode == "tensor":
-        out = separate_tensor(model, mix, segment=segment, overlap=overlap, quiet=True)
+        out = separate_tensor(sep.model, mix, segment=segment, overlap=overlap, quiet=True)
         del out
     else:
         from fractions import Fraction
@@ -107,7 +104,7 @@ def _timed(mode: str, model, mix, path, segment: float, overlap: float) -> float
 
         with torch.no_grad():
             out = apply_model(
-                model, mix[None], shifts=0, split=True, overlap=overlap,
+                sep.model, mix[None], shifts=0, split=True, overlap=overlap,
                 segment=Fraction(segment).limit_denominator(10**6), progress=False,
             )  # fmt: skip
         del out
@@ -119,30 +116,27 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from separation.inference import model_segment
     from wb.audio import convert_channels, resample
 
-    model, description = _model(args.model)
-    segment = args.segment or model_segment(model)
-    overlap = args.overlap if args.overlap is not None else getattr(model, "overlap", 0.25)
+    sep, description = _model(args.model)
+    segment = args.segment or sep.segment
+    overlap = args.overlap if args.overlap is not None else sep.overlap
     mix = None
     if args.mode != "wb":
         n = int(args.seconds * INPUT_RATE)
         gen = torch.Generator().manual_seed(0)
         audio = torch.randn(INPUT_CHANNELS, n, generator=gen).mul_(0.1)
-        mix = resample(
-            convert_channels(audio, int(model.audio_channels)), INPUT_RATE, int(model.samplerate)
-        )
+        mix = resample(convert_channels(audio, sep.audio_channels), INPUT_RATE, sep.sample_rate)
         del audio
     base_rss = _peak_rss_mb()
     if args.mode == "ab":
         times: dict[str, list[float]] = {"bare": [], "tensor": []}
         for _ in range(args.repeats):
             for mode in times:
-                times[mode].append(_timed(mode, model, mix, args.input, segment, overlap))
+                times[mode].append(_timed(mode, sep, mix, args.input, segment, overlap))
         print(json.dumps({k: min(v) for k, v in times.items()} | {"model": description}))
         return
-    elapsed = _timed(args.mode, model, mix, args.input, segment, overlap)
+    elapsed = _timed(args.mode, sep, mix, args.input, segment, overlap)
     print(
         json.dumps(
             {

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from separation.data import StemsDataset
-from separation.inference import model_segment, separate_tensor
+from separation.inference import separate_tensor
 from separation.losses import si_sdr
 from wb.errors import WbError
 from wb.progress import progress
@@ -199,14 +199,15 @@ def evaluate(
     """Separate every track of ``root/split`` and score it against its stems.
 
     Args:
-        model: a loaded model or anything :func:`separation.export.load_separator` accepts
-            (model file, training checkpoint, shipped or Demucs name).
+        model: a :class:`~separation.separator.Separator`, a bare model, or anything
+            :func:`separation.export.load_separator` accepts (model file, training
+            checkpoint, shipped or Demucs name).
         root: data set root (``<root>/<split>/<track>/{mixture,<source>...}.wav``).
         split: split to evaluate.
         out: ``metrics.json`` destination (written atomically); ``None``: not written.
         sources: subset of the model's sources to score (default all).
-        segment: inference chunk length in seconds (default: the model's).
-        overlap: inference chunk overlap fraction (default: the model's).
+        segment: inference chunk length in seconds (default: the separator's).
+        overlap: inference chunk overlap fraction (default: the separator's).
         device: where the model runs.
         max_tracks: score only the first ``max_tracks`` tracks (sorted by name).
         with_bsseval: compute BSSEval v4 (slow) besides SI-SDR.
@@ -221,17 +222,25 @@ def evaluate(
     Raises:
         WbError: unknown source names, data set errors (missing split or stem), model errors.
     """
-    if not isinstance(model, nn.Module):
+    from separation.separator import Separator
+
+    if isinstance(model, nn.Module):
+        sep = Separator.from_model(model)
+    elif isinstance(model, Separator):
+        sep = model
+    else:
         from separation.export import load_separator
 
-        model = load_separator(model, device=device)
-    names = list(model.sources)
+        sep = load_separator(model, device=device)
+    sep = sep.with_chunking(segment, overlap)
+    model = sep.model
+    names = list(sep.sources)
     wanted = list(sources) if sources else names
     unknown = [s for s in wanted if s not in names]
     if unknown:
         raise WbError(f"unknown source(s) {', '.join(unknown)} (the model has {', '.join(names)})")
     dataset = StemsDataset(
-        root, split, wanted, int(model.samplerate), int(model.audio_channels), mode="full",
+        root, split, wanted, sep.sample_rate, sep.audio_channels, mode="full",
         cache_dir=cache_dir,
     )  # fmt: skip
     count = len(dataset) if max_tracks is None else min(len(dataset), int(max_tracks))
@@ -240,10 +249,11 @@ def evaluate(
     for i in progress(range(count), desc="evaluating", total=count, unit="track", quiet=quiet):
         item = dataset[i]
         est = separate_tensor(
-            model, item["mixture"], segment=segment, overlap=overlap, device=device, quiet=True
-        )[index]
+            model, item["mixture"], segment=sep.segment, overlap=sep.overlap, device=device,
+            quiet=True,
+        )[index]  # fmt: skip
         metrics = track_metrics(
-            item["sources"], est, item["mixture"], int(model.samplerate), wanted, with_bsseval
+            item["sources"], est, item["mixture"], sep.sample_rate, wanted, with_bsseval
         )
         tracks.append({"name": item["name"], "metrics": metrics})
     summary = aggregate(tracks, wanted)
@@ -251,10 +261,10 @@ def evaluate(
         "aggregation": AGGREGATION,
         "split": split,
         "n_tracks": len(tracks),
-        "sample_rate": int(model.samplerate),
-        "segment": float(segment if segment is not None else model_segment(model) or 0.0),
-        "overlap": float(overlap if overlap is not None else getattr(model, "overlap", 0.25)),
-        "model": {k: v for k, v in (getattr(model, "wb_info", None) or {}).items() if k != "meta"},
+        "sample_rate": sep.sample_rate,
+        "segment": sep.segment,
+        "overlap": sep.overlap,
+        "model": {k: v for k, v in sep.origin.items() if k != "meta"},
         **summary,
         "tracks": tracks,
     }

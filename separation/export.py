@@ -19,6 +19,7 @@ the torch hub cache).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -33,6 +34,7 @@ from torch import nn
 
 from separation import models
 from separation.inference import DEFAULT_OVERLAP
+from separation.separator import Separator
 from wb.checkpoint import count_parameters, load_model, load_torch_file, save_model
 from wb.errors import WbError
 from wb.runs import atomic_write, file_digest, write_json
@@ -247,7 +249,7 @@ def _not_installed(name: str, path: Path) -> WbError:
     )
 
 
-def _load_shipped(name: str, folder: Path) -> nn.Module:
+def _load_shipped(name: str, folder: Path) -> Separator:
     entry = read_manifest(folder)["models"].get(name)
     if entry is None:
         raise _not_installed(name, folder / f"{name}.pt")
@@ -362,30 +364,27 @@ def _load_demucs(name: str) -> nn.Module:
 
 
 # -- resolution -------------------------------------------------------------------------------
-def _load_file(path: Path) -> nn.Module:
+def _load_file(path: Path) -> Separator:
     if path.suffix == ".ckpt":
         model, info = model_from_checkpoint(path)
         hp = info["hyper_parameters"]
         inference = dict((hp.get("config") or {}).get("inference") or {})
-        model.inference_segment = float(inference.get("segment") or model.segment)
-        model.overlap = float(inference.get("overlap", DEFAULT_OVERLAP))
-        model.wb_info = {"kind": "checkpoint", "path": str(path), "name": hp["model_name"]}
-        return model
+        return Separator.from_model(
+            model, inference.get("segment"), inference.get("overlap"),
+            {"kind": "checkpoint", "path": str(path), "name": hp["model_name"]},
+        )  # fmt: skip
     model, data = load_model(path, models.BUILDERS)
     meta = data.get("meta", {})
-    if meta.get("segment"):
-        model.inference_segment = float(meta["segment"])
-    model.overlap = float(meta.get("overlap", DEFAULT_OVERLAP))
-    model.wb_info = {"kind": "file", "path": str(path), "name": meta.get("name"), "meta": meta}
-    return model
+    origin = {"kind": "file", "path": str(path), "name": meta.get("name"), "meta": meta}
+    return Separator.from_model(model, meta.get("segment"), meta.get("overlap"), origin)
 
 
 def load_separator(
     name_or_path: str | os.PathLike | None = None,
     device: torch.device | str = "cpu",
     pretrained_dir: str | os.PathLike | None = None,
-) -> nn.Module:
-    """Load a separation model ready for :func:`separation.inference.separate_tensor`.
+) -> Separator:
+    """Load a separation model as a :class:`~separation.separator.Separator`.
 
     Args:
         name_or_path: a model file from :func:`export`, a Lightning ``.ckpt`` of a training
@@ -396,10 +395,10 @@ def load_separator(
         pretrained_dir: the shipped-model folder (default ``separation/pretrained``).
 
     Returns:
-        An eval-mode module with forward ``(batch, channels, samples) -> (batch, n_sources,
-        channels, samples)`` and attributes ``sources``, ``samplerate`` (Hz),
-        ``audio_channels``, ``segment`` (seconds), ``overlap`` and ``wb_info`` (where it came
-        from), or a Demucs ``BagOfModels`` (use ``separate_tensor``, not ``forward``).
+        The separator: model in eval mode (forward ``(batch, channels, samples) -> (batch,
+        n_sources, channels, samples)``, or a Demucs ``BagOfModels``: use
+        :func:`separation.inference.separate_tensor`), sources, sample rate, channels, the
+        chunking stored with the model, and where it came from.
 
     Raises:
         WbError: unknown name (the message lists the choices), shipped model not installed,
@@ -409,21 +408,18 @@ def load_separator(
     name = str(name_or_path) if name_or_path is not None else DEFAULT_MODEL
     path = Path(name).expanduser()
     if path.is_file():
-        model = _load_file(path)
+        sep = _load_file(path)
     elif path.suffix in _MODEL_SUFFIXES or os.sep in name:
         raise WbError(f"{path}: no such model file")
     elif name in read_manifest(folder)["models"] or name == DEFAULT_MODEL:
-        model = _load_shipped(name, folder)
-        model.wb_info["kind"] = "shipped"
-        model.wb_info["name"] = name
+        sep = _load_shipped(name, folder)
+        sep = dataclasses.replace(sep, origin={**sep.origin, "kind": "shipped", "name": name})
     elif name in demucs_names():
-        model = _load_demucs(name)
-        model.overlap = DEFAULT_OVERLAP
-        model.wb_info = {"kind": "demucs", "name": name}
+        sep = Separator.from_model(_load_demucs(name), origin={"kind": "demucs", "name": name})
     else:
         shipped = sorted(read_manifest(folder)["models"]) or ["none installed"]
         raise WbError(
             f"unknown model {name!r}: not a file, not a shipped model ({', '.join(shipped)}), "
             f"not a pretrained Demucs name ({', '.join(demucs_names())})"
         )
-    return model.to(device)
+    return sep.to(device)

@@ -40,9 +40,10 @@ ENGINES = ("auto", "demucs", "ola")
 
 
 def model_segment(model: nn.Module) -> float | None:
-    """Default chunk length in seconds: ``model.inference_segment`` when set (from a model
-    file's meta), else ``model.segment``, else the shortest segment in a Demucs bag."""
-    seg = getattr(model, "inference_segment", None) or getattr(model, "segment", None)
+    """Default chunk length in seconds: ``model.segment`` (its training segment), else the
+    shortest segment in a Demucs bag (:class:`separation.separator.Separator` carries the
+    chunking stored with a model file)."""
+    seg = getattr(model, "segment", None)
     if seg is None and hasattr(model, "models"):
         segs = [getattr(m, "segment", None) for m in model.models]
         segs = [s for s in segs if s is not None]
@@ -356,7 +357,7 @@ def _plan(model: nn.Module, segment, overlap, engine: str) -> tuple[float, float
     """Checked ``(segment seconds, overlap, use_demucs)`` for ``model``."""
     if engine not in ENGINES:
         raise WbError(f"unknown inference engine {engine!r} (choose from {', '.join(ENGINES)})")
-    overlap = float(getattr(model, "overlap", DEFAULT_OVERLAP) if overlap is None else overlap)
+    overlap = float(DEFAULT_OVERLAP if overlap is None else overlap)
     if not 0.0 <= overlap < 1.0:
         raise WbError(f"overlap must be in [0, 1), got {overlap}")
     segment = check_segment(model, segment)
@@ -424,8 +425,7 @@ def separate_tensor(
             channels (:class:`StreamSeparator` / :func:`separate_audio` take any format).
         segment: chunk length in seconds; default :func:`model_segment`. HTDemucs cannot take
             chunks longer than its training segment.
-        overlap: chunk overlap fraction in ``[0, 1)``; default ``model.overlap`` if set, else
-            0.25.
+        overlap: chunk overlap fraction in ``[0, 1)``; default 0.25.
         shifts: Demucs "shift trick" (random time shifts averaged; Demucs models only). With
             ``shifts > 0`` the whole track goes through ``demucs.apply.apply_model(split=True)``
             (the shifts need the whole track); 0 keeps the output deterministic.

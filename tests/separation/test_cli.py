@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from separation import models
-from separation.cli import MARKER
+from separation.files import MARKER
 from wb import audio
 from wb.checkpoint import save_model
 from wb.cli import main
@@ -211,15 +211,17 @@ def test_segment_longer_than_htdemucs_training_is_usage_error(tmp_path, capsys):
 
 
 def test_streamed_files_equal_in_memory_separation_and_clip_loud_stems(tmp_path):
-    from separation.cli import write_track
+    from separation.files import separate_file
     from separation.inference import separate_audio
+    from separation.separator import Separator
 
     from .conftest import GainModel
 
     model = GainModel((30.0, 0.5))  # the first stem goes past full scale
+    sep = Separator.from_model(model)
     path = _write(tmp_path / "in.wav", 44100, 2, seconds=23.0)  # 3 blocks of 10 s
     x, _ = audio.load(path)
-    folder = write_track(model, path, tmp_path / "out", ["s0", "s1"], [path], "FLOAT")
+    folder = separate_file(sep, path, tmp_path / "out", ["s0", "s1"], subtype="FLOAT")
     ref = separate_audio(model, x, 44100, quiet=True)
     s0, sr0 = sf.read(folder / "s0.wav", dtype="float32", always_2d=True)
     s1, _ = sf.read(folder / "s1.wav", dtype="float32", always_2d=True)
@@ -227,7 +229,7 @@ def test_streamed_files_equal_in_memory_separation_and_clip_loud_stems(tmp_path)
     assert np.allclose(s1.T, ref[1].numpy(), atol=1e-6)  # FLOAT: exact, no clipping
     assert np.allclose(s0.T, ref[0].numpy(), atol=1e-6)
     with pytest.warns(UserWarning, match="s0.wav: peak .* exceeds 1.0; clipping"):
-        pcm = write_track(model, path, tmp_path / "pcm", ["s0"], [path], "PCM_16")
+        pcm = separate_file(sep, path, tmp_path / "pcm", ["s0"], subtype="PCM_16")
     y, _ = sf.read(pcm / "s0.wav", dtype="int16")
     # our fast float -> PCM_16 conversion gives the integers libsndfile itself writes
     sf.write(tmp_path / "ref.wav", np.clip(s0, -1, 1), 44100, subtype="PCM_16")

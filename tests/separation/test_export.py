@@ -34,8 +34,9 @@ def test_shipped_model_checksum_verified(tmp_path, model_file):
     installed = ex.install_pretrained(model_file, "satb", "test model", folder=folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["models"]["satb"]["sha256"] == file_digest(installed)
-    model = ex.load_separator(None, pretrained_dir=folder)  # default name: satb
-    assert model.sources == ["a", "b"] and model.wb_info["kind"] == "shipped"
+    sep = ex.load_separator(None, pretrained_dir=folder)  # default name: satb
+    assert sep.sources == ("a", "b") and sep.origin["kind"] == "shipped"
+    assert sep.segment == 0.5 and sep.overlap == 0.25
     installed.write_bytes(installed.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(WbError, match="checksum mismatch"):
         ex.load_separator("satb", pretrained_dir=folder)

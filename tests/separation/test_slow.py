@@ -25,7 +25,7 @@ def test_htdemucs_train_export_separate(stems_root, tmp_path):
     result = train(cfg, tmp_path / "run")
     assert result["epochs"] == 2
     path = export(result["best"], tmp_path / "ht.pt", half=True)
-    model = load_separator(path)
+    model = load_separator(path).model
     x = torch.randn(1, 3 * SR) * 0.1
     out = separate_tensor(model, x, quiet=True)  # through demucs.apply.apply_model
     assert out.shape == (2, 1, 3 * SR) and torch.isfinite(out).all()

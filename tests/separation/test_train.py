@@ -84,17 +84,18 @@ def test_export_roundtrip_bit_identical(trained_run, tmp_path):
     assert meta["segment"] == 0.5 and meta["overlap"] == 0.5 and meta["metrics"] == {"SI-SDR": 1.0}
     assert meta["config"]["model"]["name"] == "convtasnet" and "torch" in raw["versions"]
     loaded = load_separator(path)
-    assert loaded.overlap == 0.5 and loaded.inference_segment == 0.5
+    assert loaded.overlap == 0.5 and loaded.segment == 0.5 and loaded.origin["kind"] == "file"
+    assert loaded.sources == ("tone", "noise") and loaded.sample_rate == 8000
     x = torch.randn(2, 1, 4000)
     with torch.no_grad():
-        assert torch.equal(loaded(x), reference(x))
+        assert torch.equal(loaded.model(x), reference(x))
     half = export(ckpt, tmp_path / "half.pt", half=True)
     assert half.stat().st_size < path.stat().st_size
     with torch.no_grad():
-        assert torch.allclose(load_separator(half)(x), reference(x), atol=1e-2)
+        assert torch.allclose(load_separator(half).model(x), reference(x), atol=1e-2)
     # a training checkpoint is accepted directly too
     with torch.no_grad():
-        assert torch.equal(load_separator(ckpt)(x), reference(x))
+        assert torch.equal(load_separator(ckpt).model(x), reference(x))
 
 
 def test_time_stop_then_resume_equals_uninterrupted_run(trained_run, stems_root, tmp_path):

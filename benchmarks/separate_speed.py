@@ -47,7 +47,7 @@ MODES = ("bare", "tensor", "wb")
 def _model(name: str | None):
     """``(separator, description)``."""
     from separation import models
-    from separation.export import PRETRAINED_DIR, load_separator, read_manifest
+    from separation.hub import PRETRAINED_DIR, load_separator, read_manifest
     from separation.separator import Separator
 
     if name:

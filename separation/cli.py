@@ -102,8 +102,8 @@ def separate(
     wb separate song.mp3 --model htdemucs --stems vocals
     wb separate a.wav b.flac --model runs/satb/best.pt --out stems/
     """
-    from separation.export import load_separator
     from separation.files import separate_file
+    from separation.hub import load_separator
     from wb import audio
     from wb.progress import progress
 

@@ -200,7 +200,7 @@ def evaluate(
 
     Args:
         model: a :class:`~separation.separator.Separator`, a bare model, or anything
-            :func:`separation.export.load_separator` accepts (model file, training
+            :func:`separation.hub.load_separator` accepts (model file, training
             checkpoint, shipped or Demucs name).
         root: data set root (``<root>/<split>/<track>/{mixture,<source>...}.wav``).
         split: split to evaluate.
@@ -229,7 +229,7 @@ def evaluate(
     elif isinstance(model, Separator):
         sep = model
     else:
-        from separation.export import load_separator
+        from separation.hub import load_separator
 
         sep = load_separator(model, device=device)
     sep = sep.with_chunking(segment, overlap)

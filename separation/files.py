@@ -159,7 +159,7 @@ def separate_file(
     The stems go to a temporary folder renamed into place once every stem is complete.
 
     Args:
-        separator: the model and its chunking (:func:`separation.export.load_separator`).
+        separator: the model and its chunking (:func:`separation.hub.load_separator`).
         path: the input file (names the track folder); stems get its sample rate (Hz) and
             channel count.
         out_dir: output root folder.

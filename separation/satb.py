@@ -133,7 +133,7 @@ def export(ctx: StageContext) -> None:
         click.UsageError: no ``--run``.
     """
     from separation.export import export as export_model
-    from separation.export import install_pretrained
+    from separation.hub import install_pretrained
 
     args = ctx.args
     if not args["run"]:

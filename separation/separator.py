@@ -1,6 +1,6 @@
 """A loaded separation model and how to apply it: a value validated once.
 
-:func:`separation.export.load_separator` returns a :class:`Separator`;
+:func:`separation.hub.load_separator` returns a :class:`Separator`;
 :func:`separation.files.separate_file` and :mod:`separation.evaluate` take one. The model
 itself is any module with forward ``(batch, channels, samples) -> (batch, n_sources,
 channels, samples)`` (:mod:`separation.models`) or a Demucs model or ``BagOfModels``

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from separation import export as ex
+from separation import hub as ex
 from separation import models
 from wb.checkpoint import save_model
 from wb.errors import WbError

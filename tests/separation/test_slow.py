@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from separation.export import export, load_separator
+from separation.export import export
+from separation.hub import load_separator
 from separation.inference import separate_tensor
 from separation.train import train
 from wb import audio

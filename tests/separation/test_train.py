@@ -8,7 +8,8 @@ import pytest
 import torch
 import yaml
 
-from separation.export import export, load_separator, model_from_checkpoint
+from separation.export import export, model_from_checkpoint
+from separation.hub import load_separator
 from separation.train import init_weights, resolve_model, train, train_settings
 from wb.errors import ConfigError, WbError
 

@@ -108,7 +108,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from classify.cache import AudioCache
-    from classify.cv import resolve_config
+    from classify.config import resolve_config
     from classify.datasets import get_dataset
 
     cfg = resolve_config("fsdd")

@@ -107,7 +107,8 @@ def classify(
     import time
     from pathlib import Path
 
-    from classify.cv import resolve_config, run_cv
+    from classify.config import resolve_config
+    from classify.cv import run_cv
 
     cfg = resolve_config(dataset, model, overrides, epochs, protocol, config_path)
     if sha256:
@@ -178,7 +179,8 @@ def prepare_cmd(
     overrides: tuple[str, ...], config_path: str | None,
 ) -> None:  # fmt: skip
     """Check (or download) a dataset and build its decoded-audio cache."""
-    from classify.cv import open_audio, resolve_config
+    from classify.config import resolve_config
+    from classify.cv import open_audio
     from classify.datasets import get_dataset
 
     name = names.dataset(name)
@@ -202,7 +204,7 @@ def table_cmd(runs: tuple[str, ...], per_fold: bool) -> None:
     (mean ± std over folds), the train/validation accuracy gap at the best epoch, wall time.
     With --per-fold: the test accuracy of every fold and the mean.
     """
-    from classify.cv import fold_table, results_table
+    from classify.reports import fold_table, results_table
 
     click.echo(fold_table(runs) if per_fold else results_table(runs))
 
@@ -220,7 +222,7 @@ def ensemble_cmd(runs: tuple[str, ...], out_dir: str) -> None:
     \b
     wb classify ensemble runs/fsdd-loso-cnn runs/fsdd-loso-cnn-seed1 --out runs/fsdd-loso-ens
     """
-    from classify.cv import ensemble_runs
+    from classify.ensemble import ensemble_runs
 
     m = ensemble_runs(runs, out_dir)
     for f in m["folds"]:

@@ -19,9 +19,7 @@ Run folder (``out``)::
 
 from __future__ import annotations
 
-import inspect
 import os
-import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -30,133 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from classify.augment import GROUPS as AUGMENTATIONS
-from classify.frontends import Frontend, LengthPolicy
+from classify.config import defaults, head_config
 from classify.metrics import (
     confusion_matrix,
-    mean_std,
-    plot_confusion,
-    plot_curves,
     scores,
-    write_confusion_csv,
 )
-from classify.train import FoldResult, Say, TrainConfig, _stderr, train_fold
-from wb import names, paths
-from wb.config import apply_overrides, config_differences, load_yaml, merge, save_yaml
+from classify.reports import _write_plots, fold_slug, summarize
+from classify.train import FoldResult, Say, _stderr, train_fold
+from wb import paths
+from wb.config import config_differences, load_yaml, merge, save_yaml
 from wb.errors import ConfigError, WbError
 from wb.runs import atomic_write, write_json
-
-HEAD_NAMES = names.CLASSIFIER_HEADS
-
-
-def _signature_defaults(fn, skip: Sequence[str] = ()) -> dict[str, Any]:
-    """Keyword defaults of ``fn`` as plain YAML values (tuples become lists)."""
-    out = {}
-    for name, p in inspect.signature(fn).parameters.items():
-        if name in skip or p.default is inspect.Parameter.empty or name == "self":
-            continue
-        out[name] = list(p.default) if isinstance(p.default, tuple) else p.default
-    return out
-
-
-def defaults() -> dict[str, Any]:
-    """The complete default config; a recipe's ``conf.yml`` is merged over it.
-
-    Every group lists every constructor argument with its default, so any of them can be set
-    with ``--set group.key=value``; ``null`` sample rate / duration mean "the dataset's
-    recommendation".
-    """
-    from classify.models import head_class
-
-    train = _signature_defaults(TrainConfig)
-    data = _signature_defaults(LengthPolicy)
-    data["seconds"] = None
-    frontend = _signature_defaults(Frontend.__init__)
-    frontend["sample_rate"] = None
-    frontend["normalize"] = True
-    augment = {
-        name: _signature_defaults(cls.__init__, skip=("sample_rate",))
-        for name, cls in AUGMENTATIONS.items()
-    }
-    model: dict[str, Any] = {"name": "cnn"}
-    for name in HEAD_NAMES:
-        model[name] = _signature_defaults(
-            head_class(name).__init__, skip=("n_classes", "n_bins", "n_frames")
-        )
-    return {
-        "dataset_options": {},
-        "protocol": None,
-        "extra_train": None,
-        "cache_dir": None,
-        "data": data,
-        "frontend": frontend,
-        "augment": augment,
-        "model": model,
-        "train": train,
-        "per_model": {},
-    }
-
-
-def recipe_config_path(dataset: str) -> Path | None:
-    """``recipes/<dataset>/conf.yml`` when the recipe exists, else ``None``."""
-    import recipes
-
-    p = Path(recipes.__file__).parent / dataset / "conf.yml"
-    return p if p.is_file() else None
-
-
-def resolve_config(
-    dataset: str,
-    model: str | None = None,
-    overrides: Sequence[str] = (),
-    epochs: int | None = None,
-    protocol: str | None = None,
-    config_path: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """Build the run config: defaults <- recipe conf.yml <- per-model block <- overrides.
-
-    ``model`` (``--model``), ``epochs`` (``--epochs``) and ``protocol`` (``--protocol``) set
-    ``model.name``, ``train.epochs`` and ``protocol``; then the ``--set`` overrides apply.
-    Both win over the recipe's per-model block (``per_model: {<head>: {group: {key: value}}}``)
-    which is merged over the groups when that head is selected.
-
-    Returns:
-        the resolved config tree (``model.name`` selects the head; ``model.<name>`` holds its
-        kwargs; see :func:`head_config`).
-
-    Raises:
-        ConfigError: unknown keys, invalid YAML, unknown model name.
-    """
-    path = Path(config_path) if config_path else recipe_config_path(dataset)
-    base = merge(defaults(), load_yaml(path) if path else {})
-    base["dataset"] = dataset
-
-    def explicit(cfg: dict[str, Any]) -> dict[str, Any]:
-        cfg = merge(cfg, {})
-        if model is not None:
-            cfg["model"]["name"] = model
-        if epochs is not None:
-            cfg["train"]["epochs"] = int(epochs)
-        if protocol is not None:
-            cfg["protocol"] = protocol
-        return apply_overrides(cfg, overrides)
-
-    name = explicit(base)["model"].get("name")
-    if name not in HEAD_NAMES:
-        raise ConfigError(f"unknown model {name!r} (choose from {', '.join(HEAD_NAMES)})")
-    per = (base.get("per_model") or {}).get(name) or {}
-    if not isinstance(per, dict):
-        raise ConfigError(f"per_model.{name} must be a mapping of config groups")
-    return explicit(merge(base, per))
-
-
-def head_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``{"name": head, **kwargs}`` for :class:`~classify.models.Classifier` from ``cfg``."""
-    name = cfg["model"]["name"]
-    kwargs = cfg["model"].get(name) or {}
-    if not isinstance(kwargs, dict):
-        raise ConfigError(f"model.{name} must be a mapping of the head's options")
-    return {"name": name, **kwargs}
 
 
 def select_splits(splits: list, folds: Sequence[str] | str | None) -> list:
@@ -188,10 +70,6 @@ def select_splits(splits: list, folds: Sequence[str] | str | None) -> list:
         if s not in out:
             out.append(s)
     return out
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "fold"
 
 
 def _rank() -> int:
@@ -279,7 +157,7 @@ def run_cv(
     t0 = time.time()
     results: list[FoldResult] = []
     for split in splits:
-        fold_dir = out / "folds" / _slug(split.name)
+        fold_dir = out / "folds" / fold_slug(split.name)
         res = train_fold(ds, audio, split, fold_cfg, fold_dir, resume=resume, say=say)
         if rank0:
             acc = scores(confusion_matrix(res.test_labels, res.test_logits.argmax(-1),
@@ -431,266 +309,3 @@ def add_extra_train(ds, audio, splits: list, cfg: dict[str, Any], say: Say = _st
     for s in out:
         check_split(combined, s)
     return combined, ConcatAudio(audio, extra_audio), out
-
-
-def summarize(ds, model: str, results: list[FoldResult]) -> tuple[dict, dict]:
-    """``metrics.json`` (exact schema) and ``details.json`` dictionaries from fold results."""
-    n = len(ds.classes)
-    folds, det_folds = [], []
-    total = np.zeros((n, n), dtype=np.int64)
-    for r in results:
-        cm = confusion_matrix(r.test_labels, np.asarray(r.test_logits).argmax(-1), n)
-        total += cm
-        s = scores(cm)
-        folds.append({
-            "fold": str(r.name), "accuracy": float(s["accuracy"]),
-            "macro_f1": float(s["macro_f1"]), "n_test": int(len(r.test_labels)),
-        })  # fmt: skip
-        det_folds.append({
-            "fold": r.name, "accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
-            "n_test": len(r.test_labels), "n_train": r.n_train, "n_val": r.n_val,
-            "per_class": {
-                c: {"precision": s["precision"][k], "recall": s["recall"][k],
-                    "f1": s["f1"][k], "support": s["support"][k]}
-                for k, c in enumerate(ds.classes)
-            },
-            "confusion": cm.tolist(), "best_epoch": r.best_epoch, "epochs_run": r.epochs_run,
-            "gap_at_best_epoch": r.gap, "val_accuracy": _nan_none(r.val_accuracy),
-            "seconds": r.seconds, **r.extra,
-        })  # fmt: skip
-    acc_m, acc_s = mean_std([f["accuracy"] for f in folds])
-    f1_m, f1_s = mean_std([f["macro_f1"] for f in folds])
-    metrics = {
-        "dataset": str(ds.name),
-        "model": str(model),
-        "folds": folds,
-        "mean": {"accuracy": acc_m, "macro_f1": f1_m},
-        "std": {"accuracy": acc_s, "macro_f1": f1_s},
-    }
-    gaps = {
-        k: mean_std([r.gap[k] for r in results if r.gap and not np.isnan(r.gap.get(k, np.nan))])
-        for k in ("loss_gap", "acc_gap")
-    }
-    pooled = scores(total)
-    details = {
-        "dataset": ds.name, "model": model, "classes": list(ds.classes), "folds": det_folds,
-        "pooled": {"accuracy": pooled["accuracy"], "macro_f1": pooled["macro_f1"],
-                   "confusion": total.tolist()},
-        "gap_at_best_epoch": {k: {"mean": m, "std": s} for k, (m, s) in gaps.items()},
-        "std_definition": "population standard deviation over folds (ddof=0)",
-    }  # fmt: skip
-    return metrics, details
-
-
-def _nan_none(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
-
-
-def _write_plots(out: Path, classes: list[str], results: list[FoldResult]) -> None:
-    n = len(classes)
-    total = np.zeros((n, n), dtype=np.int64)
-    for r in results:
-        cm = confusion_matrix(r.test_labels, np.asarray(r.test_logits).argmax(-1), n)
-        total += cm
-        slug = _slug(r.name)
-        acc = scores(cm)["accuracy"]
-        write_confusion_csv(out / f"confusion_{slug}.csv", cm, classes)
-        plot_confusion(out / f"confusion_{slug}.png", cm, classes, f"{r.name}: accuracy {acc:.3f}")
-        if r.history:
-            plot_curves(out / f"curves_{slug}.png", r.history, r.name)
-    if len(results) > 1:
-        acc = scores(total)["accuracy"]
-        write_confusion_csv(out / "confusion_all.csv", total, classes)
-        plot_confusion(out / "confusion_all.png", total, classes, f"all folds: accuracy {acc:.3f}")
-
-
-def results_table(runs: Sequence[str | os.PathLike]) -> str:
-    """Markdown table of run folders written by :func:`run_cv` (or :func:`ensemble_runs`),
-    one row per folder, named by the folder. The wall time is the sum of the folds' training
-    and scoring times (for an ensemble, of its members'), so it is right for resumed runs.
-
-    Raises:
-        WbError: a folder without ``metrics.json``.
-    """
-
-    import yaml
-
-    head = (
-        "| run | dataset | protocol | model | params | folds | accuracy (mean ± std) "
-        "| macro-F1 (mean ± std) | train−val acc gap | wall time |\n"
-        "|---|---|---|---|---:|---:|---|---|---:|---:|"
-    )
-    rows = [head]
-    for run in runs:
-        run = Path(run)
-        m = _run_metrics(run)
-        d = _read_json(run / "details.json")
-        cfg = (
-            yaml.safe_load((run / "config.yml").read_text())
-            if (run / "config.yml").is_file()
-            else {}
-        )
-        params = (d.get("folds") or [{}])[0].get("n_parameters")
-        gap = (d.get("gap_at_best_epoch") or {}).get("acc_gap") or {}
-        fold_seconds = [f.get("seconds") for f in d.get("folds") or []]
-        # the folds' own times add up correctly when a run was resumed or folds were reused
-        wall = sum(fold_seconds) if fold_seconds and None not in fold_seconds else None
-        wall = wall or d.get("wall_seconds")
-        cells = [
-            run.resolve().name,
-            m["dataset"],
-            str((cfg or {}).get("protocol") or d.get("protocol", "?")),
-            _short_model(m["model"]),
-            f"{params:,}" if params else "?",
-            str(len(m["folds"])),
-            f"{100 * m['mean']['accuracy']:.2f} ± {100 * m['std']['accuracy']:.2f} %",
-            f"{100 * m['mean']['macro_f1']:.2f} ± {100 * m['std']['macro_f1']:.2f} %",
-            f"{100 * gap['mean']:+.2f} %" if gap.get("mean") is not None else "-",
-            f"{wall / 60:.1f} min" if wall else "-",
-        ]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
-def _run_metrics(run: Path) -> dict:
-    if not (run / "metrics.json").is_file():
-        raise WbError(f"{run}: no metrics.json (not a finished wb classify run)")
-    return _read_json(run / "metrics.json")
-
-
-def fold_table(runs: Sequence[str | os.PathLike]) -> str:
-    """Markdown table of test accuracy per fold: one row per run folder, one column per fold
-    (in the order of the first run), then the mean; a fold a run lacks shows ``-``.
-
-    Raises:
-        WbError: a folder without ``metrics.json``.
-    """
-    metrics = []
-    for run in runs:
-        metrics.append((Path(run).resolve().name, _run_metrics(Path(run))))
-    names: list[str] = []
-    for _, m in metrics:
-        names += [f["fold"] for f in m["folds"] if f["fold"] not in names]
-    rows = [
-        "| run | " + " | ".join(names) + " | mean |",
-        "|---|" + "---:|" * (len(names) + 1),
-    ]
-    for name, m in metrics:
-        acc = {f["fold"]: f["accuracy"] for f in m["folds"]}
-        cells = [f"{100 * acc[n]:.1f}" if n in acc else "-" for n in names]
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {100 * m['mean']['accuracy']:.2f} |")
-    return "\n".join(rows)
-
-
-def _short_model(model: str) -> str:
-    """``ensemble(a+b+c)`` -> ``ensemble of 3`` (the run column names the folder)."""
-    return f"ensemble of {model.count('+') + 1}" if model.startswith("ensemble(") else model
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def ensemble_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict:
-    """Score the probability average of finished runs on their common test folds.
-
-    Each member's clip logits on every test fold (``folds/<fold>/result.json``) are turned
-    into class probabilities (softmax), the members' probabilities are averaged with equal
-    weights, and the average is scored like a single run. The members are fixed before
-    looking at test scores (e.g. every head, or several seeds of one head); choosing them by
-    their test-fold accuracy would make the figure optimistic.
-
-    Args:
-        runs: two or more run folders written by :func:`run_cv` on the same dataset,
-            protocol and folds.
-        out: folder for ``metrics.json`` (the schema of :func:`run_cv`; ``model`` is
-            ``"ensemble(<member models>)"``), ``details.json`` (with the member folders) and
-            the confusion matrices.
-
-    Returns:
-        the ``metrics.json`` dictionary.
-
-    Raises:
-        WbError: fewer than two runs, a run without finished folds, or runs whose dataset,
-            classes, fold names or test clips differ.
-    """
-    import json
-    from types import SimpleNamespace
-
-    if len(runs) < 2:
-        raise WbError("an ensemble needs at least two run folders")
-    out = Path(out)
-    for run in map(Path, runs):
-        if run.resolve() == out.resolve() or run.resolve() in out.resolve().parents:
-            raise WbError(f"--out {out} is (inside) the input run {run}; choose another folder")
-    if out.is_dir() and any(out.iterdir()) and "members" not in _read_json(out / "details.json"):
-        raise WbError(f"--out {out}: not empty and not an earlier ensemble; choose another folder")
-    members = []
-    for run in map(Path, runs):
-        files = sorted((run / "folds").glob("*/result.json"))
-        meta = _read_json(run / "details.json")
-        if not files or not meta:
-            raise WbError(f"{run}: no finished folds (folds/*/result.json, details.json)")
-        folds = {}
-        for f in files:
-            r = FoldResult.from_json(json.loads(f.read_text()))
-            folds[r.name] = r
-        members.append((run, meta, folds))
-    run0, meta0, folds0 = members[0]
-    for run, meta, folds in members[1:]:
-        for key in ("dataset", "classes"):
-            if meta.get(key) != meta0.get(key):
-                raise WbError(f"{run}: {key} {meta.get(key)!r} differs from {run0}'s")
-        if set(folds) != set(folds0):
-            raise WbError(f"{run}: folds {sorted(folds)} differ from {run0}'s {sorted(folds0)}")
-    results = []
-    for name in [f["fold"] for f in meta0["folds"] if f["fold"] in folds0]:
-        ref = folds0[name]
-        prob = np.zeros_like(np.asarray(ref.test_logits, dtype=np.float64))
-        for run, _, folds in members:
-            r = folds[name]
-            if list(r.test_indices) != list(ref.test_indices):
-                raise WbError(f"{run}: fold {name} has other test clips than {run0}")
-            z = np.asarray(r.test_logits, dtype=np.float64)
-            z = np.exp(z - z.max(axis=-1, keepdims=True))
-            prob += z / z.sum(axis=-1, keepdims=True)
-        prob /= len(members)
-        results.append(
-            FoldResult(
-                name=name,
-                test_indices=list(ref.test_indices),
-                test_logits=np.log(np.maximum(prob, 1e-12)),
-                test_labels=list(ref.test_labels),
-                best_epoch=-1,
-                epochs_run=0,
-                gap={},
-                history=[],
-                n_train=ref.n_train,
-                n_val=ref.n_val,
-                seconds=sum(f[name].seconds for _, _, f in members),
-                model_path="",
-            )  # fmt: skip
-        )
-    ds = SimpleNamespace(name=meta0["dataset"], classes=list(meta0["classes"]))
-    model = "ensemble(" + "+".join(run.name for run, _, _ in members) + ")"
-    metrics, details = summarize(ds, model, results)
-    details["members"] = [str(run) for run, _, _ in members]
-    details["member_models"] = [m.get("model") for _, m, _ in members]
-    details["gap_at_best_epoch"] = {"note": "not defined for an ensemble"}
-    for fold in details["folds"]:
-        fold.update(gap_at_best_epoch=None, best_epoch=None)
-        fold["n_parameters"] = sum(
-            int(f.get("n_parameters") or 0)
-            for _, m, _ in members
-            for f in m["folds"]
-            if f["fold"] == fold["fold"]
-        )
-    details["protocol"] = meta0.get("protocol")
-    details["wall_seconds"] = sum(float(m.get("wall_seconds") or 0.0) for _, m, _ in members)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", metrics)
-    write_json(out / "details.json", details)
-    _write_plots(out, ds.classes, results)
-    return metrics

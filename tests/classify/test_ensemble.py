@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classify.cv import ensemble_runs
+from classify.ensemble import ensemble_runs
 from classify.train import FoldResult
 from wb.cli import main
 from wb.errors import WbError

@@ -15,14 +15,28 @@ DATASETS = names.DATASETS
 MODELS = names.CLASSIFIER_HEADS
 
 
+def _data_options(func):
+    """``--data-dir``, ``--download``, ``--sha256``, ``--set`` and ``--config``: the options
+    training and ``prepare`` share (defined once)."""
+    options = [
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Dataset folder (default: the adapter's default location)."),
+        click.option("--download", is_flag=True, help="Download the dataset when it is missing."),
+        click.option("--sha256", default=None,
+                     help="Expected SHA-256 of the downloaded archive."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Config override, e.g. --set train.lr=3e-4."),
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                     help="Config file instead of recipes/<dataset>/conf.yml."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.group("classify", invoke_without_command=True)
 @click.option("--dataset", default=None, help="Dataset: " + ", ".join(DATASETS) + ".")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Dataset folder (default: the adapter's default location).",
-)
+@_data_options
 @click.option(
     "--model",
     type=click.Choice(MODELS),
@@ -51,22 +65,6 @@ MODELS = names.CLASSIFIER_HEADS
     default=None,
     help="Run folder (default: runs/classify/<dataset>-<model>-<time>).",
 )
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Config override, e.g. --set train.lr=3e-4 --set model.cnn.widths=[16,32].",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Config file instead of recipes/<dataset>/conf.yml.",
-)
-@click.option("--download", is_flag=True, help="Download the dataset when it is missing.")
-@click.option("--sha256", default=None, help="Expected SHA-256 of the downloaded archive.")
 @click.option(
     "--resume",
     is_flag=True,
@@ -152,28 +150,7 @@ def predict_cmd(files: tuple[str, ...], checkpoint: str, top_k: int) -> None:
 
 @classify.command("prepare")
 @click.option("--dataset", "name", required=True, help="Dataset: " + ", ".join(DATASETS) + ".")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Dataset folder (default: the adapter's default location).",
-)
-@click.option("--download", is_flag=True, help="Download the dataset when it is missing.")
-@click.option("--sha256", default=None, help="Expected SHA-256 of the downloaded archive.")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Config override (e.g. frontend.sample_rate=16000, cache_dir=...).",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Config file instead of recipes/<dataset>/conf.yml.",
-)
+@_data_options
 def prepare_cmd(
     name: str, data_dir: str | None, download: bool, sha256: str | None,
     overrides: tuple[str, ...], config_path: str | None,

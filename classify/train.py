@@ -352,6 +352,41 @@ class EpochLine(pl.Callback):
         )
 
 
+class ClipDataModule(pl.LightningDataModule):
+    """Loaders of one fold: seeded, DDP-sharded training clips and whole validation clips.
+
+    Args:
+        train_set: :class:`TrainClips` (items ``(index, epoch)`` from the sampler).
+        val_set: :class:`EvalClips` or ``None`` (no validation).
+        tcfg: the fold's :class:`TrainConfig` (batch sizes, workers, seed).
+    """
+
+    def __init__(self, train_set: TrainClips, val_set: EvalClips | None, tcfg: TrainConfig):
+        super().__init__()
+        self.train_set, self.val_set, self.tcfg = train_set, val_set, tcfg
+
+    def train_dataloader(self) -> DataLoader:
+        """Batches of augmented training clips, a new seeded order every epoch."""
+        tr, t = self.trainer, self.tcfg
+        sampler = EpochSampler(
+            len(self.train_set), t.seed, shuffle=True,
+            rank=tr.global_rank if tr else 0, world=tr.world_size if tr else 1,
+        )  # fmt: skip
+        return DataLoader(
+            self.train_set, batch_size=t.batch_size, sampler=sampler, drop_last=False,
+            num_workers=t.num_workers, persistent_workers=t.num_workers > 0,
+        )  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Whole validation clips as window batches (none without a validation set)."""
+        if self.val_set is None:
+            return []
+        return DataLoader(
+            self.val_set, batch_size=self.tcfg.eval_batch_size, collate_fn=eval_collate,
+            num_workers=self.tcfg.num_workers,
+        )  # fmt: skip
+
+
 def _train_fold(
     dataset,
     audio,
@@ -441,26 +476,6 @@ def _train_fold(
     train_set = TrainClips(audio, train_idx, labels, n_samples, policy, tcfg.seed)
     val_set = EvalClips(audio, val_idx, labels, n_samples, policy, hop) if val_idx else None
 
-    class Data(pl.LightningDataModule):
-        def train_dataloader(self):
-            tr = self.trainer
-            sampler = EpochSampler(
-                len(train_set), tcfg.seed, shuffle=True,
-                rank=tr.global_rank if tr else 0, world=tr.world_size if tr else 1,
-            )  # fmt: skip
-            return DataLoader(
-                train_set, batch_size=tcfg.batch_size, sampler=sampler, drop_last=False,
-                num_workers=tcfg.num_workers, persistent_workers=tcfg.num_workers > 0,
-            )  # fmt: skip
-
-        def val_dataloader(self):
-            if val_set is None:
-                return []
-            return DataLoader(
-                val_set, batch_size=tcfg.eval_batch_size, collate_fn=eval_collate,
-                num_workers=tcfg.num_workers,
-            )  # fmt: skip
-
     ckpt_dir = fold_dir / "checkpoints"
     monitor = tcfg.monitor if val_idx else "train/loss"
     mode = MONITORS.get(monitor, "min")
@@ -496,7 +511,7 @@ def _train_fold(
         say(f"[{split.name}] resuming from {last}")
     elif ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)
-    fit(trainer, system, Data(), ckpt_path)
+    fit(trainer, system, ClipDataModule(train_set, val_set, tcfg), ckpt_path)
     if not trainer.is_global_zero:
         return FoldResult(split.name, [], np.zeros((0, n_classes)), [], 0, 0, {}, [], 0, 0, 0, "")
 

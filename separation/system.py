@@ -32,11 +32,16 @@ SILENT = 1e-6  # a reference segment with zero-mean energy <= SILENT has no SI-S
 
 
 class SeparationSystem(pl.LightningModule):
-    """LightningModule training a :mod:`separation.models` model.
+    """LightningModule training a separation model it receives (asteroid's ``System`` habit):
+    it holds only the steps and metrics.
 
     Args:
-        model_name: registry name (``convtasnet``, ``hdemucs``, ``htdemucs``).
-        model_kwargs: the model constructor's kwargs (the YAML ``model:`` group minus ``name``).
+        model: the model, forward ``(batch, channels, samples) -> (batch, n_sources,
+            channels, samples)`` (:func:`separation.models.build`; :meth:`build` makes both).
+        model_name: the model's registry name, and
+        model_kwargs: its constructor kwargs (the YAML ``model:`` group minus ``name``): with
+            ``sources``, ``sample_rate`` and ``audio_channels`` they are saved as the
+            checkpoint's hyper-parameters, so export can rebuild the model.
         sources: source names in output order.
         sample_rate: Hz.
         audio_channels: 1 or 2.
@@ -52,6 +57,7 @@ class SeparationSystem(pl.LightningModule):
 
     def __init__(
         self,
+        model: torch.nn.Module,
         model_name: str,
         model_kwargs: Mapping[str, Any],
         sources: Sequence[str],
@@ -65,11 +71,9 @@ class SeparationSystem(pl.LightningModule):
         super().__init__()
         self.optim = OptimConfig(**{"lr": 3e-4, **dict(optim or {})})
         self.optim.check(SCHEDULES)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["model"])
         self.sources = list(sources)
-        self.model = models.build(
-            model_name, self.sources, sample_rate, audio_channels, **dict(model_kwargs)
-        )
+        self.model = model
         self.criterion = SeparationLoss(loss, pit)
         # nan_strategy=NaN replaces a NaN by NaN: it propagates to the epoch's value instead of
         # being dropped ("ignore"), so a diverged model cannot look good
@@ -79,6 +83,24 @@ class SeparationSystem(pl.LightningModule):
             MeanMetric(nan_strategy=_KEEP_NAN) for _ in self.sources
         )
         self.last_epoch_summary: dict[str, float] = {}
+
+    @classmethod
+    def build(
+        cls,
+        model_name: str,
+        model_kwargs: Mapping[str, Any],
+        sources: Sequence[str],
+        sample_rate: int,
+        audio_channels: int = 1,
+        **kwargs: Any,
+    ) -> SeparationSystem:
+        """Build the registry model ``model_name`` and the system around it.
+
+        Raises:
+            WbError: unknown model. ConfigError: invalid kwargs, loss or schedule.
+        """
+        model = models.build(model_name, sources, sample_rate, audio_channels, **model_kwargs)
+        return cls(model, model_name, model_kwargs, sources, sample_rate, audio_channels, **kwargs)
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, samples)`` -> ``(batch, n_sources, channels, samples)``."""

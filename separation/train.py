@@ -341,7 +341,7 @@ def train(
     if settings["threads"]:
         torch.set_num_threads(int(settings["threads"]))
     pl.seed_everything(int(settings["seed"]), workers=True, verbose=False)
-    system = SeparationSystem(
+    system = SeparationSystem.build(
         model_name=setup["name"],
         model_kwargs=setup["kwargs"],
         sources=setup["sources"],

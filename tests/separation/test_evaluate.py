@@ -107,7 +107,7 @@ def test_validation_counts_a_dropped_source_and_skips_silent_references():
     from .conftest import TINY_TASNET
 
     kwargs = {k: v for k, v in TINY_TASNET.items() if k != "name"}
-    system = SeparationSystem("convtasnet", kwargs, ["a", "b"], SR)
+    system = SeparationSystem.build("convtasnet", kwargs, ["a", "b"], SR)
     system.model = GainModel(gains=(1.0, 0.0))  # estimate of b: silence
     refs = orthogonal_sources(0.0, n=SR // 2)
     sources = torch.stack([refs, refs.clone()])  # (batch 2, sources 2, 1, samples)
@@ -125,7 +125,7 @@ def test_validation_of_a_nan_model_is_nan_not_the_other_sources():
     from .conftest import TINY_TASNET
 
     kwargs = {k: v for k, v in TINY_TASNET.items() if k != "name"}
-    system = SeparationSystem("convtasnet", kwargs, ["a", "b"], SR)
+    system = SeparationSystem.build("convtasnet", kwargs, ["a", "b"], SR)
     system.model = GainModel(gains=(1.0, float("nan")))
     sources = orthogonal_sources(0.0, n=SR // 2)[None]
     system.validation_step((sources.sum(1), sources), 0)

@@ -2,9 +2,11 @@
 
 A recipe's ``conf.yml`` is a nested mapping whose groups map 1:1 to constructor kwargs
 (speechbrain / lightning-hydra-template habit). Overrides are ``a.b.c=value`` strings whose
-value is parsed as YAML (``lr=1e-3``, ``model.channels=16``, ``sources=[soprano,bass]``).
-Only keys that already exist may be overridden, so a typo is an error, not a silent no-op;
-``+a.b=value`` adds a new key on purpose.
+value is parsed as YAML 1.2 (``lr=1e-3`` is a float, ``model.channels=16``,
+``sources=[soprano,bass]``). Merging and overriding go through OmegaConf: overrides are applied
+in struct mode, so only keys that already exist may be set and a typo is an error, not a silent
+no-op (``+a.b=value`` adds a new key on purpose), and ``${group.key}`` interpolations resolve.
+Results are plain dicts and lists, ready to become constructor kwargs.
 """
 
 from __future__ import annotations
@@ -68,29 +70,52 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def _omega(cfg: Mapping[str, Any]):
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.create(copy.deepcopy(dict(cfg)))
+    except Exception as exc:  # noqa: BLE001 - omegaconf raises its own hierarchy
+        raise ConfigError(f"config: {' '.join(str(exc).split())[:160]}") from None
+
+
+def _plain(conf) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.to_container(conf, resolve=True)
+    except Exception as exc:  # noqa: BLE001 - an interpolation that does not resolve
+        raise ConfigError(f"config: {' '.join(str(exc).split())[:160]}") from None
+
+
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``update`` into a copy of ``base`` (mappings merge, other values replace)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    """Deep-merge ``update`` into a copy of ``base`` with :func:`omegaconf.OmegaConf.merge`
+    (mappings merge, other values and lists replace; ``${...}`` interpolations resolve).
+
+    Raises:
+        ConfigError: a value OmegaConf cannot hold, or an interpolation that does not resolve.
+    """
+    from omegaconf import OmegaConf
+
+    return _plain(OmegaConf.merge(_omega(base), _omega(update)))
 
 
 def apply_overrides(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a copy of ``cfg`` with ``key.sub=value`` overrides applied.
+    """Return a copy of ``cfg`` with ``key.sub=value`` overrides applied (OmegaConf struct
+    mode: existing keys only, unless the key starts with ``+``).
 
     Args:
         cfg: nested mapping.
         overrides: strings ``dotted.key=yaml_value``; a leading ``+`` allows a new key.
 
     Raises:
-        ConfigError: malformed override, unknown key (without ``+``), or indexing into a
-            non-mapping.
+        ConfigError: malformed override, unknown key (without ``+``; the message lists the
+            keys known at that level), or indexing into a non-mapping.
     """
-    out = copy.deepcopy(dict(cfg))
+    from omegaconf import OmegaConf, open_dict
+
+    conf = _omega(cfg)
+    OmegaConf.set_struct(conf, True)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value")
@@ -103,25 +128,34 @@ def apply_overrides(cfg: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
             value = parse_value(raw) if raw.strip() else ""
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: value is not valid YAML") from None
-        node = out
-        parts = key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            if part not in node:
-                if not allow_new:
-                    raise ConfigError(
-                        f"override {item!r}: unknown key {'.'.join(parts[: depth + 1])!r}"
-                    )
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                raise ConfigError(
-                    f"override {item!r}: {'.'.join(parts[: depth + 1])!r} is not a group"
-                )
-        if parts[-1] not in node and not allow_new:
-            known = ", ".join(sorted(node)) or "none"
-            raise ConfigError(f"override {item!r}: unknown key {key!r} (known here: {known})")
-        node[parts[-1]] = value
-    return out
+        _check_path(conf, key, item, allow_new)
+        if allow_new:
+            with open_dict(conf):
+                OmegaConf.update(conf, key, value, merge=False, force_add=True)
+        else:
+            OmegaConf.update(conf, key, value, merge=False)
+    return _plain(conf)
+
+
+def _check_path(conf, key: str, item: str, allow_new: bool) -> None:
+    """One-line errors for an override path: unknown keys (with the known ones) and paths
+    through values that are not groups."""
+    from omegaconf import DictConfig
+
+    node, parts = conf, key.split(".")
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[: depth + 1])
+        if not isinstance(node, DictConfig):
+            raise ConfigError(f"override {item!r}: {'.'.join(parts[:depth])!r} is not a group")
+        if part not in node:
+            if allow_new:
+                return
+            if depth == len(parts) - 1:
+                known = ", ".join(sorted(str(k) for k in node)) or "none"
+                raise ConfigError(f"override {item!r}: unknown key {key!r} (known here: {known})")
+            raise ConfigError(f"override {item!r}: unknown key {where!r}")
+        if depth < len(parts) - 1:
+            node = node.get(part)
 
 
 def save_yaml(cfg: Mapping[str, Any], path: str | os.PathLike) -> Path:

@@ -40,3 +40,15 @@ def test_save_load_roundtrip(tmp_path):
         load_yaml(tmp_path / "bad.yml")
     with pytest.raises(ConfigError, match="no such config"):
         load_yaml(tmp_path / "missing.yml")
+
+
+def test_interpolations_resolve_and_struct_mode_refuses_new_keys():
+    base = {"data": {"sample_rate": 16000}, "model": {"sample_rate": "${data.sample_rate}"}}
+    out = apply_overrides(base, ["data.sample_rate=8000"])
+    assert out["model"]["sample_rate"] == 8000 and isinstance(out["model"]["sample_rate"], int)
+    assert merge(base, {"data": {"sample_rate": 22050}})["model"]["sample_rate"] == 22050
+    with pytest.raises(ConfigError, match="unknown key 'data.rate' \\(known here: sample_rate\\)"):
+        apply_overrides(base, ["data.rate=1"])
+    assert apply_overrides(base, ["+data.rate=1"])["data"]["rate"] == 1
+    with pytest.raises(ConfigError, match="config: "):
+        merge({"a": "${missing.key}"}, {})

@@ -490,7 +490,7 @@ def test_recipe_prepare_in_process(settings, tmp_path, capsys):
 def test_recipe_conf_matches_library_defaults():
     conf = yaml.safe_load(
         (
-            Path(chorales.__file__).resolve().parents[1] / "recipes/satb_separation/conf.yml"
+            Path(chorales.__file__).resolve().parents[2] / "recipes/satb_separation/conf.yml"
         ).read_text()
     )
     defaults = chorales.default_kwargs()

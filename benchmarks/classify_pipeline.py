@@ -6,7 +6,7 @@ Prints a table:
   clips padded to 1 s) vs ``librosa.feature.melspectrogram`` + ``power_to_db`` one file at a
   time (the file read included in both: cache read vs soundfile);
 * one training epoch (data loading + forward/backward of the recipe's CNN) reading clips from
-  :class:`classify.cache.AudioCache` vs decoding every file with :func:`wb.audio.load` each
+  :class:`wb.training.audio_cache.AudioCache` vs decoding every file with :func:`wb.audio.load` each
   epoch; and the data-loading part alone.
 
 Usage::
@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader
 
 
 class DecodeEveryTime:
-    """Indexable like :class:`~classify.cache.AudioCache`, but decodes the file on each access."""
+    """Indexable like :class:`~wb.training.audio_cache.AudioCache`, but decodes the file on
+    each access."""
 
     def __init__(self, paths, sample_rate: int) -> None:
         self.paths, self.sr = list(paths), sample_rate
@@ -107,9 +108,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from classify.cache import AudioCache
     from classify.config import resolve_config
     from classify.datasets import get_dataset
+    from wb.training.audio_cache import AudioCache
 
     cfg = resolve_config("fsdd")
     ds = get_dataset("fsdd", data_dir=args.data_dir)

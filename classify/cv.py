@@ -80,8 +80,9 @@ def _rank() -> int:
 
 
 def open_audio(dataset, sample_rate: int, cache_dir: str | os.PathLike | None, say: Say):
-    """Decoded, resampled, memory-mapped audio of all clips (:class:`classify.cache.AudioCache`)."""
-    from classify.cache import AudioCache
+    """Decoded, resampled, memory-mapped audio of all clips
+    (:class:`wb.training.audio_cache.AudioCache`)."""
+    from wb.training.audio_cache import AudioCache
 
     root = Path(cache_dir) if cache_dir else paths.cache_dir("classify")
     t0 = time.time()

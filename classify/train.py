@@ -131,7 +131,7 @@ class TrainClips(Dataset):
 
     Args:
         audio: indexable decoded audio (``audio[i]`` -> ``(samples,)`` float32), e.g.
-            :class:`classify.cache.AudioCache`.
+            :class:`wb.training.audio_cache.AudioCache`.
         indices: clip indices into ``audio``.
         labels: label of every clip of ``audio`` (indexable by the same indices).
         n_samples: example length in samples.
@@ -401,7 +401,8 @@ def _train_fold(
     Args:
         dataset: :class:`~classify.datasets.base.ClipDataset`.
         audio: decoded audio indexable by clip index (``audio[i]`` -> ``(samples,)`` float32
-            at ``cfg["frontend"]["sample_rate"]`` Hz), e.g. :class:`classify.cache.AudioCache`.
+            at ``cfg["frontend"]["sample_rate"]`` Hz), e.g.
+            :class:`wb.training.audio_cache.AudioCache`.
         split: the :class:`~classify.datasets.base.Split` (train/test indices).
         cfg: resolved config with groups ``data``, ``frontend``, ``augment``, ``model``
             (``{"name": ..., **kwargs}``) and ``train``.

@@ -5,9 +5,10 @@ tenor,bass}.wav``), MUSDB18-HQ in wav form (``train/<track>/{mixture,vocals,drum
 other}.wav``) and any user folder of stems. A stem may also be ``.flac``.
 
 Audio is decoded with :func:`wb.audio.load`, resampled to the dataset rate and converted to the
-dataset channel count once, then cached: in memory and/or as ``.npy`` files in ``cache_dir``
-keyed by the source file's path, size, modification time, sample rate and channel count
-(memory-mapped on later reads), so epochs and later runs never re-decode audio. ``train`` and
+dataset channel count once, then kept in memory or, with a ``cache_dir``, in the spine's
+memory-mapped cache (:class:`wb.training.audio_cache.AudioCache`, keyed by every file's path,
+size and modification time, the rate and the channel count), so epochs and later runs never
+re-decode audio. ``train`` and
 ``segments`` datasets decode every track when built (a bad file fails at once); with a large
 data set give a ``cache_dir`` so the arrays live in the page cache rather than in RAM.
 
@@ -25,7 +26,6 @@ Three modes:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -119,63 +119,48 @@ def find_tracks(
     return out
 
 
-class AudioCache:
-    """Decoded, resampled stems: in memory and/or ``.npy`` files (memory-mapped when read).
-
-    Args:
-        sample_rate: target rate in Hz.
-        channels: target channel count (1 or 2).
-        cache_dir: folder for ``.npy`` files; ``None`` keeps arrays in memory only.
-        memory: also keep arrays in a per-process dict (default True).
+class _StemStore:
+    """Decoded stems of a split: the spine's memory-mapped
+    :class:`~wb.training.audio_cache.AudioCache` when ``cache_dir`` is given (built once for
+    every stem of every track, reused by later runs), else arrays decoded into memory
+    (kept only when ``memory``).
     """
 
     def __init__(
         self,
+        tracks: Sequence[Track],
+        names: Sequence[str],
         sample_rate: int,
         channels: int,
-        cache_dir: str | os.PathLike | None = None,
-        memory: bool = True,
+        cache_dir: str | os.PathLike | None,
+        memory: bool,
+        quiet: bool | None,
     ) -> None:
-        self.sample_rate = int(sample_rate)
-        self.channels = int(channels)
-        self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.memory = memory
+        self.sample_rate, self.channels, self.memory = int(sample_rate), int(channels), memory
         self._mem: dict[Path, np.ndarray] = {}
+        self._cache = None
+        if cache_dir:
+            from wb.training.audio_cache import AudioCache
 
-    def _key(self, path: Path) -> Path:
-        assert self.cache_dir is not None
-        st = path.stat()
-        ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.sample_rate}|{self.channels}"
-        digest = hashlib.sha1(ident.encode()).hexdigest()[:20]
-        return self.cache_dir / f"{self.sample_rate}Hz-{self.channels}ch" / f"{digest}.npy"
+            paths = [t.files[n] for t in tracks for n in names]
+            self._pos = {Path(p): i for i, p in enumerate(paths)}
+            self._cache = AudioCache(
+                paths, self.sample_rate, cache_dir, mono=False, channels=self.channels,
+                progress=not quiet,
+            )  # fmt: skip
 
     def get(self, path: Path) -> np.ndarray:
-        """Return the stem as float32 ``(channels, samples)`` at the cache's rate.
+        """The stem as float32 ``(channels, samples)`` at the store's rate.
 
         Raises:
             AudioError: the file cannot be decoded (see :func:`wb.audio.load`).
         """
+        if self._cache is not None:
+            return self._cache[self._pos[Path(path)]]
         if path in self._mem:
             return self._mem[path]
-        arr = None
-        npy = self._key(path) if self.cache_dir else None
-        if npy is not None and npy.is_file():
-            try:
-                arr = np.load(npy, mmap_mode="r")
-            except (OSError, ValueError):
-                arr = None
-        if arr is None:
-            x, _ = audio.load(path, sample_rate=self.sample_rate, channels=self.channels)
-            arr = x.numpy().astype(np.float32, copy=False)
-            if npy is not None:
-                from wb.runs import atomic_write
-
-                def _write(tmp: str, data: np.ndarray = arr) -> None:
-                    with open(tmp, "wb") as fh:
-                        np.save(fh, data)
-
-                atomic_write(npy, _write)
-                arr = np.load(npy, mmap_mode="r")
+        x, _ = audio.load(path, sample_rate=self.sample_rate, channels=self.channels)
+        arr = x.numpy().astype(np.float32, copy=False)
         if self.memory:
             self._mem[path] = arr
         return arr
@@ -198,7 +183,8 @@ class StemsDataset(Dataset):
         swap_channels: randomly swap left/right per source (stereo ``train`` mode).
         max_segments_per_track: cap on segments per track in ``segments`` mode, spread evenly
             over the track (``None``: all).
-        cache_dir: ``.npy`` cache folder (``None``: memory only).
+        cache_dir: decoded-audio cache folder (:class:`wb.training.audio_cache.AudioCache`;
+            ``None``: memory only).
         seed: base seed of the ``train`` mode's per-item generators.
         quiet: no progress bar while decoding (``None`` follows ``WB_QUIET``).
 
@@ -251,7 +237,11 @@ class StemsDataset(Dataset):
         self.tracks = find_tracks(root, split, self.sources, need_mixture=mode != "train")
         # train/segments: decode every track now (errors surface at once, epochs read RAM or
         # the memory-mapped cache, DataLoader workers share the arrays); full: one at a time
-        self.cache = AudioCache(self.sample_rate, self.channels, cache_dir, memory=mode != "full")
+        names = self.sources if mode == "train" else [MIXTURE, *self.sources]
+        self.cache = _StemStore(
+            self.tracks, names, self.sample_rate, self.channels, cache_dir,
+            memory=mode != "full", quiet=quiet,
+        )  # fmt: skip
         self._lengths: dict[int, int] = {}
         self._index: list[tuple[int, int]] = []
         if mode != "full":

@@ -63,13 +63,18 @@ def test_errors(tmp_path, stems_root):
     assert discover_sources(stems_root, "train") == ["noise", "tone"]
 
 
-def test_npy_cache_avoids_decoding(tmp_path, stems_root, monkeypatch):
+def test_audio_cache_avoids_decoding(tmp_path, stems_root, monkeypatch):
+    """With a cache_dir the stems live in the spine's memory-mapped cache: a second dataset
+    over the same files decodes nothing and reads the same samples."""
     root = tmp_path / "copy"
     shutil.copytree(stems_root, root)
     cache = tmp_path / "cache"
     ds = StemsDataset(root, "test", SOURCES, SR, 1, mode="full", cache_dir=cache)
     first = ds[0]
-    assert len(list(cache.rglob("*.npy"))) == 3  # mixture + 2 sources of track t0
+    assert len(list(cache.glob("*.f32"))) == 1 and len(list(cache.glob("*.json"))) == 1
+    ref = StemsDataset(root, "test", SOURCES, SR, 1, mode="full")[0]  # decoded into memory
+    assert torch.equal(first["mixture"], ref["mixture"])
+    assert torch.equal(first["sources"], ref["sources"])
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")

@@ -1,4 +1,4 @@
-"""classify.cache.AudioCache: same samples as wb.audio.load, reuse without decoding, rebuilds."""
+"""wb.training.audio_cache.AudioCache: the samples of wb.audio.load, reuse, rebuilds."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import pytest
 import soundfile as sf
 
 import wb.audio
-from classify.cache import AudioCache
-from classify.datasets import Clip, ClipDataset
 from wb.errors import AudioError
+from wb.training.audio_cache import AudioCache
 
 FSDD = Path(__file__).resolve().parents[3] / "shared" / "data" / "fsdd" / "recordings"
 
@@ -121,8 +120,10 @@ def test_cache_failed_build_keeps_previous(files, tmp_path):
         AudioCache([tmp_path / "gone.wav"], 16000, cache_dir, progress=False)
 
 
-def test_cache_multichannel_clips_and_pickle(files, tmp_path):
-    clips = [Clip(p, 0, "1", p.stem) for p in files]
+def test_cache_multichannel_records_and_pickle(files, tmp_path):
+    from types import SimpleNamespace
+
+    clips = [SimpleNamespace(path=p) for p in files]  # records with a path, e.g. dataset clips
     cache = AudioCache(clips, 8000, tmp_path / "cache", mono=False, progress=False)
     assert cache.stem.startswith("audio-") and cache.stem.endswith("-8000hz-multi")
     stereo = cache[2]
@@ -134,9 +135,11 @@ def test_cache_multichannel_clips_and_pickle(files, tmp_path):
     assert len(blob) < 20_000  # the samples are re-mapped, not pickled
     clone = pickle.loads(blob)
     np.testing.assert_array_equal(clone[2], stereo)
-    ds = ClipDataset("toy set", ["x"], clips, 8000, 1.0)
-    by_ds = AudioCache(ds, 8000, tmp_path / "cache", progress=False)
-    assert by_ds.stem == "toy_set-8000hz-mono" and len(by_ds) == 4
+    named = AudioCache(files, 8000, tmp_path / "cache", name="toy set", progress=False)
+    assert named.stem == "toy_set-8000hz-mono" and len(named) == 4
+    stereo_all = AudioCache(files, 8000, tmp_path / "cache", False, channels=2, progress=False)
+    assert stereo_all.stem.endswith("-8000hz-2ch") and stereo_all[0].shape == (2, 2400)
+    np.testing.assert_array_equal(stereo_all[0][0], stereo_all[0][1])  # mono duplicated
 
 
 @pytest.mark.skipif(not FSDD.is_dir(), reason="shared FSDD data absent")

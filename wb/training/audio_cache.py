@@ -1,8 +1,9 @@
-"""Decoded-and-resampled audio cache: one float32 memory-mapped array per (dataset, rate).
+"""The one decoded-audio cache of the training spine: one float32 memory-mapped array per
+(file list, rate, channel policy), used by classification clips and separation stems alike.
 
 Decoding and resampling thousands of files every epoch dominates small-model training on a
 CPU. :class:`AudioCache` decodes each file once with :func:`wb.audio.load` (resampling and
-mono downmix included), appends the samples to one flat little-endian float32 file, and keeps
+channel policy included), appends the samples to one flat little-endian float32 file, and keeps
 an index (JSON) of per-clip offsets plus the fingerprint of the inputs: the ordered file list
 with each file's size and modification time. Opening the cache again with the same inputs maps
 the array read-only and decodes nothing; any change to the list, a size or an mtime rebuilds
@@ -12,7 +13,7 @@ concurrent reader never sees half a cache.
 
 Files in ``cache_dir`` for a cache named ``<stem>``::
 
-    <stem>.json          index: version, rate, mono, files, offsets, channels, data file name
+    <stem>.json          index: version, rate, channel policy, files, offsets, channels, data
     <stem>.<id>.f32      samples of every clip, concatenated (channel-major per clip)
     <stem>.lock          build lock
 """
@@ -32,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 import wb.audio
-from classify.datasets.base import Clip, ClipDataset
 from wb.errors import WbError
 from wb.progress import progress
 from wb.runs import write_json
@@ -56,9 +56,9 @@ def _fingerprint(paths: list[Path]) -> list[list]:
     return out
 
 
-def _decode(path: Path, sample_rate: int, mono: bool) -> np.ndarray:
+def _decode(path: Path, sample_rate: int, channels: int | None) -> np.ndarray:
     """Decode one file to float32 ``(channels, samples)`` at ``sample_rate``."""
-    audio, _ = wb.audio.load(path, sample_rate=sample_rate, channels=1 if mono else None)
+    audio, _ = wb.audio.load(path, sample_rate=sample_rate, channels=channels)
     return np.ascontiguousarray(audio.numpy(), dtype="<f4")
 
 
@@ -79,15 +79,17 @@ class AudioCache:
     """Random access to decoded, resampled clips backed by one memory-mapped float32 file.
 
     Args:
-        clips_or_paths: :class:`~classify.datasets.base.Clip` records, audio paths, or a
-            whole :class:`~classify.datasets.base.ClipDataset` (then ``name`` defaults to the
-            dataset's name); item ``i`` of the cache is entry ``i`` of this sequence.
+        paths: audio files (anything with a ``path`` attribute, such as a dataset's clip
+            records, is taken by that path); item ``i`` of the cache is entry ``i``.
         sample_rate: rate in Hz every clip is resampled to.
         cache_dir: folder for the cache files (created).
-        mono: downmix to mono (items are ``(samples,)``); ``False`` keeps each file's
-            channels (items are ``(channels, samples)``).
-        name: cache name, e.g. the dataset name; the files are ``<name>-<rate>hz-<mono|multi>``.
-            ``None`` derives a name from a hash of the path list.
+        mono: downmix to mono (items are ``(samples,)``); ``False``: items are ``(channels,
+            samples)`` with ``channels`` channels.
+        channels: with ``mono=False``: ``None`` keeps each file's channels, 1 or 2 converts
+            (:func:`wb.audio.convert_channels`: downmix, or mono duplicated to stereo).
+        name: cache name, e.g. the dataset name; the files are
+            ``<name>-<rate>hz-<mono|multi|1ch|2ch>``. ``None`` derives a name from a hash of
+            the path list.
         progress: show a progress bar while building (also silenced by ``WB_QUIET``).
 
     Raises:
@@ -97,23 +99,22 @@ class AudioCache:
 
     def __init__(
         self,
-        clips_or_paths: ClipDataset | Iterable[Clip | str | os.PathLike],
+        paths: Iterable,
         sample_rate: int,
         cache_dir: str | os.PathLike,
         mono: bool = True,
         *,
+        channels: int | None = None,
         name: str | None = None,
         progress: bool = True,
     ) -> None:
-        if isinstance(clips_or_paths, ClipDataset):
-            name = clips_or_paths.name if name is None else name
-            clips_or_paths = clips_or_paths.clips
-        self.paths = [Path(c.path) if isinstance(c, Clip) else Path(c) for c in clips_or_paths]
+        self.paths = [Path(getattr(p, "path", p)) for p in paths]
         self.sample_rate = int(sample_rate)
         self.mono = bool(mono)
+        self.convert = 1 if self.mono else (None if channels is None else int(channels))
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        kind = "mono" if self.mono else "multi"
+        kind = "mono" if self.mono else ("multi" if self.convert is None else f"{self.convert}ch")
         if name is None:
             digest = hashlib.sha1("\n".join(map(str, self.paths)).encode()).hexdigest()[:12]
             name = f"audio-{digest}"
@@ -150,6 +151,7 @@ class AudioCache:
                 index["version"] == VERSION
                 and index["sample_rate"] == self.sample_rate
                 and index["mono"] == self.mono
+                and index.get("convert", 1 if self.mono else None) == self.convert
                 and index["files"] == fingerprint
                 and len(index["offsets"]) == len(fingerprint) + 1
             )
@@ -173,7 +175,7 @@ class AudioCache:
                     quiet=None if self._progress else True,
                 )
                 for p in bar:
-                    arr = _decode(p, self.sample_rate, self.mono)
+                    arr = _decode(p, self.sample_rate, self.convert)
                     f.write(arr.tobytes())
                     channels.append(int(arr.shape[0]))
                     offsets.append(offsets[-1] + int(arr.size))
@@ -187,6 +189,7 @@ class AudioCache:
             "version": VERSION,
             "sample_rate": self.sample_rate,
             "mono": self.mono,
+            "convert": self.convert,
             "data": data_name,
             "files": fingerprint,
             "offsets": offsets,

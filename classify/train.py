@@ -26,6 +26,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -387,6 +388,63 @@ class ClipDataModule(pl.LightningDataModule):
         )  # fmt: skip
 
 
+def _finished_fold(result_file: Path, split, say: Say) -> FoldResult:
+    """The stored result of a finished fold (``--resume``).
+
+    Raises:
+        ConfigError: the fold was trained with another number of ``extra_train`` clips.
+    """
+    done = FoldResult.from_json(json.loads(result_file.read_text()))
+    had, has = int(done.extra.get("n_extra_train", 0)), len(getattr(split, "extra_train", ()))
+    if had != has:
+        raise ConfigError(
+            f"[{split.name}] cannot resume: this fold was trained with {had} extra_train "
+            f"clips and the config now gives {has}"
+        )
+    say(f"[{split.name}] already finished; reusing {result_file}")
+    return done
+
+
+def _fold_loggers(fold_dir: Path, kind: str) -> list:
+    """``logs/`` in the chosen format, plus ``csv/`` when that is TensorBoard (the history
+    of ``details.json`` is read from CSV)."""
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    if kind == "tensorboard":
+        return [TensorBoardLogger(fold_dir, name="logs", version=0),
+                CSVLogger(fold_dir, name="csv", version=0)]  # fmt: skip
+    return [CSVLogger(fold_dir, name="logs", version=0)]
+
+
+def _score_fold(classifier, clips, labels, train_idx, val_idx, test_idx, batch) -> tuple:
+    """Clip-level losses and accuracies of the best model on its training and validation
+    clips (the gap; extra training clips left out) and its test logits.
+
+    Args:
+        classifier: the trained classifier (eval mode, CPU).
+        clips: ``clips(indices) -> EvalClips`` of the fold's audio.
+        labels: label of every clip.
+        train_idx, val_idx, test_idx: clip indices.
+        batch: clips per evaluation batch.
+
+    Returns:
+        ``(gap dict, test logits (n_test, n_classes))``.
+    """
+    tr_loss, tr_acc = loss_and_accuracy(
+        predict_logits(classifier, clips(train_idx), batch, "cpu"), [labels[i] for i in train_idx]
+    )
+    va_loss = va_acc = float("nan")
+    if val_idx:
+        va_loss, va_acc = loss_and_accuracy(
+            predict_logits(classifier, clips(val_idx), batch, "cpu"), [labels[i] for i in val_idx]
+        )
+    gap = {
+        "train_loss": tr_loss, "val_loss": va_loss, "train_acc": tr_acc, "val_acc": va_acc,
+        "loss_gap": va_loss - tr_loss, "acc_gap": tr_acc - va_acc,
+    }  # fmt: skip
+    return gap, predict_logits(classifier, clips(test_idx), batch, "cpu")
+
+
 def _train_fold(
     dataset,
     audio,
@@ -425,15 +483,7 @@ def _train_fold(
     fold_dir = Path(fold_dir)
     result_file = fold_dir / "result.json"
     if resume and result_file.is_file():
-        done = FoldResult.from_json(json.loads(result_file.read_text()))
-        had, has = int(done.extra.get("n_extra_train", 0)), len(getattr(split, "extra_train", ()))
-        if had != has:
-            raise ConfigError(
-                f"[{split.name}] cannot resume: this fold was trained with {had} extra_train "
-                f"clips and the config now gives {has}"
-            )
-        say(f"[{split.name}] already finished; reusing {result_file}")
-        return done
+        return _finished_fold(result_file, split, say)
     t_start = time.time()
     tcfg = TrainConfig.from_dict(dict(cfg.get("train") or {}))
     policy = LengthPolicy(**dict(cfg.get("data") or {}))
@@ -483,24 +533,11 @@ def _train_fold(
     callbacks: list[Any] = [EpochLine(say, split.name, tcfg.epochs)]
     if tcfg.patience and val_idx:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=tcfg.patience))
-    if tcfg.logger == "tensorboard":
-        from pytorch_lightning.loggers import TensorBoardLogger
-
-        logger = TensorBoardLogger(fold_dir, name="logs", version=0)
-    else:
-        from pytorch_lightning.loggers import CSVLogger
-
-        logger = CSVLogger(fold_dir, name="logs", version=0)
-    csv_logger = None
-    if tcfg.logger != "csv":
-        from pytorch_lightning.loggers import CSVLogger
-
-        csv_logger = CSVLogger(fold_dir, name="csv", version=0)
     quiet = quiet_default() or not sys.stderr.isatty()
     trainer, best_ckpt = make_trainer(
         fold_dir, monitor=monitor, mode=mode, max_epochs=tcfg.epochs, precision=precision,
         max_steps=tcfg.max_steps, time_limit_minutes=tcfg.time_limit_minutes,
-        loggers=[lg for lg in (logger, csv_logger) if lg is not None], callbacks=callbacks,
+        loggers=_fold_loggers(fold_dir, tcfg.logger), callbacks=callbacks,
         accelerator=accelerator, devices=tcfg.devices, num_nodes=tcfg.num_nodes,
         grad_clip=tcfg.grad_clip or None, accumulate=tcfg.accumulate,
         log_every_n_steps=tcfg.log_every_n_steps, num_sanity_val_steps=0,
@@ -523,21 +560,10 @@ def _train_fold(
         system.load_state_dict(state["state_dict"])
         best_epoch = int(state.get("epoch", best_epoch))
     classifier = system.classifier.cpu().eval()
-    bs = tcfg.eval_batch_size
-    tr_logits = predict_logits(
-        classifier, EvalClips(audio, real_train, labels, n_samples, policy, hop), bs, "cpu"
-    )  # the gap is measured on the dataset's own training clips (extra clips left out)
-    tr_loss, tr_acc = loss_and_accuracy(tr_logits, [labels[i] for i in real_train])
-    va_loss = va_acc = float("nan")
-    if val_idx:
-        va_logits = predict_logits(classifier, val_set, bs, "cpu")
-        va_loss, va_acc = loss_and_accuracy(va_logits, [labels[i] for i in val_idx])
-    test_set = EvalClips(audio, split.test, labels, n_samples, policy, hop)
-    test_logits = predict_logits(classifier, test_set, bs, "cpu")
-    gap = {
-        "train_loss": tr_loss, "val_loss": va_loss, "train_acc": tr_acc, "val_acc": va_acc,
-        "loss_gap": va_loss - tr_loss, "acc_gap": tr_acc - va_acc,
-    }  # fmt: skip
+    clips = partial(EvalClips, audio, labels=labels, n_samples=n_samples, policy=policy, hop=hop)
+    gap, test_logits = _score_fold(classifier, clips, labels, real_train, val_idx, split.test,
+                                   tcfg.eval_batch_size)  # fmt: skip
+    va_acc = gap["val_acc"]
     model_path = fold_dir / "model.pt"
     save_model(
         model_path,

@@ -206,6 +206,48 @@ def _default_log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _candidates(paths: Mapping[str, Any], sel: Mapping[str, Any]) -> list[str]:
+    """The works considered: ``pieces`` when given (checked), else the first ``limit``.
+
+    Raises:
+        ConfigError: a piece that is not in the corpus.
+    """
+    if sel["pieces"]:
+        unknown = [p for p in sel["pieces"] if p not in paths]
+        if unknown:
+            raise ConfigError(f"pieces: not in the music21 Bach corpus: {', '.join(unknown)}")
+        return list(dict.fromkeys(sel["pieces"]))
+    return list(paths)[: sel["limit"]] if sel["limit"] else list(paths)
+
+
+def _remove_moved(existing: list[tuple[str, Path]], split_of: Mapping[str, str]) -> int:
+    """Delete rendered pieces whose work now belongs to another split (a held-out work must
+    never linger in train or valid); returns how many."""
+    removed = 0
+    for split, p in existing:
+        w = _work_of(p)
+        if w in split_of and split_of[w] != split:
+            shutil.rmtree(p, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _todo(selected, split_of, cfg: ChoraleConfig, out: Path, summary) -> list[tuple[str, int]]:
+    """``(work, rendition)`` pairs to render: missing, stale or corrupt ones (counted in
+    ``summary.already`` / ``summary.rerendered``)."""
+    todo: list[tuple[str, int]] = []
+    for w in selected:
+        for k in range(cfg.renditions):
+            reason = verify_piece(out / split_of[w] / piece_id(w, k), cfg, w, k, split_of[w])
+            if reason is None:
+                summary.already += 1
+            else:
+                todo.append((w, k))
+                if reason != "missing":
+                    summary.rerendered[piece_id(w, k)] = reason
+    return todo
+
+
 def prepare_chorales(
     root: str | os.PathLike,
     *,
@@ -261,13 +303,7 @@ def prepare_chorales(
     missing = [h for h in heldout if h not in paths]
     if missing:
         raise ConfigError(f"{heldout_path}: not in the music21 Bach corpus: {', '.join(missing)}")
-    if sel["pieces"]:
-        unknown = [p for p in sel["pieces"] if p not in paths]
-        if unknown:
-            raise ConfigError(f"pieces: not in the music21 Bach corpus: {', '.join(unknown)}")
-        candidates = list(dict.fromkeys(sel["pieces"]))
-    else:
-        candidates = list(paths)[: sel["limit"]] if sel["limit"] else list(paths)
+    candidates = _candidates(paths, sel)
     out.mkdir(parents=True, exist_ok=True)
     existing = _scan_pieces(out)
     existing_works = {_work_of(p) for _, p in existing}
@@ -290,12 +326,7 @@ def prepare_chorales(
         f"held-out: {len(heldout)} works listed in {heldout_path}; the same-tune rule pulled "
         f"{len(considered_pulled)} more of the considered works into test"
     )
-    removed = 0
-    for split, p in existing:
-        w = _work_of(p)
-        if w in split_of and split_of[w] != split:
-            shutil.rmtree(p, ignore_errors=True)
-            removed += 1
+    removed = _remove_moved(existing, split_of)
     if removed:
         say(f"removed {removed} piece folders whose split changed")
     selected = [w for w in usable if split_of[w] in sel["splits"]]
@@ -306,17 +337,7 @@ def prepare_chorales(
             + ", ".join(f"{n} {s}" for s, n in sorted(other.items()))
             + f"); rendering splits: {', '.join(sel['splits'])}"
         )
-    todo: list[tuple[str, int]] = []
-    for w in selected:
-        for k in range(cfg.renditions):
-            target = out / split_of[w] / piece_id(w, k)
-            reason = verify_piece(target, cfg, w, k, split_of[w])
-            if reason is None:
-                summary.already += 1
-            else:
-                todo.append((w, k))
-                if reason != "missing":
-                    summary.rerendered[piece_id(w, k)] = reason
+    todo = _todo(selected, split_of, cfg, out, summary)
     if not todo:
         say(f"nothing to do: {summary.already} pieces already rendered in {out}")
     else:

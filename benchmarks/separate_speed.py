@@ -161,7 +161,11 @@ def _subprocess(args: argparse.Namespace, env: dict, mode: str, seconds: float, 
     for flag in ("model", "segment", "overlap"):
         if getattr(args, flag) is not None:
             cmd += [f"--{flag}", str(getattr(args, flag))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=4 * 3600)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=4 * 3600)
+    except subprocess.TimeoutExpired:
+        print(f"{mode} {seconds:g} s: worker took longer than 4 h; skipped", file=sys.stderr)
+        return None
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
         return None

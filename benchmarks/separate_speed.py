@@ -173,6 +173,7 @@ def _subprocess(args: argparse.Namespace, env: dict, mode: str, seconds: float, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with ``--mode``, one worker) and print the table; exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model name or path (default: see above)")
     parser.add_argument(

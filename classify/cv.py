@@ -187,7 +187,7 @@ def run_cv(
 #: Config keys that may change when a run is resumed: they change speed, not results.
 RESUME_MAY_CHANGE = (
     "train.threads", "train.num_workers", "train.eval_batch_size", "train.keep_checkpoints",
-    "cache_dir",
+    "train.time_limit_minutes", "cache_dir",
 )  # fmt: skip
 
 
@@ -207,6 +207,15 @@ def _check_run_folder(out: Path, resume: bool) -> None:
         raise WbError(f"{out}: not a wb classify run (no config.yml); choose a new --out")
 
 
+def _current_names(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with a former ``train.monitor`` spelling (``val_loss``) in today's names."""
+    from classify.train import _FORMER_MONITORS
+
+    train = dict(cfg.get("train") or {})
+    train["monitor"] = _FORMER_MONITORS.get(train.get("monitor"), train.get("monitor"))
+    return {**cfg, "train": train}
+
+
 def _check_same_config(out: Path, cfg: dict[str, Any]) -> None:
     """Refuse ``--resume`` with a config that differs from the run's saved ``config.yml``.
 
@@ -214,7 +223,7 @@ def _check_same_config(out: Path, cfg: dict[str, Any]) -> None:
         WbError: naming every dotted key that differs (except :data:`RESUME_MAY_CHANGE`).
     """
     saved = merge(defaults(), load_yaml(out / "config.yml"))  # keys added since: defaults
-    diff = config_differences(saved, cfg, ignore=RESUME_MAY_CHANGE)
+    diff = config_differences(_current_names(saved), _current_names(cfg), RESUME_MAY_CHANGE)
     if diff:
         shown = ", ".join(diff[:8]) + (f" and {len(diff) - 8} more" if len(diff) > 8 else "")
         raise WbError(

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from classify.augment import Augmentation
 from classify.models import Classifier
 from wb.training.config import OptimConfig
+from wb.training.trainer import rename_monitors
 
 SCHEDULES = ("cosine", "plateau", "onecycle", "constant")
 
@@ -91,6 +92,13 @@ class ClassifierSystem(pl.LightningModule):
         self.seed = int(seed)
         self.plateau_monitor = plateau_monitor
         self._warmup_steps = 0
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resume runs saved before the metric renames (``val_loss`` -> ``val/loss``, ...)."""
+        rename_monitors(
+            checkpoint,
+            {"val_loss": "val/loss", "val_acc": "val/accuracy", "train_loss": "train/loss"},
+        )
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Waveform ``(batch, samples)`` -> logits ``(batch, n_classes)``."""

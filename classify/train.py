@@ -516,7 +516,7 @@ def _train_fold(
         loader = DataLoader(fit_set, batch_size=tcfg.eval_batch_size, collate_fn=eval_collate)
         classifier.frontend.fit_norm(w for w, _, _ in loader)
     if tcfg.init_from and not (resume and (fold_dir / "checkpoints" / "last.ckpt").is_file()):
-        _warm_start(classifier, tcfg.init_from)
+        _warm_start(classifier, tcfg.init_from, list(dataset.classes), sr)
 
     accelerator = _accelerator(tcfg)
     precision = lightning_precision(tcfg.precision, accelerator)
@@ -629,16 +629,28 @@ def train_fold(
         torch.set_num_threads(before)
 
 
-def _warm_start(classifier: Classifier, path: str) -> None:
+def _warm_start(classifier: Classifier, path: str, classes: list[str], sample_rate: int) -> None:
     """Copy the weights (front-end statistics included) of a classifier model file into
     ``classifier``: ``train.init_from``, a warm start with a fresh optimizer and schedule.
 
+    A cross-validation ``model.pt`` has seen the other folds' test clips: warm-start a run on
+    other data (or a held-out protocol) from it, not another cross-validation of the same set.
+
     Raises:
-        WbError: not a model file, or weights of another architecture or class count.
+        WbError: not a classifier model file, other class names or sample rate, or weights
+            of another architecture.
     """
     from wb.checkpoint import read_model
 
-    state = read_model(path)["state_dict"]
+    data = read_model(path)
+    meta = data.get("meta") or {}
+    if list(meta.get("classes") or []) != list(classes):
+        raise WbError(f"{path}: init_from model has other classes than this dataset")
+    if int(meta.get("sample_rate") or 0) != int(sample_rate):
+        raise WbError(
+            f"{path}: init_from model runs at {meta.get('sample_rate')} Hz, not {sample_rate} Hz"
+        )
+    state = data["state_dict"]
     try:
         classifier.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

@@ -40,6 +40,8 @@ def _chorales(overrides: tuple[str, ...], **values) -> None:
     from wb.config import apply_overrides, save_yaml
     from wb.recipe import apply_options
 
+    if not values.get("root"):
+        raise click.UsageError("missing option '--root' (the output folder)")
     data = apply_overrides(chorales.default_kwargs(), overrides)
     cfg = apply_options({"data": data}, PREPARE_OPTIONS, values)
     chorales.check_prepare_kwargs(cfg["data"])

@@ -29,8 +29,8 @@ TRAIN_OPTIONS = (
     Option("--root", "chorale data root", key="data.root"),
     Option("--run", f"run folder (default {RUNS}/<timestamp>)"),
     Option("--resume", "continue the run from last.ckpt", is_flag=True),
-    Option("--devices", "Lightning devices (count, ids or auto)", default="auto"),
-    Option("--num-nodes", "Lightning num_nodes (DDP)", type=int, default=1),
+    Option("--devices", "Lightning devices: count, ids or auto (default: train.devices)"),
+    Option("--num-nodes", "Lightning num_nodes, DDP (default: train.num_nodes)", type=int),
 )
 EVALUATE_OPTIONS = (
     Option("--run", "score this run folder's checkpoints/best.ckpt"),
@@ -84,7 +84,8 @@ def train(ctx: StageContext) -> None:
         raise WbError("--resume needs --run <run folder>")
     cfg = ctx.config(Path(args["run"]) / "config.yml" if args["resume"] else None)
     run = Path(args["run"]) if args["run"] else make_run_dir(RUNS)
-    devices = int(args["devices"]) if str(args["devices"]).isdigit() else args["devices"]
+    devices = args["devices"]
+    devices = int(devices) if devices is not None and str(devices).isdigit() else devices
     result = train_model(
         cfg, run, resume=args["resume"], devices=devices, num_nodes=args["num_nodes"]
     )
@@ -117,7 +118,7 @@ def evaluate(ctx: StageContext) -> None:
         model = args["model"] or "satb"
         name = f"{Path(str(model)).stem}_{args['split']}.json"
         out = args["out"] or Path("out") / "evaluate" / name
-    chunking = cfg.get("inference") or {} if args["run"] else {}  # model files carry their own
+    chunking = (cfg.get("inference") or {}) if args["run"] else {}  # model files carry their own
     evaluate_model(
         str(model), cfg["data"]["root"], split=args["split"], out=out,
         segment=chunking.get("segment"), overlap=chunking.get("overlap"), device=args["device"],

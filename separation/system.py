@@ -24,6 +24,7 @@ from torchmetrics import MeanMetric
 from separation import models
 from separation.losses import SeparationLoss, si_sdr
 from wb.training.config import OptimConfig
+from wb.training.trainer import rename_monitors
 
 SCHEDULES = ("cosine", "plateau", "none")
 MONITOR = "val/si_sdr"
@@ -101,6 +102,10 @@ class SeparationSystem(pl.LightningModule):
         """
         model = models.build(model_name, sources, sample_rate, audio_channels, **model_kwargs)
         return cls(model, model_name, model_kwargs, sources, sample_rate, audio_channels, **kwargs)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resume runs saved before the metric rename (``val/sisdr`` -> ``val/si_sdr``)."""
+        rename_monitors(checkpoint, {"val/sisdr": MONITOR})
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, samples)`` -> ``(batch, n_sources, channels, samples)``."""

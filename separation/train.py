@@ -71,6 +71,7 @@ class SeparationTrainConfig(TrainConfig):
 
     epochs: int = 20
     batch_size: int = 4
+    devices: int | str = "auto"
     lr: float = 3e-4
     grad_clip: float | None = 5.0
     train_split: str = "train"

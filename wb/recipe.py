@@ -124,10 +124,14 @@ class StageContext:
         Raises:
             ConfigError: unreadable file, malformed or unknown override.
         """
+        from wb.training.config import rename_legacy, rename_legacy_override
+
         cfg = load_yaml(path or self.config_path)
         quick = cfg.pop("quick", None) or {}
         if self.quick:
             cfg = merge(cfg, quick)
+        if isinstance(cfg.get("train"), dict):  # former key names (a run saved before them)
+            cfg["train"] = rename_legacy(cfg["train"])
         if self.group:
             cfg.setdefault(self.group, {})
         overrides = []
@@ -136,7 +140,7 @@ class StageContext:
             body = item[len(plus) :]
             if self.group and body.split("=", 1)[0].split(".", 1)[0] not in cfg:
                 body = f"{self.group}.{body}"
-            overrides.append(plus + body)
+            overrides.append(rename_legacy_override(plus + body))
         return apply_options(apply_overrides(cfg, overrides), self.options, self.args)
 
 

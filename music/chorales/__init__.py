@@ -47,6 +47,7 @@ from music.chorale_corpus import (
 from music.chorales.config import (
     DEFAULT_VOICE_RANGES,
     GENERATOR_VERSION,
+    MIN_NOTE_SECONDS,
     SAMPLE_RATE_RANGE,
     SPLITS,
     STEMS,
@@ -73,7 +74,8 @@ from music.chorales.prepare import (
 from music.chorales.render import expected_files, render_rendition, verify_piece
 
 __all__ = [
-    "DEFAULT_VOICE_RANGES", "GENERATOR_VERSION", "SAMPLE_RATE_RANGE", "SPLITS", "STEMS",
+    "DEFAULT_VOICE_RANGES", "GENERATOR_VERSION", "MIN_NOTE_SECONDS", "SAMPLE_RATE_RANGE",
+    "SPLITS", "STEMS",
     "SUBTYPES", "TIMBRES", "VOICES", "ChoraleConfig", "PrepareSummary", "RenditionPlan",
     "assign_splits", "breath_windows", "check_prepare_kwargs", "choose_transposition",
     "default_kwargs", "expected_files", "interval_sequence", "piece_id", "piece_seed",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import pytest
 import torch
@@ -34,7 +35,9 @@ def test_tiny_model_learns(trained_run):
     losses = [float(r["train/loss_epoch"]) for r in rows]
     assert len(losses) == 2 and losses[1] < losses[0]
     val = _epoch_rows(run, 0, "val/si_sdr")
-    assert len(val) == 2 and all(r["val/si_sdr/tone"] and r["val/si_sdr/noise"] for r in val)
+    assert len(val) == 2 and all(
+        math.isfinite(float(r[f"val/si_sdr/{s}"])) for r in val for s in ("tone", "noise")
+    )
     assert any((run / "tensorboard").rglob("events.out.tfevents*"))
 
 

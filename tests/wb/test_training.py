@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -141,3 +142,36 @@ def test_ranks_agree_fails_when_ddp_ranks_differ():
     assert check.agreed is True
     with pytest.raises(WbError, match="DDP ranks hold different weights"):
         RanksAgree().on_train_end(trainer([1.5, 1.6]), module)
+
+
+def test_former_names_and_pairs():
+    from wb.training.config import TrainConfig, rename_legacy, rename_legacy_override
+
+    assert rename_legacy({"max_epochs": 3, "lr": 1.0}) == {"epochs": 3, "lr": 1.0}
+    assert rename_legacy_override("train.max_epochs=3") == "train.epochs=3"
+    assert rename_legacy_override("+train.clip_grad=1") == "+train.grad_clip=1"
+    assert rename_legacy_override("model.max_epochs=3") == "model.max_epochs=3"
+
+    @dataclasses.dataclass
+    class Family(TrainConfig):  # a family whose defaults set the other key of each pair
+        warmup_epochs: float = 1.0
+        min_lr: float | None = 1e-5
+
+    cfg = Family.from_dict({"warmup_steps": 7, "min_lr_ratio": 0.5})
+    assert (cfg.warmup_steps, cfg.warmup_epochs, cfg.min_lr, cfg.floor_ratio()) == (
+        7,
+        0.0,
+        None,
+        0.5,
+    )
+
+
+def test_rename_monitors_keeps_callback_state_on_resume():
+    from wb.training.trainer import rename_monitors
+
+    key = "ModelCheckpoint{'monitor': 'val/sisdr', 'mode': 'max', 'every_n_train_steps': 0}"
+    ckpt = {"callbacks": {key: {"monitor": "val/sisdr", "best_model_score": 3.0}, "Other": {}}}
+    rename_monitors(ckpt, {"val/sisdr": "val/si_sdr"})
+    new = key.replace("val/sisdr", "val/si_sdr")
+    assert set(ckpt["callbacks"]) == {new, "Other"}
+    assert ckpt["callbacks"][new] == {"monitor": "val/si_sdr", "best_model_score": 3.0}

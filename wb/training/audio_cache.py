@@ -116,7 +116,8 @@ class AudioCache:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         kind = "mono" if self.mono else ("multi" if self.convert is None else f"{self.convert}ch")
         if name is None:
-            digest = hashlib.sha1("\n".join(map(str, self.paths)).encode()).hexdigest()[:12]
+            resolved = "\n".join(os.path.abspath(p) for p in self.paths)
+            digest = hashlib.sha1(resolved.encode()).hexdigest()[:12]
             name = f"audio-{digest}"
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
         self.stem = f"{safe}-{self.sample_rate}hz-{kind}"

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-import torch
-
 from wb.errors import ConfigError
-from wb.training.schedules import SCHEDULES, configure_schedule
+
+#: Schedules :class:`OptimConfig` knows (see :func:`wb.training.schedules.configure_schedule`).
+SCHEDULES = ("none", "constant", "cosine", "onecycle", "plateau")
 
 #: Former names of :class:`TrainConfig` keys, still accepted on reading.
 LEGACY_NAMES = {
@@ -27,6 +27,27 @@ LEGACY_NAMES = {
     "clip_grad": "grad_clip",
     "max_time_minutes": "time_limit_minutes",
 }
+
+
+def rename_legacy(train: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a ``train:`` group with the former key names of :data:`LEGACY_NAMES` renamed
+    (a key given under both names is left for :meth:`TrainConfig.from_dict` to refuse)."""
+    out = dict(train)
+    for old, new in LEGACY_NAMES.items():
+        if old in out and new not in out:
+            out[new] = out.pop(old)
+    return out
+
+
+def rename_legacy_override(item: str) -> str:
+    """``train.max_epochs=3`` -> ``train.epochs=3`` (any :data:`LEGACY_NAMES` key; a leading
+    ``+`` is kept); other overrides unchanged."""
+    plus = "+" if item.startswith("+") else ""
+    key, sep, value = item[len(plus) :].partition("=")
+    group, dot, name = key.partition(".")
+    if group == "train" and dot and name in LEGACY_NAMES:
+        return f"{plus}train.{LEGACY_NAMES[name]}{sep}{value}"
+    return item
 
 
 @dataclass
@@ -99,7 +120,15 @@ class OptimConfig:
         mode: str = "min",
     ) -> Any:
         """AdamW over ``params`` (parameters or param groups) plus the schedule: what
-        ``LightningModule.configure_optimizers`` returns."""
+        ``LightningModule.configure_optimizers`` returns.
+
+        Raises:
+            ConfigError: an unknown schedule, or ``plateau`` without ``monitor``.
+        """
+        import torch
+
+        from wb.training.schedules import configure_schedule
+
         opt = torch.optim.AdamW(
             params, lr=self.lr, weight_decay=self.weight_decay, betas=tuple(self.betas)
         )
@@ -127,12 +156,14 @@ class TrainConfig(OptimConfig):
         seed: seed of weights, sampling and augmentation.
         threads: torch CPU threads (``None`` or 0: torch's default).
         accelerator: ``auto``, ``cpu`` or ``gpu``.
-        devices: devices per node (``>1``, or several nodes, uses Lightning DDP).
+        devices: devices per node, or ``"auto"`` (more than one process in all uses
+            Lightning DDP).
         num_nodes: machines (DDP over all of them; started by torchrun or SLURM).
         num_workers: DataLoader worker processes.
         log_every_n_steps: Lightning's logging interval.
-        init_from: model file or checkpoint whose weights start a fresh run (a warm start
-            with a new optimizer and schedule; ignored on resume).
+        init_from: a model file (separation also takes a training checkpoint) whose weights
+            start a fresh run (a warm start with a new optimizer and schedule; ignored on
+            resume).
     """
 
     epochs: int = 20
@@ -145,7 +176,7 @@ class TrainConfig(OptimConfig):
     seed: int = 0
     threads: int | None = None
     accelerator: str = "auto"
-    devices: int = 1
+    devices: int | str = 1
     num_nodes: int = 1
     num_workers: int = 0
     log_every_n_steps: int = 10
@@ -172,6 +203,13 @@ class TrainConfig(OptimConfig):
             )
         if "betas" in given:
             given["betas"] = tuple(given["betas"])
+        # a family's default for one of a pair must not clash with the other given alone
+        if "warmup_steps" in given and "warmup_epochs" not in given:
+            given["warmup_epochs"] = 0.0
+        if "warmup_epochs" in given and "warmup_steps" not in given:
+            given["warmup_steps"] = 0
+        if "min_lr_ratio" in given and "min_lr" not in given:
+            given["min_lr"] = None
         try:
             out = cls(**given)
         except TypeError as exc:
@@ -187,7 +225,10 @@ class TrainConfig(OptimConfig):
         """
         self.check()
         for name in ("epochs", "batch_size", "accumulate", "devices", "num_nodes"):
-            if int(getattr(self, name)) < 1:
+            value = getattr(self, name)
+            if name == "devices" and not isinstance(value, int):
+                continue  # "auto", "0,1": Lightning checks them
+            if int(value) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
 
     def optim(self) -> OptimConfig:

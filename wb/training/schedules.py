@@ -9,12 +9,12 @@ from typing import Any
 import torch
 
 from wb.errors import ConfigError
+from wb.training.config import SCHEDULES
 
-#: ``none``: the optimizer's learning rate throughout; ``constant``: linear warm-up, then flat;
-#: ``cosine``: linear warm-up, then half-cosine decay to ``min_lr_ratio * lr`` (Loshchilov &
-#: Hutter 2017, SGDR without restarts); ``onecycle``: :class:`torch.optim.lr_scheduler.OneCycleLR`
-#: (Smith 2018); ``plateau``: :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` per epoch.
-SCHEDULES = ("none", "constant", "cosine", "onecycle", "plateau")
+# The schedules (SCHEDULES): ``none``, the optimizer's learning rate throughout; ``constant``,
+# linear warm-up then flat; ``cosine``, linear warm-up then half-cosine decay to
+# ``min_lr_ratio * lr`` (Loshchilov & Hutter 2017, SGDR without restarts); ``onecycle``,
+# torch's OneCycleLR (Smith 2018); ``plateau``, ReduceLROnPlateau per epoch.
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, floor: float) -> Callable[[int], float]:

@@ -67,9 +67,11 @@ class RanksAgree(pl.Callback):
 
         if trainer.world_size < 2:
             return
-        device = next(pl_module.parameters()).device
-        total = torch.zeros((), dtype=torch.float64, device=device)
-        for p in pl_module.parameters():
+        params = list(pl_module.parameters())
+        if not params:
+            return
+        total = torch.zeros((), dtype=torch.float64, device=params[0].device)
+        for p in params:
             total += p.detach().double().sum() + p.detach().double().abs().sum() * 1e-3
         sums = trainer.strategy.all_gather(total)
         if not torch.allclose(sums, sums[0], rtol=1e-9, atol=0.0):
@@ -111,7 +113,11 @@ def checkpoint_callbacks(ckpt_dir: str | os.PathLike, monitor: str, mode: str) -
 
 def world_size(devices: int | str | list[int], num_nodes: int = 1) -> int:
     """Processes in all for Lightning's ``devices`` (count, ``"0,1"``, list, ``-1`` or
-    ``"auto"``: every visible GPU, at least one) times ``num_nodes``."""
+    ``"auto"``: every visible GPU, at least one) times ``num_nodes``.
+
+    Returns:
+        the number of processes (at least 1 per node).
+    """
     import torch
 
     if isinstance(devices, int):
@@ -209,6 +215,31 @@ def make_trainer(
         deterministic=False,
     )
     return trainer, best
+
+
+def rename_monitors(checkpoint: dict, renames: dict[str, str]) -> None:
+    """Rewrite the monitored-metric names in a Lightning checkpoint's callback states (in place).
+
+    Lightning restores a callback's state by a key that contains its ``monitor``; a run
+    saved before a metric was renamed (``val/sisdr`` -> ``val/si_sdr``) would otherwise lose
+    its best score and early-stopping counters on resume. Call it from
+    ``LightningModule.on_load_checkpoint``, which runs before the callbacks are restored.
+
+    Args:
+        checkpoint: the loaded checkpoint dictionary.
+        renames: ``{former name: current name}``.
+    """
+    states = checkpoint.get("callbacks")
+    if not isinstance(states, dict):
+        return
+    for key in list(states):
+        new_key = key
+        for old, new in renames.items():
+            new_key = new_key.replace(f"'monitor': '{old}'", f"'monitor': '{new}'")
+        state = states.pop(key)
+        if isinstance(state, dict) and state.get("monitor") in renames:
+            state = {**state, "monitor": renames[state["monitor"]]}
+        states[new_key] = state
 
 
 def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule, resume_from=None) -> None:

@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 from recipes.satb_separation.__main__ import main
 from separation.models import build
@@ -70,3 +72,24 @@ def test_quick_profile_end_to_end(tmp_path):
                  "--split", "valid", "--no-bsseval"]) == 0  # fmt: skip
     assert main(["export", *common, "--run", str(run)]) == 0
     assert (run / "satb.pt").is_file()
+
+
+def test_former_train_key_names_in_files_and_overrides(tmp_path):
+    """A config (or a run folder saved before the spine) with ``max_epochs``/``clip_grad`` and
+    ``--set train.max_epochs=...`` still train and resume; the saved config has today's names."""
+    from tests.separation.conftest import tiny_config, write_stems
+
+    root = write_stems(tmp_path / "stems", {"train": 2, "valid": 1})
+    cfg = tiny_config(root, samples_per_epoch=8, threads=1)
+    cfg["train"].pop("epochs")
+    cfg["train"].update(max_epochs=5, clip_grad=1.0)
+    (tmp_path / "old.yml").write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    argv = ["train", "--config", str(tmp_path / "old.yml"), "--run", str(run), "--quiet"]
+    assert main([*argv, "--set", "train.max_epochs=1"]) == 0
+    saved = yaml.safe_load((run / "config.yml").read_text())["train"]
+    assert saved["epochs"] == 1 and saved["grad_clip"] == 1.0 and "max_epochs" not in saved
+    assert main(["train", "--resume", "--run", str(run), "--set", "train.max_epochs=2",
+                 "--quiet"]) == 0  # fmt: skip
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1  # the second epoch (0-based) ran after the resume

@@ -9,19 +9,24 @@ LOCK := requirements.lock
 LOCK_VENV := .lock-venv
 UV_VERSION := 0.13.9
 SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
+# more General MIDI sample sets for timbre diversity and an unseen-sound-font test
+TIMGM := /usr/share/sounds/sf2/TimGM6mb.sf2
+MUSESCORE := /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 
 .PHONY: setup system-deps demo test test-all lint format clean lock
 
 setup: system-deps $(STAMP)
 
-# apt-get only when ffmpeg, fluidsynth, the FluidR3 sound font, espeak-ng (synthetic speech for
-# the FSDD recipe) or Python's venv module is missing.
+# apt-get only when ffmpeg, fluidsynth, a sound font (FluidR3, TimGM6mb, MuseScore General
+# Lite), espeak-ng (synthetic speech for the FSDD recipe) or Python's venv module is missing.
 system-deps:
 	@pkgs=""; \
 	command -v ffmpeg >/dev/null || pkgs="$$pkgs ffmpeg"; \
 	command -v fluidsynth >/dev/null || pkgs="$$pkgs fluidsynth"; \
 	command -v espeak-ng >/dev/null || pkgs="$$pkgs espeak-ng"; \
 	[ -f $(SF2) ] || pkgs="$$pkgs fluid-soundfont-gm"; \
+	[ -f $(TIMGM) ] || pkgs="$$pkgs timgm6mb-soundfont"; \
+	[ -f $(MUSESCORE) ] || pkgs="$$pkgs musescore-general-soundfont-small"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || pkgs="$$pkgs python3-venv"; \
 	if [ -n "$$pkgs" ]; then \
 		echo "installing system packages:$$pkgs"; \

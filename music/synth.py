@@ -21,6 +21,16 @@ from wb import subproc
 from wb.errors import DependencyError, WbError
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+#: General MIDI sound fonts from Debian packages, by short name: ``{name: (path, package)}``.
+#: Three independent sample sets, for timbre diversity and an unseen-sound-font test.
+SOUNDFONTS = {
+    "fluidr3": (DEFAULT_SOUNDFONT, "fluid-soundfont-gm"),
+    "timgm6mb": ("/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
+    "musescore": (
+        "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
+        "musescore-general-soundfont-small",
+    ),
+}
 MIDI_RESOLUTION = 960  # ticks per quarter note
 RENDER_TIMEOUT = 600.0  # seconds one FluidSynth render may take (a chorale takes about 1.4 s)
 
@@ -31,8 +41,14 @@ GM_NAMES = {
     56: "Trumpet", 57: "Trombone", 58: "Tuba", 60: "French Horn", 61: "Brass Section",
     64: "Soprano Sax", 65: "Alto Sax", 66: "Tenor Sax", 67: "Baritone Sax",
     68: "Oboe", 69: "English Horn", 70: "Bassoon", 71: "Clarinet", 72: "Piccolo", 73: "Flute",
-    74: "Recorder",
+    74: "Recorder", 19: "Church Organ", 20: "Reed Organ",
 }  # fmt: skip
+
+
+def soundfont_path(name_or_path: str) -> str:
+    """The file of a sound font given by short name (:data:`SOUNDFONTS`) or by path."""
+    entry = SOUNDFONTS.get(str(name_or_path))
+    return entry[0] if entry else str(name_or_path)
 
 
 @dataclass(frozen=True)
@@ -74,18 +90,22 @@ def find_fluidsynth(binary: str = "fluidsynth") -> str:
 
 
 def check_soundfont(path: str | os.PathLike) -> Path:
-    """Check that the General MIDI sound font exists and is a non-empty file.
+    """Check that a General MIDI sound font (path or :data:`SOUNDFONTS` name) exists and is a
+    non-empty file; returns its path.
 
     Raises:
-        DependencyError: missing or empty; the message names the Debian package
-            ``fluid-soundfont-gm`` that provides ``FluidR3_GM.sf2``.
+        DependencyError: missing or empty; the message names the Debian package that provides
+            it (``fluid-soundfont-gm`` for ``FluidR3_GM.sf2``).
     """
-    p = Path(path).expanduser()
+    p = Path(soundfont_path(str(path))).expanduser()
     if not p.is_file() or p.stat().st_size == 0:
-        raise DependencyError(
-            f"sound font {p} not found; install it with `apt-get install fluid-soundfont-gm` "
-            "(Debian/Ubuntu package `fluid-soundfont-gm`, FluidR3_GM.sf2) or set soundfont=..."
+        package = next((pkg for f, pkg in SOUNDFONTS.values() if Path(f) == p), None)
+        hint = (
+            f"install it with `apt-get install {package}` (Debian/Ubuntu package `{package}`)"
+            if package
+            else "install one (e.g. `apt-get install fluid-soundfont-gm`)"
         )
+        raise DependencyError(f"sound font {p} not found; {hint} or set soundfont=...")
     return p
 
 

@@ -15,9 +15,7 @@ import numpy as np
 from music.chorale_corpus import (
     VOICES,
 )
-from music.synth import (
-    DEFAULT_SOUNDFONT,
-)
+from music.synth import DEFAULT_SOUNDFONT, SOUNDFONTS, soundfont_path
 from wb.errors import ConfigError
 
 SPLITS = ("train", "valid", "test")
@@ -42,6 +40,17 @@ TIMBRES: dict[str, dict[str, tuple[int, ...]]] = {
     },
 }
 TIMBRES["mixed"] = {v: _CHOIR + TIMBRES["ensemble"][v] for v in VOICES}
+# diverse: per voice, instruments of six families that play in its register -- choir/voice
+# (52-54), strings (violin 40, viola 41, cello 42, contrabass 43, ensemble 48), woodwinds
+# (flute 73, oboe 68, English horn 69, clarinet 71, bassoon 70), reeds (soprano, alto, tenor,
+# baritone sax 64-67), brass (trumpet 56, French horn 60, trombone 57, tuba 58) and organ
+# (church 19, reed 20).
+TIMBRES["diverse"] = {
+    "soprano": (*_CHOIR, 40, 48, 73, 68, 71, 64, 56, 19, 20),
+    "alto": (*_CHOIR, 40, 41, 48, 68, 69, 71, 65, 56, 60, 19, 20),
+    "tenor": (*_CHOIR, 41, 42, 48, 69, 71, 70, 66, 60, 57, 19, 20),
+    "bass": (*_CHOIR, 42, 43, 48, 70, 67, 57, 58, 19, 20),
+}
 
 # Comfortable SATB ranges as MIDI numbers (C4-A5, F3-D5, C3-A4, D2-E4).
 DEFAULT_VOICE_RANGES = {"soprano": [60, 81], "alto": [53, 74], "tenor": [48, 69], "bass": [38, 64]}
@@ -79,7 +88,11 @@ class ChoraleConfig:
         peak: peak level in (0, 0.99] of the loudest of mixture and stems.
         subtype: ``"PCM_16"`` or ``"FLOAT"`` WAV samples.
         synth_gain: FluidSynth master gain (``-g``).
-        soundfont: General MIDI ``.sf2`` file.
+        soundfont: General MIDI ``.sf2``/``.sf3`` file (or a :data:`music.synth.SOUNDFONTS`
+            name), used when ``soundfonts`` is not set.
+        soundfonts: a pool of sound fonts (names or paths); each part of each rendition draws
+            one (its own seeded stream), so one rendition mixes sample sets as a real ensemble
+            mixes instruments. ``None``: ``soundfont`` for every part.
         fluidsynth: FluidSynth executable name or path.
         heldout: held-out list file; a relative path is tried from the working directory,
             then from the project root.
@@ -111,6 +124,7 @@ class ChoraleConfig:
     subtype: str = "PCM_16"
     synth_gain: float = 0.5
     soundfont: str = DEFAULT_SOUNDFONT
+    soundfonts: Sequence[str] | None = None
     fluidsynth: str = "fluidsynth"
     heldout: str = "../shared/heldout_chorales.txt"
     valid_fraction: float = 0.05
@@ -207,6 +221,17 @@ class ChoraleConfig:
         for key in ("soundfont", "fluidsynth", "heldout"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ConfigError(f"{key} must be a non-empty path string")
+        pool = self.soundfonts
+        if pool is not None and (
+            isinstance(pool, str)
+            or not isinstance(pool, Sequence)
+            or not pool
+            or not all(isinstance(x, str) and x for x in pool)
+        ):
+            raise ConfigError(
+                f"soundfonts={pool!r} must be a non-empty list of sound font names or paths "
+                f"({', '.join(SOUNDFONTS)}) or null"
+            )
 
     def render_dict(self) -> dict[str, Any]:
         """The settings that shape a rendition's audio, JSON-normalised (stored in meta.json
@@ -217,7 +242,13 @@ class ChoraleConfig:
             if f.name not in self._NOT_RENDERING
         }
         d["voice_ranges"] = {v: list(self.voice_ranges[v]) for v in VOICES}
-        d["soundfont"] = str(Path(self.soundfont).expanduser().resolve())
+        d["soundfont"] = str(Path(soundfont_path(self.soundfont)).expanduser().resolve())
+        if self.soundfonts is None:
+            del d["soundfonts"]  # as before the pools existed: earlier renders stay valid
+        else:
+            d["soundfonts"] = [
+                str(Path(soundfont_path(x)).expanduser().resolve()) for x in self.soundfonts
+            ]
         return json.loads(json.dumps(d))
 
     def to_dict(self) -> dict[str, Any]:

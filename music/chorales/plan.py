@@ -38,6 +38,8 @@ class RenditionPlan:
         dropped: ``{voice: number of dropped notes}``.
         breaths: number of breath rests inserted.
         duration: seconds of audio (last note end + ``tail``).
+        soundfonts: ``{voice: sound font}`` drawn from ``config.soundfonts``; ``None`` when
+            there is no pool (every part uses ``config.soundfont``).
     """
 
     work: str
@@ -52,6 +54,7 @@ class RenditionPlan:
     dropped: dict[str, int]
     breaths: int
     duration: float
+    soundfonts: dict[str, str] | None = None
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -204,6 +207,12 @@ def plan_rendition(work: Mapping[str, Any], config: ChoraleConfig, rendition: in
             for p, s, e, vel in timed
             if e - s >= MIN_NOTE_SECONDS
         ]
+    soundfonts = None
+    if config.soundfonts:  # its own streams: the other draws are as without a pool
+        pool = list(config.soundfonts)
+        soundfonts = {
+            v: pool[int(_rng(seed, 6, i).integers(len(pool)))] for i, v in enumerate(VOICES)
+        }
     last = max((n.end for ns in notes.values() for n in ns), default=0.0)
     if last <= 0:
         raise WbError(f"{name}: rendition {rendition} has no notes to render")
@@ -220,4 +229,5 @@ def plan_rendition(work: Mapping[str, Any], config: ChoraleConfig, rendition: in
         dropped=dropped,
         breaths=n_breaths,
         duration=last + float(config.tail),
+        soundfonts=soundfonts,
     )

@@ -295,7 +295,8 @@ def prepare_chorales(
          "jobs": jobs, "quiet": quiet}
     )  # fmt: skip
     find_fluidsynth(cfg.fluidsynth)
-    check_soundfont(cfg.soundfont)
+    for sf in cfg.soundfonts or [cfg.soundfont]:
+        check_soundfont(sf)
     out = Path(root)
     paths = corpus_works()
     heldout_path = resolve_heldout(cfg.heldout).resolve()

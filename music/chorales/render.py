@@ -81,7 +81,9 @@ def render_rendition(
         tmp_wav = out / f".{v}.render.wav"
         try:
             audio = render_midi(
-                midi, tmp_wav, sr, config.soundfont, config.synth_gain, config.reverb,
+                midi, tmp_wav, sr,
+                plan.soundfonts[v] if plan.soundfonts else config.soundfont,
+                config.synth_gain, config.reverb,
                 config.fluidsynth,
             )  # fmt: skip
         finally:
@@ -128,6 +130,7 @@ def render_rendition(
         "transposition": plan.transposition,
         "transposition_in_range": plan.in_range,
         "programs": plan.programs,
+        **({"soundfonts": plan.soundfonts} if plan.soundfonts else {}),
         "program_names": {v: GM_NAMES.get(p, f"program {p}") for v, p in plan.programs.items()},
         "gains_db": plan.gains_db,
         "scale": scale,

@@ -7,6 +7,7 @@ needs (the held-out list plus a few) are parsed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -533,3 +534,53 @@ def test_wb_datasets_chorales_command(settings, tmp_path):
     assert yaml.safe_load((root / "config.yml").read_text())["data"]["sample_rate"] == SR
     res = CliRunner().invoke(datasets, ["chorales", "--root", str(root), "--sample-rate", "5"])
     assert res.exit_code != 0 and isinstance(res.exception, WbError)
+
+
+def test_soundfont_pool_is_drawn_per_part_on_its_own_stream():
+    """A sound-font pool adds one seeded draw per part and leaves every other choice of the
+    rendition as it is without a pool (so earlier data sets stay reproducible)."""
+    sop = [[60 + i % 7, float(i), 1.0, 0] for i in range(16)]
+    parts = {
+        v: [[p - 7 * k, on, d, f] for p, on, d, f in sop] for k, v in enumerate(chorales.VOICES)
+    }
+    work = _work(parts)
+    plain = chorales.plan_rendition(work, chorales.ChoraleConfig.from_kwargs(timbre="diverse"), 0)
+    pool = ["fluidr3", "timgm6mb", "musescore"]
+    cfg = chorales.ChoraleConfig.from_kwargs(timbre="diverse", soundfonts=pool)
+    plans = [chorales.plan_rendition(work, cfg, k) for k in range(12)]
+    assert plain.soundfonts is None and set(plans[0].soundfonts) == set(chorales.VOICES)
+    assert dataclasses.replace(plans[0], soundfonts=None) == plain
+    drawn = {sf for p in plans for sf in p.soundfonts.values()}
+    assert drawn == set(pool)  # 48 draws cover a pool of 3
+    assert chorales.plan_rendition(work, cfg, 3) == plans[3]
+    for p in plans:
+        for v in chorales.VOICES:
+            assert p.programs[v] in chorales.TIMBRES["diverse"][v]
+    families = {p.programs["soprano"] for p in plans} | {p.programs["bass"] for p in plans}
+    assert len(families) >= 6
+    for bad in ("fluidr3", [], [""], [3]):
+        with pytest.raises(ConfigError, match="soundfonts="):
+            chorales.ChoraleConfig.from_kwargs(soundfonts=bad)
+
+
+@needs_fluidsynth
+@pytest.mark.skipif(not Path("/usr/share/sounds/sf2/TimGM6mb.sf2").is_file(),
+                    reason="needs timgm6mb-soundfont")  # fmt: skip
+def test_render_with_a_soundfont_pool(settings, tmp_path):
+    """Each part renders with the sound font its plan drew; the mixture stays the exact sum."""
+    opts = {**settings, "subtype": "FLOAT", "soundfonts": ["fluidr3", "timgm6mb"]}
+    chorales.prepare_chorales(tmp_path, pieces="bwv255", jobs=1, log=lambda m: None, **opts)
+    d = tmp_path / "test" / "bwv255__r0"
+    meta = json.loads((d / "meta.json").read_text())
+    assert set(meta["soundfonts"]) == set(chorales.VOICES)
+    assert set(meta["soundfonts"].values()) <= {"fluidr3", "timgm6mb"}
+    x = _load(d)
+    assert np.abs(x["mixture"] - (x["soprano"] + x["alto"] + x["tenor"] + x["bass"])).max() < 1e-6
+    one = {**opts, "soundfonts": None}
+    chorales.prepare_chorales(tmp_path / "one", pieces="bwv255", jobs=1, log=lambda m: None, **one)
+    y = _load(tmp_path / "one" / "test" / "bwv255__r0")
+    changed = [v for v in chorales.VOICES if meta["soundfonts"][v] == "timgm6mb"]
+    for v in chorales.VOICES:  # equal up to the joint peak scaling, except TimGM6mb parts
+        a, b = x[v].ravel(), y[v].ravel()
+        corr = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        assert (corr < 0.99) == (v in changed), (v, corr)

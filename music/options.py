@@ -15,7 +15,7 @@ PREPARE_OPTIONS = (
         "--timbre",
         "instrument set",
         key="data.timbre",
-        type=click.Choice(["choir", "ensemble", "mixed"]),
+        type=click.Choice(["choir", "ensemble", "mixed", "diverse"]),
     ),  # fmt: skip
     Option("--seed", "global seed", key="data.seed", type=int),
     Option("--limit", "only the first N works (sorted names)", key="data.limit", type=int),

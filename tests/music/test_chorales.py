@@ -584,3 +584,10 @@ def test_render_with_a_soundfont_pool(settings, tmp_path):
         a, b = x[v].ravel(), y[v].ravel()
         corr = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
         assert (corr < 0.99) == (v in changed), (v, corr)
+
+
+def test_timbre_option_lists_every_timbre():
+    from music.options import PREPARE_OPTIONS
+
+    (timbre,) = [o for o in PREPARE_OPTIONS if o.flag == "--timbre"]
+    assert list(timbre.type.choices) == list(chorales.TIMBRES)

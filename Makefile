@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-LOCK := requirements.lock
+LOCK := requirements.txt
 LOCK_VENV := .lock-venv
 UV_VERSION := 0.13.9
 SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
@@ -35,7 +35,7 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkgs >/dev/null; \
 	fi
 
-# Everything in the venv comes from requirements.lock: exact versions of every direct and
+# Everything in the venv comes from requirements.txt: exact versions of every direct and
 # transitive package, each checked against its SHA-256 (pip's hash-checking mode), so a fresh
 # machine gets exactly the set the tests ran with. The project itself is installed without
 # dependencies and without build isolation (setuptools comes from the lock too); `pip check`

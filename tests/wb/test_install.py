@@ -6,7 +6,7 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
+LOCK = Path(__file__).resolve().parents[2] / "requirements.txt"
 
 
 def _entries() -> list[str]:

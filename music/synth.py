@@ -115,6 +115,8 @@ def write_midi(
     program: int,
     bpm: float = 120.0,
     name: str = "",
+    pitch_bends: Sequence[tuple[float, int]] = (),
+    control_changes: Sequence[tuple[float, int, int]] = (),
 ) -> Path:
     """Write one monophonic part as a single-track Standard MIDI File.
 
@@ -125,6 +127,8 @@ def write_midi(
         bpm: tempo written into the file (quarter notes per minute); note times in seconds
             are converted to ticks at this tempo (960 ticks per quarter note).
         name: instrument / track name.
+        pitch_bends: ``(time_s, value)`` pitch-bend events, value in ``[-8192, 8191]``.
+        control_changes: ``(time_s, controller, value)`` events (e.g. CC11 expression).
 
     Returns:
         The written path.
@@ -139,6 +143,10 @@ def write_midi(
                 velocity=int(n.velocity), pitch=int(n.pitch), start=float(n.start), end=float(n.end)
             )
         )
+    inst.pitch_bends.extend(pretty_midi.PitchBend(int(v), float(t)) for t, v in pitch_bends)
+    inst.control_changes.extend(
+        pretty_midi.ControlChange(int(c), int(v), float(t)) for t, c, v in control_changes
+    )
     pm.instruments.append(inst)
     pm.write(str(path))
     return Path(path)

@@ -93,6 +93,19 @@ class ChoraleConfig:
         soundfonts: a pool of sound fonts (names or paths); each part of each rendition draws
             one (its own seeded stream), so one rendition mixes sample sets as a real ensemble
             mixes instruments. ``None``: ``soundfont`` for every part.
+        expressive: play each part expressively (:mod:`music.chorales.performance`):
+            detuning, vibrato, a CC11 dynamics curve and legato.
+        vibrato_cents: largest vibrato depth (cents; each part draws ``U(0, max)``).
+        detune_cents: largest per-part detuning (cents; drawn in ``[-max, max]``).
+        legato: largest overlap (seconds) of a note into the next one of another pitch.
+        expression_floor: lowest CC11 value of the dynamics curve (127: constant).
+        room: put the parts in a room: a synthetic impulse response per part, a shared
+            microphone equalisation and a noise floor per stem (the mixture stays the exact
+            sum of the stems).
+        rt60: ``[min, max]`` reverberation time in seconds.
+        wet_db: ``[min, max]`` reverberant-to-direct energy ratio per part (dB).
+        eq_db: largest microphone boost/cut (dB) at each equalisation point.
+        noise_db: ``[min, max]`` noise floor of each stem relative to the mixture RMS (dB).
         fluidsynth: FluidSynth executable name or path.
         heldout: held-out list file; a relative path is tried from the working directory,
             then from the project root.
@@ -125,6 +138,16 @@ class ChoraleConfig:
     synth_gain: float = 0.5
     soundfont: str = DEFAULT_SOUNDFONT
     soundfonts: Sequence[str] | None = None
+    expressive: bool = False
+    vibrato_cents: float = 30.0
+    detune_cents: float = 10.0
+    legato: float = 0.05
+    expression_floor: int = 70
+    room: bool = False
+    rt60: tuple[float, float] = (0.3, 1.8)
+    wet_db: tuple[float, float] = (-15.0, 0.0)
+    eq_db: float = 6.0
+    noise_db: tuple[float, float] = (-70.0, -50.0)
     fluidsynth: str = "fluidsynth"
     heldout: str = "../shared/heldout_chorales.txt"
     valid_fraction: float = 0.05
@@ -132,6 +155,10 @@ class ChoraleConfig:
 
     # Keys that do not change a rendition's audio (not compared when resuming).
     _NOT_RENDERING = ("renditions", "fluidsynth", "heldout", "valid_fraction", "cache_dir")
+    # Keys that only matter when their switch is on (left out of render_dict when it is off,
+    # so renders made before the switch existed stay valid).
+    _EXPRESSIVE = ("expressive", "vibrato_cents", "detune_cents", "legato", "expression_floor")
+    _ROOM = ("room", "rt60", "wet_db", "eq_db", "noise_db")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> ChoraleConfig:
@@ -202,7 +229,28 @@ class ChoraleConfig:
             raise ConfigError(f"velocity={self.velocity!r} must be an integer 1..127")
         if not _is_int(self.velocity_jitter) or not 0 <= self.velocity_jitter <= 64:
             raise ConfigError(f"velocity_jitter={self.velocity_jitter!r} must be an integer 0..64")
-        for key in ("humanize", "breaths", "reverb"):
+        for key, top in (("vibrato_cents", 100.0), ("detune_cents", 50.0), ("legato", 0.5)):
+            val = getattr(self, key)
+            if not _is_num(val) or not 0 <= val <= top:
+                raise ConfigError(f"{key}={val!r} must be a number between 0 and {top}")
+        if not _is_int(self.expression_floor) or not 1 <= self.expression_floor <= 127:
+            raise ConfigError(
+                f"expression_floor={self.expression_floor!r} must be an integer 1..127"
+            )
+        for key, lo, hi in (("rt60", 0.05, 5.0), ("wet_db", -40.0, 20.0), ("noise_db", -120, -20)):
+            val = getattr(self, key)
+            if (
+                not isinstance(val, Sequence)
+                or len(val) != 2
+                or not all(_is_num(x) for x in val)
+                or not lo <= val[0] <= val[1] <= hi
+            ):
+                raise ConfigError(
+                    f"{key}={val!r} must be [min, max] with {lo} <= min <= max <= {hi}"
+                )
+        if not _is_num(self.eq_db) or not 0 <= self.eq_db <= 24:
+            raise ConfigError(f"eq_db={self.eq_db!r} must be a number between 0 and 24")
+        for key in ("humanize", "breaths", "reverb", "expressive", "room"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key}={getattr(self, key)!r} must be true or false")
         ms = self.max_seconds
@@ -243,6 +291,10 @@ class ChoraleConfig:
         }
         d["voice_ranges"] = {v: list(self.voice_ranges[v]) for v in VOICES}
         d["soundfont"] = str(Path(soundfont_path(self.soundfont)).expanduser().resolve())
+        for switch, keys in (("expressive", self._EXPRESSIVE), ("room", self._ROOM)):
+            if not getattr(self, switch):
+                for key in keys:
+                    del d[key]
         if self.soundfonts is None:
             del d["soundfonts"]  # as before the pools existed: earlier renders stay valid
         else:

@@ -13,6 +13,7 @@ from music.chorale_corpus import (
     VOICES,
 )
 from music.chorales.config import MIN_NOTE_SECONDS, TIMBRES, ChoraleConfig, piece_seed
+from music.chorales.performance import PartExpression, RoomPlan, draw_expression, draw_room, legato
 from music.synth import (
     TimedNote,
 )
@@ -40,6 +41,8 @@ class RenditionPlan:
         duration: seconds of audio (last note end + ``tail``).
         soundfonts: ``{voice: sound font}`` drawn from ``config.soundfonts``; ``None`` when
             there is no pool (every part uses ``config.soundfont``).
+        expression: ``{voice: PartExpression}`` when ``config.expressive``, else ``None``.
+        room: the :class:`RoomPlan` when ``config.room``, else ``None``.
     """
 
     work: str
@@ -55,6 +58,8 @@ class RenditionPlan:
     breaths: int
     duration: float
     soundfonts: dict[str, str] | None = None
+    expression: dict[str, PartExpression] | None = None
+    room: RoomPlan | None = None
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -196,8 +201,11 @@ def plan_rendition(work: Mapping[str, Any], config: ChoraleConfig, rendition: in
                     vel += int(rng.integers(-j, j + 1))
             timed.append([int(p) + shift, start, end, int(np.clip(vel, 1, 127))])
         timed.sort(key=lambda n: n[1])
-        for a, b in zip(timed, timed[1:], strict=False):
-            a[2] = min(a[2], b[1])  # monophonic: a note ends before the next begins
+        if config.expressive:  # its own stream: the other draws are as without expression
+            legato(timed, float(config.legato), _rng(seed, 7, i))
+        else:
+            for a, b in zip(timed, timed[1:], strict=False):
+                a[2] = min(a[2], b[1])  # monophonic: a note ends before the next begins
         if config.max_seconds is not None:
             timed = [n for n in timed if n[1] < config.max_seconds]
             for n in timed:
@@ -213,6 +221,18 @@ def plan_rendition(work: Mapping[str, Any], config: ChoraleConfig, rendition: in
         soundfonts = {
             v: pool[int(_rng(seed, 6, i).integers(len(pool)))] for i, v in enumerate(VOICES)
         }
+    expression = None
+    if config.expressive:
+        expression = {
+            v: draw_expression(_rng(seed, 8, i), config.vibrato_cents, config.detune_cents)
+            for i, v in enumerate(VOICES)
+        }
+    room = None
+    if config.room:
+        room = draw_room(
+            _rng(seed, 9), VOICES, config.rt60, config.wet_db, config.eq_db, config.noise_db,
+            config.sample_rate,
+        )  # fmt: skip
     last = max((n.end for ns in notes.values() for n in ns), default=0.0)
     if last <= 0:
         raise WbError(f"{name}: rendition {rendition} has no notes to render")
@@ -228,6 +248,8 @@ def plan_rendition(work: Mapping[str, Any], config: ChoraleConfig, rendition: in
         notes=notes,
         dropped=dropped,
         breaths=n_breaths,
-        duration=last + float(config.tail),
+        duration=last + float(config.tail) + (0.5 * room.rt60 if room else 0.0),
         soundfonts=soundfonts,
+        expression=expression,
+        room=room,
     )

@@ -3,6 +3,7 @@ verify a rendered piece."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -17,6 +18,7 @@ from music.chorale_corpus import (
     VOICES,
 )
 from music.chorales.config import GENERATOR_VERSION, STEMS, ChoraleConfig, piece_id
+from music.chorales.performance import apply_room, expression_curve, pitch_bend_curve
 from music.chorales.plan import plan_rendition
 from music.synth import (
     GM_NAMES,
@@ -75,7 +77,19 @@ def render_rendition(
     n = int(math.ceil(plan.duration * sr))
     stems = np.zeros((len(VOICES), n), dtype=np.float64)
     for i, v in enumerate(VOICES):
-        midi = write_midi(plan.notes[v], out / f"{v}.mid", plan.programs[v], plan.bpm, name=v)
+        bends: list[tuple[float, int]] = []
+        ccs: list[tuple[float, int, int]] = []
+        if plan.expression and plan.notes[v]:
+            expr = plan.expression[v]
+            bends = pitch_bend_curve(plan.notes[v], expr, plan.duration)
+            ccs = [
+                (t, 11, val)
+                for t, val in expression_curve(expr, plan.duration, config.expression_floor)
+            ]
+        midi = write_midi(
+            plan.notes[v], out / f"{v}.mid", plan.programs[v], plan.bpm, name=v,
+            pitch_bends=bends, control_changes=ccs,
+        )  # fmt: skip
         if not plan.notes[v]:
             continue
         tmp_wav = out / f".{v}.render.wav"
@@ -90,6 +104,8 @@ def render_rendition(
             tmp_wav.unlink(missing_ok=True)
         m = min(n, audio.shape[0])
         stems[i, :m] = audio[:m] * 10.0 ** (plan.gains_db[v] / 20.0)
+    if plan.room is not None:
+        stems = apply_room(stems, sr, plan.room, VOICES)
     peak = max(float(np.abs(stems).max()), float(np.abs(stems.sum(axis=0)).max()))
     if peak <= 0:
         raise WbError(f"{plan.work}: FluidSynth rendered silence for rendition {rendition}")
@@ -131,6 +147,12 @@ def render_rendition(
         "transposition_in_range": plan.in_range,
         "programs": plan.programs,
         **({"soundfonts": plan.soundfonts} if plan.soundfonts else {}),
+        **(
+            {"expression": {v: dataclasses.asdict(e) for v, e in plan.expression.items()}}
+            if plan.expression
+            else {}
+        ),
+        **({"room": dataclasses.asdict(plan.room)} if plan.room else {}),
         "program_names": {v: GM_NAMES.get(p, f"program {p}") for v, p in plan.programs.items()},
         "gains_db": plan.gains_db,
         "scale": scale,

@@ -509,6 +509,10 @@ class StreamSeparator:
             :func:`separate_tensor` (``shifts`` is not available when streaming).
         expected_frames: input length in samples if known (progress bar total only).
         quiet: no progress bar (``None`` follows ``WB_QUIET``).
+        high_band: when the input's rate is above the model's, give the stems the input's
+            band above the model's Nyquist frequency, shared out by
+            :class:`separation.highband.HighBandExtension` (default on). Off: the stems are
+            band-limited to ``model_rate / 2``.
 
     Raises:
         AudioError: ``channels`` not 1 or 2, or a non-positive sample rate.
@@ -530,8 +534,11 @@ class StreamSeparator:
         engine: str = "auto",
         expected_frames: int | None = None,
         quiet: bool | None = None,
+        high_band: bool = True,
     ) -> None:
         import soxr
+
+        from separation.highband import HighBandExtension
 
         if channels not in (1, 2):
             raise AudioError(
@@ -544,9 +551,15 @@ class StreamSeparator:
         if unknown:
             raise WbError(f"unknown stem(s) {', '.join(unknown)}; sources: {', '.join(names)}")
         self.stems = list(stems or names)
-        self._index = [names.index(s) for s in self.stems]
         self.sample_rate, self.channels = int(sample_rate), int(channels)
         self.model_rate, self.model_channels = int(model.samplerate), int(model.audio_channels)
+        # the high band is shared among all sources, so then all are brought back
+        self._hb = None
+        if high_band and self.sample_rate > self.model_rate:
+            self._hb = HighBandExtension(len(names), self.channels, self.sample_rate,
+                                         self.model_rate)  # fmt: skip
+        self._index = list(range(len(names))) if self._hb else [names.index(s) for s in self.stems]
+        self._final = [names.index(s) for s in self.stems] if self._hb else None
         segment, overlap, use_demucs = _plan(model, segment, overlap, engine)
         device = device if device is not None else torch.device("cpu")
         self._ola = _engine(
@@ -560,7 +573,7 @@ class StreamSeparator:
             self.sample_rate, self.model_rate, self.model_channels, dtype="float32"
         )  # fmt: skip
         self._out = None if same_rate else soxr.ResampleStream(
-            self.model_rate, self.sample_rate, len(self.stems) * self._mid_channels,
+            self.model_rate, self.sample_rate, len(self._index) * self._mid_channels,
             dtype="float32",
         )  # fmt: skip
         stride = max(1, int((1 - overlap) * segment_samples(self.model_rate, segment)))
@@ -593,7 +606,10 @@ class StreamSeparator:
         mix = convert_channels(block, self.model_channels, "input")
         if self._in is not None:
             mix = self._resample(self._in, mix, last=False)
-        return self._back(self._ola.push(mix), last=False)
+        est = self._back(self._ola.push(mix), last=False)
+        if self._hb is None:
+            return est
+        return self._hb.push(block, est)[self._final]
 
     def finish(self) -> torch.Tensor:
         """End of the input: flush everything and return the last estimates (as :meth:`push`);
@@ -614,6 +630,9 @@ class StreamSeparator:
             if missing > 0:  # the resamplers' rounding: pad the last samples
                 out = F.pad(out, (0, missing))
                 self._returned += missing
+            if self._hb is not None:
+                flushed = self._hb.push(torch.zeros(self.channels, 0), out)
+                out = torch.cat([flushed, self._hb.finish()], dim=-1)[self._final]
             return out
         finally:
             self.close()

@@ -191,10 +191,13 @@ def test_htdemucs_segment_limit_and_bad_args():
 def test_separate_audio_restores_rate_and_channels():
     model = GainModel()
     x = torch.randn(2, 44100) * 0.1
-    out = separate_audio(model, x, 44100, quiet=True)
+    out = separate_audio(model, x, 44100, quiet=True, high_band=False)
     assert out.shape == (2, 2, 44100)
     # identity model: each stem is the band-limited mono downmix, duplicated to both channels
     assert torch.equal(out[0, 0], out[0, 1])
+    # with the high band, each channel gets its own input channel's band above 4 kHz
+    full = separate_audio(model, x, 44100, quiet=True)
+    assert full.shape == (2, 2, 44100) and not torch.equal(full[0, 0], full[0, 1])
 
 
 def test_demucs_bag_of_models_and_its_segment_limit():

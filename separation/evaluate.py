@@ -12,7 +12,18 @@ Per track and source:
 Over tracks: BSSEval metrics take the **median over tracks** (the SiSEC 2018 convention),
 SI-SDR and SI-SDRi the **mean over tracks**. The "mean" row averages the per-source values.
 All values are in dB; BSSEval gives +inf for a perfect estimate, stored capped at 200 dB.
-Evaluation runs at the model's sample rate and channel count.
+
+Evaluation runs either at the **data's** sample rate (``rate="data"``, the default): the
+mixture is separated as ``wb separate`` separates a file (resampled to the model's rate and
+back, with the input's band above the model's Nyquist frequency shared out by
+:class:`separation.highband.HighBandExtension`), so the score covers the whole band a user
+gets; or at the **model's** rate (``rate="model"``: references resampled to it, the
+band-limited score of the model alone).
+
+The **oracle** ideal ratio mask (:func:`oracle_irm`) is scored the same way as a ceiling: the
+best that a time-frequency mask of the mixture can do with this STFT (Vincent, Gribonval &
+Plumbley 2007, "Oracle estimators for the benchmarking of source separation algorithms";
+the ``IRM2`` of sigsep's oracle baselines).
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import torch
 from torch import nn
 
 from separation.data import StemsDataset
-from separation.inference import separate_tensor
+from separation.inference import separate_audio, separate_tensor
 from separation.losses import si_sdr
 from wb.errors import WbError
 from wb.progress import progress
@@ -78,6 +89,54 @@ def bsseval(
         for name, values in (("SDR", sdr), ("SIR", sir), ("SAR", sar), ("ISR", isr)):
             out[name] = np.nanmedian(np.asarray(values, dtype=np.float64), axis=1)
     return out
+
+
+def oracle_irm(sources: torch.Tensor, sample_rate: int, window_seconds: float = 0.064):
+    """Ideal ratio mask (power, alpha = 2) estimates from the true sources.
+
+    Each source's mask is ``|S_j|^2 / sum_k |S_k|^2`` on a Hann STFT of about
+    ``window_seconds`` (a power of two: 512 samples at 8 kHz, 1024 at 16 kHz) with a hop of a
+    quarter window, applied to the mixture's STFT (the mixture being the sum of the sources).
+
+    Args:
+        sources: ``(n_sources, channels, samples)``.
+        sample_rate: Hz (sets the window).
+        window_seconds: STFT window length in seconds.
+
+    Returns:
+        ``(n_sources, channels, samples)`` float32 estimates.
+    """
+    n_fft = 2 ** max(6, round(math.log2(window_seconds * sample_rate)))
+    k, c, n = sources.shape
+    flat = sources.reshape(k * c, n).to(torch.float64)
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    spec = torch.stft(flat, n_fft, n_fft // 4, window=window, return_complex=True)
+    spec = spec.reshape(k, c, *spec.shape[-2:])
+    power = spec.abs() ** 2
+    mask = power / power.sum(dim=0, keepdim=True).clamp_min(1e-20)
+    est = torch.istft(
+        (mask * spec.sum(dim=0, keepdim=True)).reshape(k * c, *spec.shape[-2:]),
+        n_fft, n_fft // 4, window=window, length=n,
+    )  # fmt: skip
+    return est.reshape(k, c, n).float()
+
+
+def data_sample_rate(root: str | os.PathLike, split: str) -> int:
+    """Sample rate (Hz) of the first track's ``mixture.wav`` in ``root/split``.
+
+    Raises:
+        WbError: no readable mixture in the split.
+    """
+    import soundfile as sf
+
+    for track in sorted(p for p in (Path(root) / split).glob("*") if p.is_dir()):
+        f = track / "mixture.wav"
+        if f.is_file():
+            try:
+                return int(sf.info(str(f)).samplerate)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise WbError(f"{f}: unreadable ({exc})") from None
+    raise WbError(f"{Path(root) / split}: no track with a mixture.wav")
 
 
 def track_metrics(
@@ -162,22 +221,40 @@ def aggregate(tracks: Sequence[Mapping[str, Any]], sources: Sequence[str]) -> di
 
 
 def format_table(summary: Mapping[str, Any]) -> str:
-    """Per-source table (dB) of :func:`aggregate` output, with the aggregation rule below it."""
-    rows = dict(summary["sources"])
-    rows["mean"] = summary["mean"]
+    """Per-source table (dB) of :func:`aggregate` output, with the aggregation rule below it.
+
+    When ``summary`` holds an ``oracle`` aggregate, its SI-SDR is the last column ("IRM
+    SI-SDR", the oracle ceiling)."""
+    rows = {k: dict(v) for k, v in summary["sources"].items()}
+    rows["mean"] = dict(summary["mean"])
+    oracle = summary.get("oracle")
+    if oracle:
+        for name in rows:
+            src = oracle["mean"] if name == "mean" else oracle["sources"][name]
+            rows[name]["IRM SI-SDR"] = src.get("SI-SDR")
     metrics = list(next(iter(rows.values())).keys())
     width = max(8, *(len(n) for n in rows))
-    lines = [f"{'source':<{width}}" + "".join(f"{m:>9}" for m in metrics)]
+    cell = max(9, *(len(m) + 1 for m in metrics))
+    lines = [f"{'source':<{width}}" + "".join(f"{m:>{cell}}" for m in metrics)]
     for name, values in rows.items():
         cells = "".join(
-            f"{values[m]:>9.2f}" if values[m] is not None else f"{'n/a':>9}" for m in metrics
+            f"{values[m]:>{cell}.2f}" if values[m] is not None else f"{'n/a':>{cell}}"
+            for m in metrics
         )
         lines.append(f"{name:<{width}}{cells}")
     n = summary.get("n_tracks", "all")
+    if "SDR" in metrics:
+        lines.append(
+            f"dB. SDR/SIR/SAR/ISR: BSSEval v4, median over 1 s frames, then median over {n} tracks."
+        )
     lines.append(
-        f"dB. SDR/SIR/SAR/ISR: BSSEval v4, median over 1 s frames, then median over {n} tracks."
+        f"SI-SDR, SI-SDRi: whole track, then mean over {n} tracks. mean: average over sources."
     )
-    lines.append("SI-SDR, SI-SDRi: whole track, then mean over tracks. mean: average over sources.")
+    if "sample_rate" in summary:
+        how = "full band, as wb separate" if summary.get("rate") == "data" else "model rate"
+        lines.append(f"Scored at {summary['sample_rate']} Hz ({how}).")
+    if oracle:
+        lines.append("IRM SI-SDR: oracle ideal ratio mask (the ceiling of mask-based methods).")
     return "\n".join(lines)
 
 
@@ -195,6 +272,9 @@ def evaluate(
     cache_dir: str | os.PathLike | None = None,
     quiet: bool | None = None,
     print_table: bool = True,
+    rate: str = "data",
+    oracle: bool = True,
+    title: str | None = None,
 ) -> dict[str, Any]:
     """Separate every track of ``root/split`` and score it against its stems.
 
@@ -214,13 +294,20 @@ def evaluate(
         cache_dir: ``.npy`` cache of decoded audio (see :class:`separation.data.AudioCache`).
         quiet: no progress bars (``None`` follows ``WB_QUIET``).
         print_table: print the per-source table.
+        rate: ``"data"`` (score at the data's rate, through the full ``wb separate`` path) or
+            ``"model"`` (at the model's rate; see the module doc).
+        oracle: also score the oracle ideal ratio mask (:func:`oracle_irm`) on the same
+            tracks, at the same rate.
+        title: a heading printed above the table.
 
     Returns:
         The ``metrics.json`` content: ``aggregation``, ``sources``, ``mean``, ``tracks``,
-        ``n_tracks``, ``split``, ``sample_rate``, ``segment``, ``overlap``, ``model``.
+        ``n_tracks``, ``split``, ``root``, ``sample_rate``, ``rate``, ``segment``,
+        ``overlap``, ``model`` and, with ``oracle``, ``oracle`` (``{"sources", "mean"}``).
 
     Raises:
-        WbError: unknown source names, data set errors (missing split or stem), model errors.
+        WbError: unknown source names or rate, data set errors (missing split or stem), model
+            errors.
     """
     from separation.separator import Separator
 
@@ -239,37 +326,53 @@ def evaluate(
     unknown = [s for s in wanted if s not in names]
     if unknown:
         raise WbError(f"unknown source(s) {', '.join(unknown)} (the model has {', '.join(names)})")
+    if rate not in ("data", "model"):
+        raise WbError(f"rate must be 'data' or 'model', got {rate!r}")
+    eval_rate = data_sample_rate(root, split) if rate == "data" else sep.sample_rate
     dataset = StemsDataset(
-        root, split, wanted, sep.sample_rate, sep.audio_channels, mode="full",
-        cache_dir=cache_dir,
+        root, split, names, eval_rate, sep.audio_channels, mode="full", cache_dir=cache_dir,
     )  # fmt: skip
     count = len(dataset) if max_tracks is None else min(len(dataset), int(max_tracks))
     index = [names.index(s) for s in wanted]
-    tracks = []
+    tracks, oracle_tracks = [], []
     for i in progress(range(count), desc="evaluating", total=count, unit="track", quiet=quiet):
         item = dataset[i]
-        est = separate_tensor(
-            model, item["mixture"], segment=sep.segment, overlap=sep.overlap, device=device,
-            quiet=True,
-        )[index]  # fmt: skip
-        metrics = track_metrics(
-            item["sources"], est, item["mixture"], sep.sample_rate, wanted, with_bsseval
-        )
+        if rate == "model":
+            est = separate_tensor(
+                model, item["mixture"], segment=sep.segment, overlap=sep.overlap,
+                device=device, quiet=True,
+            )  # fmt: skip
+        else:
+            est = separate_audio(
+                model, item["mixture"], eval_rate, segment=sep.segment, overlap=sep.overlap,
+                device=device, quiet=True,
+            )  # fmt: skip
+        refs = item["sources"][index]
+        metrics = track_metrics(refs, est[index], item["mixture"], eval_rate, wanted, with_bsseval)
         tracks.append({"name": item["name"], "metrics": metrics})
+        if oracle:
+            irm = oracle_irm(item["sources"], eval_rate)[index]
+            scores = track_metrics(refs, irm, item["mixture"], eval_rate, wanted, False)
+            oracle_tracks.append({"name": item["name"], "metrics": scores})
     summary = aggregate(tracks, wanted)
     result = {
         "aggregation": AGGREGATION,
         "split": split,
+        "root": str(root),
         "n_tracks": len(tracks),
-        "sample_rate": sep.sample_rate,
+        "sample_rate": eval_rate,
+        "rate": rate,
         "segment": sep.segment,
         "overlap": sep.overlap,
         "model": {k: v for k, v in sep.origin.items() if k != "meta"},
         **summary,
+        **({"oracle": aggregate(oracle_tracks, wanted)} if oracle else {}),
         "tracks": tracks,
     }
     if out is not None:
         write_json(Path(out), result)
     if print_table:
+        if title:
+            print(f"\n{title}", flush=True)
         print(format_table(result), flush=True)
     return result

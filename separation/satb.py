@@ -35,19 +35,27 @@ TRAIN_OPTIONS = (
 EVALUATE_OPTIONS = (
     Option("--run", "score this run folder's checkpoints/best.ckpt"),
     Option("--model", "model file, shipped name or Demucs name (default: satb)"),
-    Option("--root", "chorale data root", key="data.root"),
+    Option("--root", "score only this data root (default: data.root and unseen.root)"),
     Option("--split", "split to score", default="test"),
-    Option("--out", "metrics.json path (default: <run>/metrics_<split>.json)"),
+    Option("--out", "metrics.json path, one root only (default: <run>/metrics_<split>.json)"),
     Option("--max-tracks", "score only the first N tracks", type=int),
     Option("--no-bsseval", "SI-SDR only (fast)", is_flag=True),
+    Option("--rate", "data: full band as wb separate | model: the model's rate",
+           key="evaluate.rate", type=click.Choice(["data", "model"])),
+    Option("--no-oracle", "skip the oracle ideal-ratio-mask ceiling", is_flag=True),
     Option("--device", "cpu | cuda", default="cpu"),
-)
+)  # fmt: skip
 EXPORT_OPTIONS = (
     Option("--run", "run folder (uses checkpoints/best.ckpt)"),
     Option("--out", "model file (default <run>/satb.pt)"),
     Option("--half", "store float16 weights (half the size)", is_flag=True),
     Option("--install", "install as the shipped `satb` model", is_flag=True),
 )
+SATB_PREPARE_OPTIONS = (
+    *PREPARE_OPTIONS,
+    Option("--unseen", "render the unseen-sound-font condition (the unseen: overlay)",
+           is_flag=True),
+)  # fmt: skip
 DEMO_OPTIONS = (
     Option("--out", "demo folder", default="out/demo"),
     Option("--model", "model for wb separate", default="satb"),
@@ -55,13 +63,25 @@ DEMO_OPTIONS = (
 )
 
 
+def unseen_data(cfg: dict) -> dict:
+    """The ``data:`` group with the ``unseen:`` overlay (the unseen-sound-font condition)."""
+    return {**cfg["data"], **(cfg.get("unseen") or {})}
+
+
 def prepare(ctx: StageContext) -> None:
-    """Render the chorale data set; saves the resolved config as ``<root>/config.yml``."""
+    """Render the chorale data set (with ``--unseen``, the unseen-sound-font condition);
+    saves the resolved config as ``<root>/config.yml``."""
     from music import chorales
     from wb.config import save_yaml
 
     cfg = ctx.config()
     data = cfg["data"]
+    if ctx.args["unseen"]:
+        cfg = {**cfg, "data": unseen_data(cfg)}
+        data = cfg["data"]
+        ctx_root = ctx.args.get("root")
+        if ctx_root:  # an explicit --root wins over unseen.root
+            data["root"] = ctx_root
     chorales.check_prepare_kwargs(data)
     save_yaml(cfg, Path(data["root"]) / "config.yml")
     chorales.prepare_chorales(**data, quiet=ctx.quiet)
@@ -98,33 +118,63 @@ def train(ctx: StageContext) -> None:
     )
 
 
+CONDITIONS = {"": "in-domain test set", "_unseen": "unseen sound font"}
+
+
 def evaluate(ctx: StageContext) -> None:
-    """Separate every track of a split and print/write BSSEval v4 + SI-SDR per voice.
+    """Separate every track of a split and print/write BSSEval v4 + SI-SDR per voice, with the
+    oracle ideal-ratio-mask ceiling: one table for the in-domain data (``data.root``) and one
+    for the unseen sound font (``unseen.root``), or one for ``--root``.
 
     Raises:
-        click.UsageError: both ``--run`` and ``--model``.
+        click.UsageError: both ``--run`` and ``--model``; ``--out`` without ``--root``.
+        WbError: a condition's split is not rendered (the message gives the command).
     """
     from separation.evaluate import evaluate as evaluate_model
+    from separation.hub import load_separator
 
     args = ctx.args
     if args["run"] and args["model"]:
         raise click.UsageError("--run and --model are mutually exclusive")
+    if args["out"] and not args["root"]:
+        raise click.UsageError("--out names one metrics file: give --root too")
     # a run is scored with its own resolved config, not conf.yml
     cfg = ctx.config(Path(args["run"]) / "config.yml" if args["run"] else None)
+    split = args["split"]
     if args["run"]:
         model = Path(args["run"]) / "checkpoints" / "best.ckpt"
-        out = args["out"] or Path(args["run"]) / f"metrics_{args['split']}.json"
+        stem = Path(args["run"]) / f"metrics_{split}"
     else:
         model = args["model"] or "satb"
-        name = f"{Path(str(model)).stem}_{args['split']}.json"
-        out = args["out"] or Path("out") / "evaluate" / name
+        stem = Path("out") / "evaluate" / f"{Path(str(model)).stem}_{split}"
+    separator = load_separator(str(model), device=args["device"])
+    if args["root"]:
+        conditions = [(Path(args["root"]).name, args["root"], args["out"] or f"{stem}.json")]
+    else:
+        unseen = unseen_data(cfg)["root"]
+        conditions = [
+            (CONDITIONS[""], cfg["data"]["root"], f"{stem}.json"),
+            (f"{CONDITIONS['_unseen']} ({unseen})", unseen, f"{stem}_unseen.json"),
+        ]
+        hints = ("prepare", "prepare --unseen")
+        for (_, root, _), hint in zip(conditions, hints, strict=True):
+            if not (Path(root) / split).is_dir():
+                raise WbError(
+                    f"{root}/{split} is not rendered; run `python -m recipes.satb_separation "
+                    f"{hint}` first (or score one data set with --root)"
+                )
     chunking = (cfg.get("inference") or {}) if args["run"] else {}  # model files carry their own
-    evaluate_model(
-        str(model), cfg["data"]["root"], split=args["split"], out=out,
-        segment=chunking.get("segment"), overlap=chunking.get("overlap"), device=args["device"],
-        max_tracks=args["max_tracks"], with_bsseval=not args["no_bsseval"], quiet=ctx.quiet,
-    )  # fmt: skip
-    click.echo(f"metrics: {out}")
+    settings = cfg.get("evaluate") or {}
+    for title, root, out in conditions:
+        evaluate_model(
+            separator, root, split=split, out=out, segment=chunking.get("segment"),
+            overlap=chunking.get("overlap"), device=args["device"],
+            max_tracks=args["max_tracks"], with_bsseval=not args["no_bsseval"], quiet=ctx.quiet,
+            rate=settings.get("rate", "data"),
+            oracle=bool(settings.get("oracle", True)) and not args["no_oracle"],
+            title=f"{title}: {root}/{split}",
+        )  # fmt: skip
+        click.echo(f"metrics: {out}")
 
 
 def export(ctx: StageContext) -> None:
@@ -158,38 +208,54 @@ def export(ctx: StageContext) -> None:
 
 
 def demo(ctx: StageContext) -> None:
-    """Render two held-out chorales, separate them with ``wb separate``, score each voice.
+    """Render two held-out chorales twice, in the training conditions (``data:``) and with the
+    unseen sound font (``unseen:``), separate them with ``wb separate`` and score each voice:
+    one table per condition, each with the oracle ideal-ratio-mask ceiling.
 
-    Leaves ``<out>/data/test/<piece>/`` (mixture + reference stems, as rendered),
-    ``<out>/separated/<piece>/<voice>.wav`` (estimates) and ``<out>/metrics.json``.
+    Leaves, per condition ``in_domain`` and ``unseen``: ``<out>/<condition>/data/test/<piece>/``
+    (mixture + reference stems, as rendered), ``<out>/<condition>/separated/<piece>/<voice>.wav``
+    (estimates) and ``<out>/<condition>/metrics.json``.
 
     Raises:
         WbError: rendering or ``wb separate`` failed.
     """
-    import shutil
-
-    import torch
-
     from music import chorales
-    from separation.evaluate import aggregate, format_table, track_metrics
-    from wb import audio
-    from wb.cli import main as wb_main
-    from wb.runs import write_json
 
     args = ctx.args
     out = Path(args["out"])
     cfg = ctx.config()
-    data = {**cfg["data"], "root": str(out / "data"), "pieces": args["pieces"], "splits": "test"}
-    data.update(limit=None)
-    if not chorales.resolve_heldout(data["heldout"]).is_file():
+    heldout = cfg["data"]["heldout"]
+    if not chorales.resolve_heldout(heldout).is_file():
         # the demo pieces are held-out works by definition; without the shared list the
         # same-tune rule has nothing else to add for a render of just these pieces
         listed = out / "heldout_demo.txt"
         listed.parent.mkdir(parents=True, exist_ok=True)
         listed.write_text("\n".join(args["pieces"].split(",")) + "\n")
-        click.echo(f"note: {data['heldout']} not found; using {listed}")
-        data["heldout"] = str(listed)
+        click.echo(f"note: {heldout} not found; using {listed}")
+        heldout = str(listed)
+    for key, data, title in (
+        ("in_domain", cfg["data"], "in-domain (training sound fonts)"),
+        ("unseen", unseen_data(cfg), "unseen sound font"),
+    ):
+        data = {**data, "root": str(out / key / "data"), "pieces": args["pieces"],
+                "splits": "test", "limit": None, "heldout": heldout, "renditions": 1}  # fmt: skip
+        _demo_condition(ctx, data, out / key, title)
+
+
+def _demo_condition(ctx: StageContext, data: dict, out: Path, title: str) -> None:
+    import shutil
+
+    import torch
+
+    from music import chorales
+    from separation.evaluate import aggregate, format_table, oracle_irm, track_metrics
+    from wb import audio
+    from wb.cli import main as wb_main
+    from wb.runs import write_json
+
+    args = ctx.args
     chorales.check_prepare_kwargs(data)
+    click.echo(f"== {title}")
     click.echo(f"1/3 rendering {args['pieces']} (held-out chorales) into {out / 'data'}")
     chorales.prepare_chorales(**data, quiet=ctx.quiet)
     tracks = sorted(p for p in (out / "data" / "test").iterdir() if p.is_dir())
@@ -204,21 +270,28 @@ def demo(ctx: StageContext) -> None:
         raise WbError("wb separate failed (see the error above)")
     click.echo("3/3 scoring the estimates against the rendered stems")
     sources = ["soprano", "alto", "tenor", "bass"]
-    scored = []
+    scored, oracle = [], []
     for t in tracks:
         ref = torch.stack([audio.load(t / f"{s}.wav")[0] for s in sources])
         est = torch.stack([audio.load(out / "separated" / t.name / f"{s}.wav")[0] for s in sources])
         mix, sr = audio.load(t / "mixture.wav")
         scored.append({"name": t.name, "metrics": track_metrics(ref, est, mix, sr, sources)})
-    summary = {**aggregate(scored, sources), "n_tracks": len(scored), "tracks": scored}
+        irm = track_metrics(ref, oracle_irm(ref, sr), mix, sr, sources, with_bsseval=False)
+        oracle.append({"name": t.name, "metrics": irm})
+    summary = {
+        **aggregate(scored, sources), "oracle": aggregate(oracle, sources),
+        "n_tracks": len(scored), "sample_rate": sr, "rate": "data", "tracks": scored,
+    }  # fmt: skip
     write_json(out / "metrics.json", summary)
+    click.echo(f"\n{title}: {len(scored)} held-out chorales")
     click.echo(format_table(summary))
     click.echo(
-        f"mixtures: {inputs}  estimates: {out / 'separated'}  references: {out / 'data/test'}"
+        f"mixtures: {inputs}  estimates: {out / 'separated'}  references: {out / 'data/test'}\n"
     )
 
 
 __all__ = [
-    "DEMO_OPTIONS", "EVALUATE_OPTIONS", "EXPORT_OPTIONS", "PREPARE_OPTIONS", "TRAIN_OPTIONS",
+    "DEMO_OPTIONS", "EVALUATE_OPTIONS", "EXPORT_OPTIONS", "PREPARE_OPTIONS",
+    "SATB_PREPARE_OPTIONS", "TRAIN_OPTIONS", "unseen_data",
     "demo", "evaluate", "export", "prepare", "train",
 ]  # fmt: skip

@@ -17,7 +17,7 @@ from wb.recipe import Stage, run_recipe
 
 STAGES = {
     "prepare": Stage(satb.prepare, "render the Bach chorale SATB data set", "data",
-                     satb.PREPARE_OPTIONS),
+                     satb.SATB_PREPARE_OPTIONS),
     "train": Stage(satb.train, "train a separation model on the chorale data", "train",
                    satb.TRAIN_OPTIONS),
     "evaluate": Stage(satb.evaluate, "BSSEval v4 + SI-SDR per voice on a split", "data",

@@ -50,13 +50,20 @@ def test_demo_renders_separates_and_scores(tmp_path, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "SI-SDR" in printed and "median over 1 s frames" in printed
-    track = out / "data" / "test" / "bwv255__r0"
-    written = sorted(p.name for p in (out / "separated" / "bwv255__r0").glob("*.wav"))
-    assert written == sorted(f"{s}.wav" for s in SOURCES)
-    assert (track / "mixture.wav").is_file() and (out / "inputs" / "bwv255__r0.wav").is_file()
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["sources"]) == set(SOURCES) and metrics["n_tracks"] == 1
-    assert {"SDR", "SIR", "SAR", "SI-SDR", "SI-SDRi"} <= set(metrics["mean"])
+    assert "in-domain" in printed and "unseen sound font" in printed and "IRM SI-SDR" in printed
+    for key, font in (("in_domain", "fluidr3"), ("unseen", "musescore")):
+        track = out / key / "data" / "test" / "bwv255__r0"
+        written = sorted(p.name for p in (out / key / "separated" / "bwv255__r0").glob("*.wav"))
+        assert written == sorted(f"{s}.wav" for s in SOURCES)
+        assert (track / "mixture.wav").is_file()
+        assert (out / key / "inputs" / "bwv255__r0.wav").is_file()
+        meta = json.loads((track / "meta.json").read_text())
+        assert (font == "musescore") == (set(meta["soundfonts"].values()) == {"musescore"})
+        metrics = json.loads((out / key / "metrics.json").read_text())
+        assert set(metrics["sources"]) == set(SOURCES) and metrics["n_tracks"] == 1
+        assert {"SDR", "SIR", "SAR", "SI-SDR", "SI-SDRi"} <= set(metrics["mean"])
+        # the oracle mask is a ceiling an untrained model does not reach
+        assert metrics["oracle"]["mean"]["SI-SDR"] > metrics["mean"]["SI-SDR"] + 5
 
 
 @pytest.mark.slow

@@ -6,9 +6,10 @@ train``; the recipe's ``conf.yml`` with the ``model:`` group replaced, shorter e
 time limit cuts close to ``--minutes``, one validation segment per track), then its best
 checkpoint is scored with SI-SDR on the validation split of the training data (in-domain) and
 on the validation split rendered with the sound font held out of training (unseen). The
-table gives CPU-hours (wall time x threads), optimizer steps, parameters, and mean SI-SDR /
-SI-SDRi over the four voices, mean over tracks, at the model rate (``data`` rate for
-``--full-band``).
+table gives the CPU-hours the training process really used (user + system time, so other
+load on the machine shows up as fewer CPU-hours rather than as a worse model), optimizer
+steps, parameters, and mean SI-SDR / SI-SDRi over the four voices, mean over tracks, at the
+data's rate through the ``wb separate`` path (the recipe's ``evaluate.rate``).
 
     python benchmarks/satb_architectures.py --minutes 15 --threads 2 \\
         --root data/chorales_perf --unseen-root data/chorales_perf_unseen
@@ -61,6 +62,14 @@ def _config(arch: str, root: str, minutes: float, threads: int, rate: int) -> di
     return cfg
 
 
+def _child_cpu() -> float:
+    """CPU seconds (user + system) used so far by finished child processes."""
+    import resource
+
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
 def _val_curve(run: Path) -> list[dict]:
     rows = []
     for f in sorted((run / "csv").glob("version_*/metrics.csv")):
@@ -74,7 +83,8 @@ def _score(run: Path, root: str, split: str, max_tracks: int | None) -> dict:
     if not out.is_file():
         cmd = [
             sys.executable, "-m", "recipes.satb_separation", "evaluate", "--run", str(run),
-            "--root", root, "--split", split, "--no-bsseval", "--out", str(out), "--quiet",
+            "--root", root, "--split", split, "--no-bsseval", "--no-oracle", "--out", str(out),
+            "--quiet",
         ]  # fmt: skip
         if max_tracks:
             cmd += ["--max-tracks", str(max_tracks)]
@@ -103,14 +113,16 @@ def main() -> int:
             cfg_file.parent.mkdir(parents=True, exist_ok=True)
             cfg = _config(arch, args.root, args.minutes, args.threads, args.sample_rate)
             cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            t0 = time.time()
+            t0, cpu0 = time.time(), _child_cpu()
             subprocess.run(
                 [sys.executable, "-m", "recipes.satb_separation", "train", "--config",
                  str(cfg_file), "--run", str(run), "--quiet"],
                 check=True, cwd=ROOT,
             )  # fmt: skip
-            (run / "wall_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
-        wall = float((run / "wall_seconds.txt").read_text())
+            (run / "seconds.json").write_text(
+                json.dumps({"wall": time.time() - t0, "cpu": _child_cpu() - cpu0})
+            )
+        seconds = json.loads((run / "seconds.json").read_text())
         curve = _val_curve(run)
         steps = max((int(r["step"]) for r in curve), default=0)
         import torch
@@ -120,7 +132,7 @@ def main() -> int:
         params = sum(v.numel() for k, v in state.items() if v.is_floating_point())
         seen = _score(run, args.root, args.split, args.max_tracks)
         unseen = _score(run, args.unseen_root, args.split, args.max_tracks)
-        rows.append((arch, params, wall * args.threads / 3600, steps, seen, unseen))
+        rows.append((arch, params, seconds["cpu"] / 3600, steps, seen, unseen))
     print(f"\nvalidation split '{args.split}', mean over voices and tracks, dB")
     print("| model | parameters | CPU-hours | steps | in-domain SI-SDR | in-domain SI-SDRi "
           "| unseen SI-SDR | unseen SI-SDRi |")  # fmt: skip

@@ -82,6 +82,14 @@ def _parse_stems(value: str | None, sources: list[str]) -> list[str]:
     show_default=True,
     help="Sample format of the written WAV files.",
 )
+@click.option(
+    "--high-band/--no-high-band",
+    default=True,
+    show_default=True,
+    help="Give the stems the input's band above the model's Nyquist frequency, shared out by "
+    "the stems' energy just below it (an 8 kHz model still writes full-band stems); "
+    "--no-high-band: stems band-limited to the model's rate.",
+)
 def separate(
     inputs: tuple[str, ...],
     model_name: str | None,
@@ -91,6 +99,7 @@ def separate(
     overlap: float | None,
     stems: str | None,
     subtype: str,
+    high_band: bool,
 ) -> None:
     """Separate each INPUT into stems, written to DIR/<input stem>/<source>.wav.
 
@@ -141,7 +150,9 @@ def separate(
             continue
         sep, wanted = get_separator()
         try:
-            folder = separate_file(sep, path, out, wanted, list(inputs), subtype, device=dev)
+            folder = separate_file(
+                sep, path, out, wanted, list(inputs), subtype, device=dev, high_band=high_band
+            )
             used[dest] = path
         except WbError as exc:
             click.echo(f"error: {exc}", err=True)

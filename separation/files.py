@@ -151,6 +151,7 @@ def separate_file(
     block_seconds: float = 10.0,
     device: torch.device | str | None = None,
     quiet: bool | None = None,
+    high_band: bool = True,
 ) -> Path:
     """Separate an audio file into ``out_dir/<path stem>/<source>.wav`` (all or nothing).
 
@@ -169,6 +170,8 @@ def separate_file(
         block_seconds: input seconds read per block.
         device: where the model runs (default: where it is).
         quiet: no progress bar (``None`` follows ``WB_QUIET``).
+        high_band: full-band stems from a model of a lower rate (see
+            :class:`separation.inference.StreamSeparator`).
 
     Returns:
         The track folder.
@@ -201,6 +204,7 @@ def separate_file(
             separator.model, info.sample_rate, info.channels,
             list(stems) if stems else None, segment=separator.segment,
             overlap=separator.overlap, device=device, expected_frames=info.frames, quiet=quiet,
+            high_band=high_band,
         )  # fmt: skip
         try:
             remove_stale_temps(dest, "tmp", parent=out_dir)  # left by a killed earlier run

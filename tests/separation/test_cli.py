@@ -247,3 +247,23 @@ def test_model_errors_are_reported_as_such(tmp_path, capsys, model_file, monkeyp
     code, _, err = _run(capsys, a, "--model", model_file, "--out", str(tmp_path / "out"))
     assert code == 1 and "RuntimeError: CUDA out of memory" in err
     assert "could not write" not in err and _tree(tmp_path / "out") == []
+
+
+def test_stems_are_full_band_unless_asked_not_to(tmp_path, capsys, model_file):
+    """An 8 kHz model on a 44.1 kHz input: the stems carry the input's band above 4 kHz and
+    sum to the input there; --no-high-band leaves it out."""
+    src = _write(tmp_path / "noise.wav", 44100, 1, seconds=2.0)
+    x, _ = sf.read(src, dtype="float64")
+
+    def high(y: np.ndarray) -> float:  # energy above 5 kHz
+        spec = np.fft.rfft(y)
+        return float(np.sum(np.abs(spec[np.fft.rfftfreq(len(y), 1 / 44100) > 5000]) ** 2))
+
+    for flag, out in (("--high-band", "full"), ("--no-high-band", "low")):
+        code, _, err = _run(capsys, src, "--model", model_file, "--out", str(tmp_path / out),
+                            flag, "--subtype", "FLOAT")  # fmt: skip
+        assert code == 0, err
+    full = sum(sf.read(tmp_path / "full" / "noise" / f"{s}.wav")[0] for s in ("tone", "noise"))
+    low = sum(sf.read(tmp_path / "low" / "noise" / f"{s}.wav")[0] for s in ("tone", "noise"))
+    assert high(low) < 1e-4 * high(x)
+    assert abs(high(full) / high(x) - 1.0) < 0.01

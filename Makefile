@@ -11,14 +11,15 @@ UV_VERSION := 0.13.9
 SF2 := /usr/share/sounds/sf2/FluidR3_GM.sf2
 # more General MIDI sample sets for timbre diversity and an unseen-sound-font test
 TIMGM := /usr/share/sounds/sf2/TimGM6mb.sf2
+CSOUND_SF2 := /usr/share/sounds/sf2/sf_GMbank.sf2
 MUSESCORE := /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 
 .PHONY: setup system-deps demo test test-all lint format clean lock
 
 setup: system-deps $(STAMP)
 
-# apt-get only when ffmpeg, fluidsynth, a sound font (FluidR3, TimGM6mb, MuseScore General
-# Lite), espeak-ng (synthetic speech for the FSDD recipe) or Python's venv module is missing.
+# apt-get only when ffmpeg, fluidsynth, a sound font (FluidR3, TimGM6mb, the Csound GM bank,
+# MuseScore General Lite), espeak-ng (synthetic speech for the FSDD recipe) or Python's venv module is missing.
 system-deps:
 	@pkgs=""; \
 	command -v ffmpeg >/dev/null || pkgs="$$pkgs ffmpeg"; \
@@ -26,6 +27,7 @@ system-deps:
 	command -v espeak-ng >/dev/null || pkgs="$$pkgs espeak-ng"; \
 	[ -f $(SF2) ] || pkgs="$$pkgs fluid-soundfont-gm"; \
 	[ -f $(TIMGM) ] || pkgs="$$pkgs timgm6mb-soundfont"; \
+	[ -f $(CSOUND_SF2) ] || pkgs="$$pkgs csound-soundfont"; \
 	[ -f $(MUSESCORE) ] || pkgs="$$pkgs musescore-general-soundfont-small"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || pkgs="$$pkgs python3-venv"; \
 	if [ -n "$$pkgs" ]; then \

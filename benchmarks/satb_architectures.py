@@ -15,7 +15,8 @@ data's rate through the ``wb separate`` path (the recipe's ``evaluate.rate``).
         --root data/chorales_perf --unseen-root data/chorales_perf_unseen
 
 The runs go to ``--out/<model>`` (``runs/satb_separation/arch`` by default); a finished run is
-not retrained (delete its folder to redo it), so the script can be resumed.
+not retrained, so after an interruption the script continues with the next model (an
+unfinished run's folder must be deleted first: the CPU-time budget cannot be resumed).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _val_curve(run: Path) -> list[dict]:
 
 
 def _score(run: Path, root: str, split: str, max_tracks: int | None) -> dict:
-    out = run / f"score_{Path(root).name}_{split}.json"
+    out = run / f"score_{Path(root).name}_{split}_{max_tracks or 'all'}.json"
     if not out.is_file():
         cmd = [
             sys.executable, "-m", "recipes.satb_separation", "evaluate", "--run", str(run),
@@ -109,6 +110,8 @@ def main() -> int:
     for arch in args.models.split(","):
         run = ROOT / args.out / arch
         cfg_file = ROOT / args.out / f"{arch}.yml"
+        if run.exists() and not (run / "seconds.json").is_file():
+            raise SystemExit(f"error: {run} holds an unfinished run; delete it to train again")
         if not (run / "checkpoints" / "best.ckpt").is_file():
             cfg_file.parent.mkdir(parents=True, exist_ok=True)
             cfg = _config(arch, args.root, args.minutes, args.threads, args.sample_rate)

@@ -22,10 +22,14 @@ from wb.errors import DependencyError, WbError
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 #: General MIDI sound fonts from Debian packages, by short name: ``{name: (path, package)}``.
-#: Three independent sample sets, for timbre diversity and an unseen-sound-font test.
+#: FluidR3, TimGM6mb and the Csound GM bank are independent sample sets (timbre diversity and
+#: an unseen-sound-font test). MuseScore General is built on FluidR3 Mono (its sample-source
+#: list credits FluidR3 for most melodic presets), so it is *not* unseen for a model trained
+#: on FluidR3.
 SOUNDFONTS = {
     "fluidr3": (DEFAULT_SOUNDFONT, "fluid-soundfont-gm"),
     "timgm6mb": ("/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
+    "csound": ("/usr/share/sounds/sf2/sf_GMbank.sf2", "csound-soundfont"),
     "musescore": (
         "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
         "musescore-general-soundfont-small",

@@ -109,6 +109,8 @@ def oracle_irm(sources: torch.Tensor, sample_rate: int, window_seconds: float = 
     n_fft = 2 ** max(6, round(math.log2(window_seconds * sample_rate)))
     k, c, n = sources.shape
     flat = sources.reshape(k * c, n).to(torch.float64)
+    if n < n_fft:  # the STFT's reflect padding needs n_fft / 2 samples: zero-pad short tracks
+        flat = torch.nn.functional.pad(flat, (0, n_fft - n))
     window = torch.hann_window(n_fft, dtype=torch.float64)
     spec = torch.stft(flat, n_fft, n_fft // 4, window=window, return_complex=True)
     spec = spec.reshape(k, c, *spec.shape[-2:])
@@ -116,9 +118,9 @@ def oracle_irm(sources: torch.Tensor, sample_rate: int, window_seconds: float = 
     mask = power / power.sum(dim=0, keepdim=True).clamp_min(1e-20)
     est = torch.istft(
         (mask * spec.sum(dim=0, keepdim=True)).reshape(k * c, *spec.shape[-2:]),
-        n_fft, n_fft // 4, window=window, length=n,
+        n_fft, n_fft // 4, window=window, length=flat.shape[-1],
     )  # fmt: skip
-    return est.reshape(k, c, n).float()
+    return est[:, :n].reshape(k, c, n).float()
 
 
 def data_sample_rate(root: str | os.PathLike, split: str) -> int:

@@ -64,8 +64,20 @@ DEMO_OPTIONS = (
 
 
 def unseen_data(cfg: dict) -> dict:
-    """The ``data:`` group with the ``unseen:`` overlay (the unseen-sound-font condition)."""
-    return {**cfg["data"], **(cfg.get("unseen") or {})}
+    """The ``data:`` group with the ``unseen:`` overlay (the unseen-sound-font condition).
+
+    A config without an ``unseen:`` group (a run folder saved before it existed) takes the
+    recipe's (``conf.yml``).
+    """
+    unseen = cfg.get("unseen")
+    if unseen is None:
+        from wb.config import load_yaml
+
+        unseen = load_yaml(Path(__file__).resolve().parents[1] / "recipes" / "satb_separation"
+                           / "conf.yml").get("unseen") or {}  # fmt: skip
+    if not unseen.get("root"):
+        raise WbError("no unseen: group with a root in the config (the unseen-sound-font data)")
+    return {**cfg["data"], **unseen}
 
 
 def prepare(ctx: StageContext) -> None:
@@ -74,14 +86,8 @@ def prepare(ctx: StageContext) -> None:
     from music import chorales
     from wb.config import save_yaml
 
-    cfg = ctx.config()
+    cfg = ctx.config(overlay=("unseen", "data") if ctx.args["unseen"] else None)
     data = cfg["data"]
-    if ctx.args["unseen"]:
-        cfg = {**cfg, "data": unseen_data(cfg)}
-        data = cfg["data"]
-        ctx_root = ctx.args.get("root")
-        if ctx_root:  # an explicit --root wins over unseen.root
-            data["root"] = ctx_root
     chorales.check_prepare_kwargs(data)
     save_yaml(cfg, Path(data["root"]) / "config.yml")
     chorales.prepare_chorales(**data, quiet=ctx.quiet)

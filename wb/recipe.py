@@ -115,11 +115,16 @@ class StageContext:
         """``True`` with ``--quiet``, else ``None`` (the library's default)."""
         return True if self.args.get("quiet") else None
 
-    def config(self, path: str | os.PathLike | None = None) -> dict[str, Any]:
+    def config(
+        self, path: str | os.PathLike | None = None, overlay: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
         """Resolve the config: ``path`` (default ``--config``), its ``quick:`` overlay when
-        ``--quick``, the ``--set`` overrides, then the stage's config-setting options.
+        ``--quick``, then ``overlay``, the ``--set`` overrides, then the stage's
+        config-setting options.
 
-        The ``quick:`` group itself is removed from the result.
+        The ``quick:`` group itself is removed from the result. ``overlay=("unseen", "data")``
+        merges the config's ``unseen:`` group over its ``data:`` group (an alternative data
+        set that ``--set`` and the options still override).
 
         Raises:
             ConfigError: unreadable file, malformed or unknown override.
@@ -130,6 +135,9 @@ class StageContext:
         quick = cfg.pop("quick", None) or {}
         if self.quick:
             cfg = merge(cfg, quick)
+        if overlay:
+            src, dst = overlay
+            cfg[dst] = merge(cfg.get(dst) or {}, cfg.get(src) or {})
         if isinstance(cfg.get("train"), dict):  # former key names (a run saved before them)
             cfg["train"] = rename_legacy(cfg["train"])
         if self.group:

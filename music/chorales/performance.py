@@ -99,15 +99,16 @@ def legato(
 
     Notes are ``[pitch, start_s, end_s, velocity]``, sorted by start. A note followed within
     0.1 s by a note of another pitch is held ``U(0, max_overlap)`` seconds into it (as a
-    singer or bowed string slurs); before a repeated pitch the note ends when the next starts
-    (a MIDI note-off would otherwise cut the new note).
+    singer or bowed string slurs), never past that note's end (so it never reaches a later
+    note, whose pitch may be its own); before a repeated pitch the note ends when the next
+    starts (a MIDI note-off would otherwise cut the new note).
 
     Returns:
         The notes (modified in place).
     """
     for a, b in zip(notes, notes[1:], strict=False):
         if b[0] != a[0] and b[1] - a[2] < 0.1 and max_overlap > 0:
-            a[2] = max(a[2], b[1] + float(rng.uniform(0.0, max_overlap)))
+            a[2] = max(a[2], min(b[1] + float(rng.uniform(0.0, max_overlap)), b[2]))
         else:
             a[2] = min(a[2], b[1])
     return notes
@@ -262,8 +263,10 @@ def impulse_response(
 def microphone_fir(eq_hz: Sequence[float], eq_db: Sequence[float], sample_rate: int) -> np.ndarray:
     """Linear-phase FIR of the microphone equalisation (:func:`scipy.signal.firwin2`).
 
-    The response passes through ``eq_db`` at ``eq_hz`` (linear interpolation between them,
-    zero at 0 Hz) with about 20 ms of taps. Returns float64 ``(taps,)``, an odd length.
+    The response follows ``eq_db`` at ``eq_hz`` (linear interpolation between them, zero at
+    0 Hz) with about 20 ms of taps, a frequency resolution of about 50 Hz: above about 150 Hz
+    it is within 1 dB of the points, below that it is smoother than asked (at 16 kHz the
+    -12 dB point at 40 Hz comes out near -8 dB). Returns float64 ``(taps,)``, an odd length.
     """
     from scipy.signal import firwin2
 

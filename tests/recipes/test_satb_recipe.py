@@ -51,19 +51,36 @@ def test_demo_renders_separates_and_scores(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "SI-SDR" in printed and "median over 1 s frames" in printed
     assert "in-domain" in printed and "unseen sound font" in printed and "IRM SI-SDR" in printed
-    for key, font in (("in_domain", "fluidr3"), ("unseen", "musescore")):
+    for key, font in (("in_domain", "fluidr3"), ("unseen", "csound")):
         track = out / key / "data" / "test" / "bwv255__r0"
         written = sorted(p.name for p in (out / key / "separated" / "bwv255__r0").glob("*.wav"))
         assert written == sorted(f"{s}.wav" for s in SOURCES)
         assert (track / "mixture.wav").is_file()
         assert (out / key / "inputs" / "bwv255__r0.wav").is_file()
         meta = json.loads((track / "meta.json").read_text())
-        assert (font == "musescore") == (set(meta["soundfonts"].values()) == {"musescore"})
+        assert (font == "csound") == (set(meta["soundfonts"].values()) == {"csound"})
         metrics = json.loads((out / key / "metrics.json").read_text())
         assert set(metrics["sources"]) == set(SOURCES) and metrics["n_tracks"] == 1
         assert {"SDR", "SIR", "SAR", "SI-SDR", "SI-SDRi"} <= set(metrics["mean"])
         # the oracle mask is a ceiling an untrained model does not reach
         assert metrics["oracle"]["mean"]["SI-SDR"] > metrics["mean"]["SI-SDR"] + 5
+
+
+@needs_fluidsynth
+def test_prepare_unseen_overlay_yields_to_options_and_set(tmp_path):
+    """--unseen renders with the unseen: group's sound font; --root, --renditions, --splits
+    and --set still win over the overlay."""
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("bach/bwv255\n")
+    root = tmp_path / "u"
+    argv = ["prepare", "--unseen", "--quiet", "--root", str(root), "--pieces", "bach/bwv255",
+            "--renditions", "1", "--splits", "test", "--set", f"heldout={heldout}",
+            "--set", "max_seconds=3", "--set", "sample_rate=8000",
+            "--set", f"cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    assert main(argv) == 0
+    meta = json.loads((root / "test" / "bwv255__r0" / "meta.json").read_text())
+    assert set(meta["soundfonts"].values()) == {"csound"}
+    assert meta["sample_rate"] == 8000 and not (root / "test" / "bwv255__r1").exists()
 
 
 @pytest.mark.slow

@@ -14,12 +14,13 @@ TIMGM := /usr/share/sounds/sf2/TimGM6mb.sf2
 CSOUND_SF2 := /usr/share/sounds/sf2/sf_GMbank.sf2
 MUSESCORE := /usr/share/sounds/sf3/MuseScore_General_Lite.sf3
 
-.PHONY: setup system-deps demo test test-all lint format clean lock
+.PHONY: setup system-deps browser-deps demo test test-all test-browser lint format clean lock
 
 setup: system-deps $(STAMP)
 
 # apt-get only when ffmpeg, fluidsynth, a sound font (FluidR3, TimGM6mb, the Csound GM bank,
-# MuseScore General Lite), espeak-ng (synthetic speech for the FSDD recipe) or Python's venv module is missing.
+# MuseScore General Lite), espeak-ng (synthetic speech for the FSDD recipe), PortAudio (wb classify
+# listen's microphone) or Python's venv module is missing.
 system-deps:
 	@pkgs=""; \
 	command -v ffmpeg >/dev/null || pkgs="$$pkgs ffmpeg"; \
@@ -29,6 +30,7 @@ system-deps:
 	[ -f $(TIMGM) ] || pkgs="$$pkgs timgm6mb-soundfont"; \
 	[ -f $(CSOUND_SF2) ] || pkgs="$$pkgs csound-soundfont"; \
 	[ -f $(MUSESCORE) ] || pkgs="$$pkgs musescore-general-soundfont-small"; \
+	ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || pkgs="$$pkgs libportaudio2"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || pkgs="$$pkgs python3-venv"; \
 	if [ -n "$$pkgs" ]; then \
 		echo "installing system packages:$$pkgs"; \
@@ -70,6 +72,19 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q -m ''
+
+# Headless Chromium and its WebDriver, only for the browser tests of the report pages.
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "installing system packages: chromium chromium-driver"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+# wb report pages in headless Chromium (playhead, seeking, synced stems); screenshots in artifacts/browser
+test-browser: setup browser-deps
+	$(PY) -m pytest -q -m browser
 
 lint: setup
 	$(VENV)/bin/ruff check .

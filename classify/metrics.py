@@ -95,10 +95,9 @@ def write_confusion_csv(path: str | os.PathLike, cm: np.ndarray, classes: Sequen
     return atomic_write_text(path, buf.getvalue())
 
 
-def plot_confusion(
-    path: str | os.PathLike, cm: np.ndarray, classes: Sequence[str], title: str = ""
-) -> Path:
-    """Save a row-normalised confusion-matrix heat map (counts annotated when small) as PNG."""
+def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str = ""):
+    """A row-normalised confusion-matrix heat map (counts annotated when 20 classes or fewer)
+    as a matplotlib figure; rows are true classes, columns predicted ones."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,16 +124,28 @@ def plot_confusion(
                             color=color)  # fmt: skip
     ax.set_title(title or "confusion matrix")
     fig.tight_layout()
+    return fig
+
+
+def plot_confusion(
+    path: str | os.PathLike, cm: np.ndarray, classes: Sequence[str], title: str = ""
+) -> Path:
+    """Save :func:`confusion_figure` as PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = confusion_figure(cm, classes, title)
     out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
     return out
 
 
-def plot_curves(path: str | os.PathLike, history: list[dict[str, float]], title: str = "") -> Path:
-    """Save training curves (loss and accuracy per epoch, train vs validation) as PNG.
+def curves_figure(history: list[dict[str, float]], title: str = ""):
+    """Training curves as a matplotlib figure: loss and accuracy per epoch (train and
+    validation), and, when both accuracies are logged, the overfitting % per epoch
+    (``100 * (train_acc - val_acc)``; the training accuracy is that of the augmented batches
+    in training mode, so it is a trend, not the eval-mode gap of ``details.json``).
 
     Args:
-        path: destination ``.png``.
         history: one dict per epoch with keys among ``train_loss, val_loss, train_acc,
             val_acc`` (missing keys are skipped).
         title: figure title.
@@ -144,9 +155,14 @@ def plot_curves(path: str | os.PathLike, history: list[dict[str, float]], title:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [h.get("epoch", i) for i, h in enumerate(history)]
-    for ax, metric in zip(axes, ("loss", "acc"), strict=True):
+    gap = [
+        (e, 100 * (h["train_acc"] - h["val_acc"]))
+        for e, h in zip(epochs, history, strict=True)
+        if "train_acc" in h and "val_acc" in h
+    ]
+    fig, axes = plt.subplots(1, 3 if gap else 2, figsize=(15 if gap else 10, 3.8))
+    for ax, metric in zip(axes, ("loss", "acc"), strict=False):
         for split in ("train", "val"):
             key = f"{split}_{metric}"
             pts = [(e, h[key]) for e, h in zip(epochs, history, strict=True) if key in h]
@@ -157,8 +173,23 @@ def plot_curves(path: str | os.PathLike, history: list[dict[str, float]], title:
         ax.grid(alpha=0.3)
         if ax.get_lines():
             ax.legend()
+    if gap:
+        ax = axes[2]
+        ax.plot(*zip(*gap, strict=True), marker=".", color="tab:red")
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("overfitting % (train - val accuracy)")
+        ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(path: str | os.PathLike, history: list[dict[str, float]], title: str = "") -> Path:
+    """Save :func:`curves_figure` as PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(history, title)
     out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return out

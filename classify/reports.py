@@ -76,6 +76,35 @@ def summarize(ds, model: str, results: list[FoldResult]) -> tuple[dict, dict]:
     return metrics, details
 
 
+def write_predictions(path: str | os.PathLike, ds, results: list[FoldResult]) -> Path:
+    """``predictions.csv``: one row per test clip of every fold, with columns ``fold, path,
+    label, predicted, p_label, p_predicted`` (class names; softmax probabilities of the fold's
+    selected model). The report's worst-misclassified clips come from it.
+
+    Args:
+        path: destination (written atomically).
+        ds: the dataset (:class:`classify.datasets.base.ClipDataset`) the folds index.
+        results: fold results of :func:`classify.train.train_fold`.
+    """
+    import csv
+    import io
+
+    from wb.runs import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["fold", "path", "label", "predicted", "p_label", "p_predicted"])
+    for r in results:
+        logits = np.asarray(r.test_logits, dtype=np.float64)
+        logits = logits - logits.max(axis=-1, keepdims=True)
+        probs = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+        for i, label, p in zip(r.test_indices, r.test_labels, probs, strict=True):
+            k = int(p.argmax())
+            w.writerow([r.name, str(ds.clips[i].path), ds.classes[int(label)], ds.classes[k],
+                        f"{p[int(label)]:.6f}", f"{p[k]:.6f}"])  # fmt: skip
+    return atomic_write_text(path, buf.getvalue())
+
+
 def _nan_none(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
 

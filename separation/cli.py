@@ -90,6 +90,12 @@ def _parse_stems(value: str | None, sources: list[str]) -> list[str]:
     "the stems' energy just below it (an 8 kHz model still writes full-band stems); "
     "--no-high-band: stems band-limited to the model's rate.",
 )
+@click.option(
+    "--report",
+    is_flag=True,
+    help="Also write DIR/<input stem>/report.html: players, spectrograms with a playhead, "
+    "stems in sync with solo and mute (see wb report).",
+)
 def separate(
     inputs: tuple[str, ...],
     model_name: str | None,
@@ -100,6 +106,7 @@ def separate(
     stems: str | None,
     subtype: str,
     high_band: bool,
+    report: bool,
 ) -> None:
     """Separate each INPUT into stems, written to DIR/<input stem>/<source>.wav.
 
@@ -110,6 +117,7 @@ def separate(
     wb separate choir.wav                        # shipped SATB model
     wb separate song.mp3 --model htdemucs --stems vocals
     wb separate a.wav b.flac --model runs/satb/best.pt --out stems/
+    wb separate choir.wav --report               # + separated/choir/report.html
     """
     from separation.files import separate_file
     from separation.hub import load_separator
@@ -166,5 +174,13 @@ def separate(
             failed += 1
             continue
         click.echo(f"{path} -> {folder}/ ({', '.join(wanted)})")
+        if report:
+            from wb.report import build_report
+
+            try:
+                click.echo(f"report: {build_report(folder)}")
+            except WbError as exc:
+                click.echo(f"error: {path}: report: {exc}", err=True)
+                failed += 1
     if failed:
         raise SystemExit(1)

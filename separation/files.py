@@ -9,8 +9,9 @@ was killed is removed by the next one.
 
 Each track folder also gets a marker file (``.wb-separate.json``) listing the stems written. An
 existing ``<out>/<input stem>`` folder is replaced only when it is empty or holds nothing but
-that marker and the ``.wav`` files it lists (an earlier ``wb separate`` output): separating
-``data/song.wav`` into ``data`` never wipes a ``data/song/`` folder of other files.
+that marker, the ``.wav`` files it lists and a ``report.html`` (an earlier ``wb separate``
+output): separating ``data/song.wav`` into ``data`` never wipes a ``data/song/`` folder of
+other files.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 from separation.separator import Separator
 from wb.errors import AudioError, WbError
+from wb.report import REPORT_NAME
 from wb.runs import remove_stale_temps, temp_dir
 
 MARKER = ".wb-separate.json"
@@ -42,12 +44,16 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _written_by_wb(folder: Path) -> bool:
-    """True if ``folder`` is empty or holds only a :data:`MARKER` and the stems it lists."""
+    """True if ``folder`` is empty or holds only a :data:`MARKER`, the stems it lists and a
+    ``report.html``."""
     entries = {p.name: p for p in folder.iterdir()}
     if not entries:
         return True
     marker = entries.pop(MARKER, None)
     if marker is None or not marker.is_file():
+        return False
+    report = entries.pop(REPORT_NAME, None)  # wb report / wb separate --report
+    if report is not None and (not report.is_file() or report.is_symlink()):
         return False
     try:
         listed = set(json.loads(marker.read_text())["files"])

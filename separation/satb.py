@@ -181,6 +181,10 @@ def evaluate(ctx: StageContext) -> None:
             title=f"{title}: {root}/{split}",
         )  # fmt: skip
         click.echo(f"metrics: {out}")
+    if args["run"]:
+        from wb.report import build_report
+
+        click.echo(f"report: {build_report(args['run'])}")
 
 
 def export(ctx: StageContext) -> None:

@@ -92,6 +92,30 @@ def info_cmd(inputs: tuple[str, ...]) -> None:
         raise SystemExit(1)
 
 
+@cli.command("report")
+@click.argument("folder", type=click.Path(path_type=str))
+@click.option(
+    "--reference",
+    default=None,
+    metavar="DIR",
+    help="Separation only: folder of reference stems (<stem>.wav) for a per-stem metrics table.",
+)
+def report_cmd(folder: str, reference: str | None) -> None:
+    """Write FOLDER/report.html: a self-contained page to look at and listen to.
+
+    \b
+    FOLDER is one of
+      a wb separate track folder   mixture and stems: players, spectrograms, playhead,
+                                   stems in sync with solo/mute (--reference: metrics)
+      a wb classify run folder     per-fold table, confusion matrix, curves with the
+                                   overfitting %, worst misclassified clips
+      a recipe run folder          evaluation tables, training curves, resolved config
+    """
+    from wb.report import build_report
+
+    click.echo(f"report: {build_report(folder, reference=reference)}")
+
+
 @contextmanager
 def restore_env(*names: str):
     """Restore the named environment variables to their current values on exit."""

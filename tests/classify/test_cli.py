@@ -206,3 +206,31 @@ def test_finished_runs_are_never_destroyed(run, capsys, tmp_path) -> None:
     after = _tree(out)
     assert after["metrics.json"] == before["metrics.json"]
     assert after["config.yml"] == before["config.yml"]
+
+
+def test_predictions_and_report(run, capsys) -> None:
+    import csv
+
+    from classify.metrics import confusion_matrix
+
+    code, out, data = run
+    assert code == 0
+    with open(out / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 18 and {r["path"] for r in rows} == {str(p) for p in data.rglob("*.wav")}
+    details = json.loads((out / "details.json").read_text())
+    classes = details["classes"]
+    cm = confusion_matrix([classes.index(r["label"]) for r in rows],
+                          [classes.index(r["predicted"]) for r in rows], len(classes))  # fmt: skip
+    assert cm.tolist() == details["pooled"]["confusion"]
+    for r in rows:
+        assert 0 < float(r["p_label"]) <= float(r["p_predicted"]) <= 1
+    html = (out / "report.html").read_text()
+    wrong = sum(r["label"] != r["predicted"] for r in rows)
+    assert html.count("<audio") == min(8, wrong)
+    assert "Confusion matrix" in html and "overfitting %" in html and "Training curves" in html
+    for f in json.loads((out / "metrics.json").read_text())["folds"]:
+        assert f"<td>{f['fold']}</td><td>{100 * f['accuracy']:.2f} %</td>" in html
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.html").read_text() == html
+    capsys.readouterr()

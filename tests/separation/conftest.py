@@ -91,3 +91,23 @@ def trained_run(tmp_path_factory, stems_root):
     run = tmp_path_factory.mktemp("run")
     result = train(tiny_config(stems_root), run)
     return run, result
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory) -> str:
+    """A tiny untrained Conv-TasNet model file (sources tone, noise; 8 kHz mono)."""
+    from separation import models
+    from wb.checkpoint import save_model
+
+    kwargs = {k: v for k, v in TINY_TASNET.items() if k != "name"}
+    torch.manual_seed(0)
+    model = models.build("convtasnet", ["tone", "noise"], 8000, 1, **kwargs)
+    return str(
+        save_model(
+            tmp_path_factory.mktemp("model") / "tiny.pt",
+            models.class_ref("convtasnet"),
+            {"sources": ["tone", "noise"], "sample_rate": 8000, "audio_channels": 1, **kwargs},
+            model.state_dict(),
+            meta={"sources": ["tone", "noise"], "sample_rate": 8000, "segment": 0.5},
+        )
+    )

@@ -13,24 +13,6 @@ from wb import audio
 from wb.checkpoint import save_model
 from wb.cli import main
 
-from .conftest import TINY_TASNET
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    kwargs = {k: v for k, v in TINY_TASNET.items() if k != "name"}
-    torch.manual_seed(0)
-    model = models.build("convtasnet", ["tone", "noise"], 8000, 1, **kwargs)
-    return str(
-        save_model(
-            tmp_path_factory.mktemp("model") / "tiny.pt",
-            models.class_ref("convtasnet"),
-            {"sources": ["tone", "noise"], "sample_rate": 8000, "audio_channels": 1, **kwargs},
-            model.state_dict(),
-            meta={"sources": ["tone", "noise"], "sample_rate": 8000, "segment": 0.5},
-        )
-    )
-
 
 def _write(path, sr, channels, seconds=1.3):
     rng = np.random.default_rng(0)

@@ -41,7 +41,7 @@ def driver():
     chromium = _find("chromium", "chromium-browser", "google-chrome")
     chromedriver = _find("chromedriver")
     if not chromium or not chromedriver:
-        pytest.skip("no chromium/chromedriver: `make test-browser` installs chromium chromium-driver")
+        pytest.skip("no chromium/chromedriver (`make test-browser` installs chromium-driver)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -75,10 +75,16 @@ def _x(d, css: str, k: int = 0) -> float:
     )  # fmt: skip
 
 
-def _times(d, css: str) -> list[float]:
+def _prop(d, css: str, name: str) -> list:
+    """Property ``name`` of every element matching ``css``."""
     return d.execute_script(
-        "return Array.from(document.querySelectorAll(arguments[0])).map(a => a.currentTime)", css
-    )
+        "return Array.from(document.querySelectorAll(arguments[0])).map(a => a[arguments[1]])",
+        css, name,
+    )  # fmt: skip
+
+
+def _times(d, css: str) -> list[float]:
+    return _prop(d, css, "currentTime")
 
 
 def _click_spec(d, k: int, frac: float) -> None:
@@ -88,7 +94,8 @@ def _click_spec(d, k: int, frac: float) -> None:
     spec = d.find_elements(By.CSS_SELECTOR, ".spec")[k]
     d.execute_script("arguments[0].scrollIntoView({block: 'center'})", spec)
     width = spec.rect["width"]
-    ActionChains(d).move_to_element_with_offset(spec, int((frac - 0.5) * width), 0).click().perform()
+    chain = ActionChains(d).move_to_element_with_offset(spec, int((frac - 0.5) * width), 0)
+    chain.click().perform()
 
 
 def _tone(freq: float, seconds: float) -> np.ndarray:
@@ -128,13 +135,11 @@ def test_separation_page_plays_seeks_and_syncs(driver, separation_folder):
     shot("_playing")
     # solo the bass: the soprano is muted, the bass is not
     d.execute_script("document.querySelectorAll('.solo')[1].click()")
-    muted = d.execute_script(f"return Array.from(document.querySelectorAll('{stems}')).map(a => a.muted)")
-    assert muted == [True, False]
+    assert _prop(d, stems, "muted") == [True, False]
     # playing the mixture pauses the stems
     d.execute_script("document.querySelector('audio').play()")
     time.sleep(0.3)
-    paused = d.execute_script("return Array.from(document.querySelectorAll('audio')).map(a => a.paused)")
-    assert paused == [False, True, True]
+    assert _prop(d, "audio", "paused") == [False, True, True]
     d.execute_script("document.querySelector('audio').pause()")
     # a click at 25 % of the soprano's spectrogram seeks every stem to 1.5 s of 6 s
     _click_spec(d, 1, 0.25)
@@ -156,9 +161,17 @@ def classification_folder(tmp_path_factory) -> Path:
     run = root / "run"
     (run / "folds" / "fold1").mkdir(parents=True)
     fold = {"fold": "fold1", "accuracy": 0.0, "macro_f1": 0.0, "n_test": 2}
-    (run / "metrics.json").write_text(json.dumps({
-        "dataset": "folder", "model": "cnn", "folds": [fold],
-        "mean": {"accuracy": 0.0, "macro_f1": 0.0}, "std": {"accuracy": 0.0, "macro_f1": 0.0}}))
+    (run / "metrics.json").write_text(
+        json.dumps(
+            {
+                "dataset": "folder",
+                "model": "cnn",
+                "folds": [fold],
+                "mean": {"accuracy": 0.0, "macro_f1": 0.0},
+                "std": {"accuracy": 0.0, "macro_f1": 0.0},
+            }
+        )
+    )
     (run / "details.json").write_text(json.dumps({
         "classes": ["low", "high"], "folds": [{**fold, "n_train": 8, "best_epoch": 1,
                                                "gap_at_best_epoch": {"acc_gap": 0.25}}],
@@ -166,8 +179,9 @@ def classification_folder(tmp_path_factory) -> Path:
         "gap_at_best_epoch": {"acc_gap": {"mean": 0.25, "std": 0.0}}}))  # fmt: skip
     history = [{"epoch": e, "train_acc": 0.5 + 0.1 * e, "val_acc": 0.5, "train_loss": 1 - 0.1 * e,
                 "val_loss": 1.0} for e in range(4)]  # fmt: skip
-    (run / "folds" / "fold1" / "result.json").write_text(json.dumps({"name": "fold1",
-                                                                     "history": history}))
+    (run / "folds" / "fold1" / "result.json").write_text(
+        json.dumps({"name": "fold1", "history": history})
+    )
     (run / "predictions.csv").write_text(
         "fold,path,label,predicted,p_label,p_predicted\n"
         f"fold1,{clips[0]},low,high,0.2,0.8\nfold1,{clips[1]},high,low,0.4,0.6\n"
@@ -190,8 +204,7 @@ def test_classification_page_plays_clips(driver, classification_folder):
     # the second clip plays alone: the first pauses
     d.execute_script("document.querySelectorAll('audio')[1].play()")
     time.sleep(0.3)
-    paused = d.execute_script("return Array.from(document.querySelectorAll('audio')).map(a => a.paused)")
-    assert paused == [True, False]
+    assert _prop(d, "audio", "paused") == [True, False]
     d.execute_script("document.querySelectorAll('audio')[1].pause()")
     _click_spec(d, 0, 0.75)
     time.sleep(0.2)

@@ -2,10 +2,14 @@
 
 ``wb classify --dataset fsdd [--model cnn] [--protocol loso] [--folds all] [--epochs N]
 [--out DIR] [--set key=value ...]`` trains with cross-validation (see :mod:`classify.cv`);
-``wb classify predict FILE... --checkpoint DIR/model.pt [--top-k 5]`` prints the top classes.
+``wb classify predict FILE... --checkpoint DIR/model.pt [--top-k 5]`` prints the top classes;
+``wb classify listen --checkpoint DIR/model.pt [--input FILE [--fast]]`` classifies live from
+the microphone (or a file streamed through the same path).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -146,6 +150,86 @@ def predict_cmd(files: tuple[str, ...], checkpoint: str, top_k: int) -> None:
         click.echo(f"{pred.path} ({pred.windows} window{'s' if pred.windows != 1 else ''})")
         for rank, (name, p) in enumerate(pred.top(top_k), start=1):
             click.echo(f"  {rank}. {name:<20s} {p:.4f}")
+
+
+@classify.command("listen")
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Model file written by wb classify (RUN/model.pt).",
+)
+@click.option(
+    "--input",
+    "input_path",
+    default=None,
+    type=click.Path(path_type=str),
+    help="Stream this audio file through the same path instead of the microphone.",
+)
+@click.option(
+    "--fast", is_flag=True, help="With --input: as fast as the model runs, not real time."
+)
+@click.option(
+    "--hop",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=0.5,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between two classifications (each classifies the model's input length).",
+)
+@click.option(
+    "--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes shown."
+)
+@click.option(
+    "--log",
+    "log_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write time_s, top1, probability, level_db per classification to this CSV file.",
+)
+@click.option(
+    "--input-device",
+    default=None,
+    metavar="NAME_OR_INDEX",
+    help="Microphone (sounddevice name or index; default: the system's input).",
+)
+def listen_cmd(
+    checkpoint: str,
+    input_path: str | None,
+    fast: bool,
+    hop: float,
+    top_k: int,
+    log_path: str | None,
+    input_device: str | None,
+) -> None:
+    """Classify live from the microphone: a sliding window of the model's input length every
+    --hop seconds, shown in place with a level meter and the top-k classes. Ctrl-C stops;
+    the last line is the class with the highest mean probability.
+
+    \b
+    wb classify listen --checkpoint runs/classify/fsdd/model.pt
+    wb classify listen --checkpoint model.pt --input digit.wav --fast --log out.csv
+    """
+    from classify.listen import listen, summary
+    from wb.errors import WbError
+
+    if fast and input_path is None:
+        raise click.UsageError("--fast needs --input FILE (a microphone runs in real time)")
+    if log_path is not None and Path(log_path).exists():
+        log = Path(log_path)
+        first = log.open(errors="replace").readline().strip() if log.is_file() else ""
+        if first != "time_s,top1,probability,level_db":
+            raise WbError(f"--log {log_path}: exists and is not an earlier listen log")
+    same = input_path and log_path and Path(log_path).resolve() == Path(input_path).resolve()
+    if same:
+        raise WbError(f"--log {log_path}: is the input file; refusing to overwrite it")
+    device = int(input_device) if input_device and input_device.isdigit() else input_device
+    frames, classes = listen(checkpoint, input_path, fast=fast, hop_seconds=hop, top_k=top_k,
+                             log=log_path, input_device=device)  # fmt: skip
+    name, p = summary(frames, classes)
+    click.echo(f"top-1: {name} (mean probability {p:.3f} over {len(frames)} windows)")
+    if log_path:
+        click.echo(f"log: {log_path}")
 
 
 @classify.command("prepare")

@@ -287,6 +287,12 @@ def spectrogram_png(
     return png_data_uri(buf.getvalue()), duration, float(freqs[-1])
 
 
+def display_n_fft(sample_rate: int, seconds: float = 0.032) -> int:
+    """The FFT size of the report's spectrograms: the power of two nearest ``seconds`` (32 ms:
+    256 at 8 kHz, 512 at 16 kHz, 1024 at 44.1 kHz, 2048 at 48 kHz)."""
+    return int(2 ** round(math.log2(max(16.0, seconds * sample_rate))))
+
+
 def file_track(path: str | os.PathLike, report_dir: str | os.PathLike, name: str = "",
                note: str = "") -> Track:  # fmt: skip
     """A :class:`Track` for an audio file that the page references by a relative URL.
@@ -302,7 +308,9 @@ def file_track(path: str | os.PathLike, report_dir: str | os.PathLike, name: str
     hdr = audio.info(path)
     _, blocks = audio.read_blocks(path, 1 << 18)
     try:
-        image, duration, fmax = spectrogram_png(blocks, hdr.sample_rate, hdr.frames)
+        image, duration, fmax = spectrogram_png(
+            blocks, hdr.sample_rate, hdr.frames, n_fft=display_n_fft(hdr.sample_rate)
+        )
     finally:
         close = getattr(blocks, "close", None)
         if close:
@@ -315,7 +323,8 @@ def clip_track(audio: np.ndarray, sample_rate: int, name: str, note: str = "") -
     """A :class:`Track` for a short in-memory clip ``(samples,)`` or ``(channels, samples)``,
     inlined as a WAV data URI."""
     x = np.asarray(audio, dtype=np.float32)
-    image, duration, fmax = spectrogram_png([x], sample_rate, x.shape[-1], n_fft=1024)
+    n_fft = display_n_fft(sample_rate)
+    image, duration, fmax = spectrogram_png([x], sample_rate, x.shape[-1], n_fft=n_fft)
     return Track(name, wav_data_uri(x, sample_rate), image, duration, fmax, note)
 
 

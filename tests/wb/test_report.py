@@ -110,3 +110,11 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert not (run / "report.html").exists()
     assert main(["report", str(run)]) == 0
     assert "report: " in capsys.readouterr().out
+
+
+def test_display_n_fft_is_about_32_ms():
+    from wb.report import display_n_fft
+
+    assert [display_n_fft(sr) for sr in (8000, 16000, 22050, 44100, 48000)] == [
+        256, 512, 512, 1024, 2048,
+    ]  # fmt: skip

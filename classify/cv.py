@@ -35,6 +35,7 @@ from classify.metrics import (
     confusion_matrix,
     scores,
 )
+from classify.report_page import write_run_report
 from classify.reports import _write_plots, fold_slug, summarize, write_predictions
 from classify.train import FoldResult, Say, _stderr, train_fold
 from wb import paths
@@ -176,7 +177,7 @@ def run_cv(
     write_json(out / "details.json", details)
     write_predictions(out / "predictions.csv", ds, results)
     _write_plots(out, ds.classes, results)
-    _write_report(out, say)
+    write_run_report(out, say)
     best = max(results, key=lambda r: (np.nan_to_num(r.val_accuracy, nan=-1.0), -results.index(r)))
     if best.model_path and Path(best.model_path).is_file():
         atomic_write(out / "model.pt", lambda tmp: shutil.copyfile(best.model_path, tmp))
@@ -186,20 +187,6 @@ def run_cv(
         f"± {metrics['std']['macro_f1']:.4f} over {len(results)} fold(s) -> {out}/metrics.json"
     )
     return metrics
-
-
-def _write_report(out: Path, say: Say) -> None:
-    """``report.html`` of the finished run; a failure is reported, not raised (the run's
-    results are already written)."""
-    from classify.report_page import classification_page
-    from wb.report import write_page
-
-    try:
-        page = classification_page(out)
-        if page is not None:
-            say(f"report: {write_page(page, out)}")
-    except Exception as exc:  # noqa: BLE001 - the page is a view of results already saved
-        say(f"warning: report.html not written ({type(exc).__name__}: {exc})")
 
 
 #: Config keys that may change when a run is resumed: they change speed, not results.

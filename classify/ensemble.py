@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from classify.reports import _read_json, _write_plots, summarize
+from classify.report_page import write_run_report
+from classify.reports import _read_json, _write_plots, summarize, write_predictions
 from classify.train import FoldResult
 from wb.errors import WbError
 from wb.runs import write_json
@@ -114,4 +115,29 @@ def ensemble_runs(runs: Sequence[str | os.PathLike], out: str | os.PathLike) -> 
     write_json(out / "metrics.json", metrics)
     write_json(out / "details.json", details)
     _write_plots(out, ds.classes, results)
+    clips = _clip_paths(run0)
+    keys = [(r.name, k) for r in results for k in range(len(r.test_indices))]
+    if clips is not None and all(key in clips for key in keys):
+        ds.clips = {i: SimpleNamespace(path=clips[(r.name, k)]) for r in results
+                    for k, i in enumerate(r.test_indices)}  # fmt: skip
+        write_predictions(out / "predictions.csv", ds, results)
+    write_run_report(out, lambda line: None)
     return metrics
+
+
+def _clip_paths(run: Path) -> dict[tuple[str, int], str] | None:
+    """``(fold, k) -> path`` of the k-th test clip of each fold, from a member's
+    ``predictions.csv`` (rows follow the fold's test indices); ``None`` without one."""
+    import csv
+
+    path = Path(run) / "predictions.csv"
+    if not path.is_file():
+        return None
+    out: dict[tuple[str, int], str] = {}
+    counts: dict[str, int] = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            k = counts.get(row["fold"], 0)
+            out[(row["fold"], k)] = row["path"]
+            counts[row["fold"]] = k + 1
+    return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +136,16 @@ def classification_page(folder: Path) -> Page | None:
                 f"{100 * metrics['mean']['macro_f1']:.2f} %")  # fmt: skip
     return Page(f"Classification: {folder.resolve().name}", subtitle, sections,
                 kind="classification")  # fmt: skip
+
+
+def write_run_report(out: Path, say: Callable[[str], None]) -> None:
+    """Write ``out/report.html`` of a finished run; a failure is said, not raised (the run's
+    results are already written and the page is only a view of them)."""
+    from wb.report import write_page
+
+    try:
+        page = classification_page(out)
+        if page is not None:
+            say(f"report: {write_page(page, out)}")
+    except Exception as exc:  # noqa: BLE001 - see above
+        say(f"warning: report.html not written ({type(exc).__name__}: {exc})")

@@ -80,3 +80,26 @@ def test_mismatched_runs_are_refused(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and err[0].startswith("error:")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_predictions_and_report_follow_the_average(tmp_path: Path) -> None:
+    import csv
+
+    logits = {"f1": [[0, 6, 0], [0, 1, 0], [0, 0, 3], [5, 0, 0]], "f2": [[0, 0, 2], [2, 0, 0]]}
+    a = _run(tmp_path / "a", "cnn", logits, LABELS)
+    b = _run(tmp_path / "b", "cnn", {"f1": [[4, 0, 0], [0, 4, 0], [0, 0, 4], [4, 0, 0]],
+                                     "f2": [[0, 0, 4], [0, 0, 4]]}, LABELS)  # fmt: skip
+    rows = [["fold", "path", "label", "predicted", "p_label", "p_predicted"]]
+    rows += [[f, f"/clips/{f}_{k}.wav", "a", "a", "1", "1"] for f, z in logits.items()
+             for k in range(len(z))]  # fmt: skip
+    with open(a / "predictions.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    ensemble_runs([a, b], tmp_path / "ens")
+    with open(tmp_path / "ens" / "predictions.csv", newline="") as fh:
+        got = list(csv.DictReader(fh))
+    assert [r["path"] for r in got] == [r[1] for r in rows[1:]]
+    # f1 clip 0: a says b (p .99), b says a (p .96) -> average prefers b; f2 clip 1: c
+    assert [r["predicted"] for r in got] == ["b", "b", "c", "a", "c", "c"]
+    assert [r["label"] for r in got] == ["a", "b", "c", "a", "c", "c"]
+    html = (tmp_path / "ens" / "report.html").read_text()
+    assert "ensemble(a+b)" in html and "Confusion matrix" in html

@@ -332,6 +332,51 @@ class _WeightedBag:
         return est / self.totals.to(outs[0].device)[:, None, None]
 
 
+class _Shifted:
+    """Demucs' shift trick as a stream (Défossez et al., ``demucs.apply.apply_model(shifts=
+    N)``): engine ``k`` separates the mixture delayed by ``delays[k]`` samples (zeros first),
+    its output is advanced by the same amount, and the ``N`` outputs are averaged. The model
+    is not exactly time-equivariant (chunk borders, strides), so the average of shifted runs
+    is a test-time augmentation. Each delay is ``max_shift - random.randint(0, max_shift)``
+    with ``max_shift`` = 0.5 s, as in ``apply_model``; for the same offsets the two agree
+    (HTDemucs' forward also draws from ``random``, so the same seed gives other offsets)."""
+
+    def __init__(self, engines: list, delays: list[int]) -> None:
+        self.engines, self.delays = engines, [int(d) for d in delays]
+        self._drop = list(self.delays)  # output samples each engine still has to drop
+        self._pending: list[torch.Tensor | None] = [None] * len(engines)
+        self._received = 0
+
+    @property
+    def received(self) -> int:
+        return self._received
+
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for k, e in enumerate(self.engines):
+            x = block
+            if self._received == 0 and block.shape[-1] and self.delays[k]:
+                x = F.pad(block, (self.delays[k], 0))
+            outs.append(e.push(x))
+        self._received += block.shape[-1]
+        return self._combine(outs)
+
+    def finish(self) -> torch.Tensor:
+        return self._combine([e.finish() for e in self.engines])
+
+    def _combine(self, outs: list[torch.Tensor]) -> torch.Tensor:
+        for k, o in enumerate(outs):
+            cut = min(self._drop[k], o.shape[-1])
+            self._drop[k] -= cut
+            o = o[..., cut:]
+            p = self._pending[k]
+            self._pending[k] = o if p is None else torch.cat([p, o], dim=-1)
+        m = min(p.shape[-1] for p in self._pending)
+        est = sum(p[..., :m] for p in self._pending) / len(self._pending)
+        self._pending = [p[..., m:] for p in self._pending]
+        return est
+
+
 def _runner(model: nn.Module, use_demucs: bool, device, segment: float | None = None):
     """``(k, channels, W) -> (k, n_sources, channels, W)`` on ``device``: the model itself,
     or ``apply_model(..., split=False, segment=segment)`` for a Demucs model (its padding)."""
@@ -380,17 +425,30 @@ def _engine(
     transition_power: float,
     batch_segments: int,
     on_chunk,
+    shifts: int = 0,
 ):
-    """The streaming engine for ``model``: an :class:`OverlapAdd`, or one per model of a
-    Demucs bag combined with the bag's weights (both have ``push``/``finish``)."""
+    """The streaming engine for ``model``: an :class:`OverlapAdd`, one per model of a
+    Demucs bag combined with the bag's weights, and with ``shifts > 0`` one per random shift
+    of each (leaf) model averaged by :class:`_Shifted` (all have ``push``/``finish``)."""
     seg = segment_samples(int(model.samplerate), segment)
     if use_demucs and hasattr(model, "models"):
         engines = [
             _engine(m, channels, segment, overlap, True, device, transition_power,
-                    batch_segments, on_chunk)
+                    batch_segments, on_chunk, shifts)
             for m in model.models
         ]  # fmt: skip
         return _WeightedBag(engines, model.weights)
+    if shifts:
+        import random
+
+        max_shift = int(0.5 * model.samplerate)
+        delays = [max_shift - random.randint(0, max_shift) for _ in range(int(shifts))]
+        engines = [
+            _engine(model, channels, segment, overlap, use_demucs, device, transition_power,
+                    batch_segments, on_chunk)
+            for _ in delays
+        ]  # fmt: skip
+        return _Shifted(engines, delays)
     return OverlapAdd(
         _runner(model, use_demucs, device, segment),
         len(model.sources),
@@ -426,9 +484,10 @@ def separate_tensor(
         segment: chunk length in seconds; default :func:`model_segment`. HTDemucs cannot take
             chunks longer than its training segment.
         overlap: chunk overlap fraction in ``[0, 1)``; default 0.25.
-        shifts: Demucs "shift trick" (random time shifts averaged; Demucs models only). With
-            ``shifts > 0`` the whole track goes through ``demucs.apply.apply_model(split=True)``
-            (the shifts need the whole track); 0 keeps the output deterministic.
+        shifts: Demucs' "shift trick": the average of ``shifts`` runs on the mixture delayed
+            by random amounts up to 0.5 s (:class:`_Shifted`; the same as
+            ``demucs.apply.apply_model(shifts=...)`` for the same offsets); 0 keeps the
+            output deterministic. Costs ``shifts`` times the work.
         device: where the model runs; chunks are moved there, the output stays with the input.
         batch_segments: chunks per forward pass.
         transition_power: exponent of the triangular cross-fade weights.
@@ -455,8 +514,8 @@ def separate_tensor(
     if length == 0:
         raise WbError("mixture is empty")
     segment, overlap, use_demucs = _plan(model, segment, overlap, engine)
-    if shifts and not use_demucs:
-        raise WbError("shifts are only supported for Demucs models")
+    if shifts < 0:
+        raise WbError(f"shifts must be >= 0, got {shifts}")
     sr = int(model.samplerate)
     stride = max(1, int((1 - overlap) * max(1, int(sr * segment))))
     n_chunks = len(range(0, length, stride))
@@ -467,22 +526,9 @@ def separate_tensor(
     )
     device = device if device is not None else mixture.device
     try:
-        if shifts:
-            from demucs.apply import apply_model
-
-            def callback(info: dict) -> None:
-                if info.get("state") == "end":
-                    bar.update(1)
-
-            with torch.no_grad():
-                return apply_model(
-                    model, mixture[None], shifts=int(shifts), split=True, overlap=overlap,
-                    transition_power=transition_power, progress=False, device=device,
-                    segment=_fraction(segment), callback=callback,
-                )[0].to(mixture.device)  # fmt: skip
         ola = _engine(
             model, channels, segment, overlap, use_demucs, device, transition_power,
-            batch_segments, bar.update,
+            batch_segments, bar.update, shifts,
         )  # fmt: skip
         return torch.cat([ola.push(mixture), ola.finish()], dim=-1)
     finally:
@@ -505,8 +551,8 @@ class StreamSeparator:
         sample_rate: the input's rate in Hz.
         channels: the input's channel count (1 or 2).
         stems: source names to return, in this order (default all, in model order).
-        segment, overlap, device, batch_segments, transition_power, engine: see
-            :func:`separate_tensor` (``shifts`` is not available when streaming).
+        segment, overlap, shifts, device, batch_segments, transition_power, engine: see
+            :func:`separate_tensor`.
         expected_frames: input length in samples if known (progress bar total only).
         quiet: no progress bar (``None`` follows ``WB_QUIET``).
         high_band: when the input's rate is above the model's, give the stems the input's
@@ -535,6 +581,7 @@ class StreamSeparator:
         expected_frames: int | None = None,
         quiet: bool | None = None,
         high_band: bool = True,
+        shifts: int = 0,
     ) -> None:
         import soxr
 
@@ -562,9 +609,11 @@ class StreamSeparator:
         self._final = [names.index(s) for s in self.stems] if self._hb else None
         segment, overlap, use_demucs = _plan(model, segment, overlap, engine)
         device = device if device is not None else torch.device("cpu")
+        if shifts < 0:
+            raise WbError(f"shifts must be >= 0, got {shifts}")
         self._ola = _engine(
             model, self.model_channels, segment, overlap, use_demucs, device,
-            transition_power, batch_segments, lambda k: self._bar.update(k),
+            transition_power, batch_segments, lambda k: self._bar.update(k), shifts,
         )  # fmt: skip
         # stems are brought to min(model, input) channels before resampling back (less work)
         self._mid_channels = min(self.model_channels, self.channels)
@@ -580,7 +629,7 @@ class StreamSeparator:
         total = None
         if expected_frames:
             chunks = -(-int(expected_frames * self.model_rate / self.sample_rate) // stride)
-            total = chunks * _n_models(model, use_demucs)
+            total = chunks * _n_models(model, use_demucs) * max(1, shifts)
         # last: nothing below can fail, so close() always has a bar and a flag to restore
         self._bar = progress(total=total, desc="separating", unit="chunk", quiet=quiet)
         self.model = model

@@ -222,3 +222,48 @@ def test_wrong_output_length_is_an_error(trim):
 
     with pytest.raises(WbError, match="the model returned shape"):
         separate_tensor(Crop(), torch.randn(1, 3 * SEG), segment=0.5, quiet=True)
+
+
+@pytest.mark.parametrize("name", ["hdemucs", "htdemucs", "bag"])
+def test_shifts_equal_apply_model_shifts(name, monkeypatch):
+    """Streaming shift trick == demucs.apply.apply_model(shifts=2, split=True) for the same
+    offsets (one per shift, per model of a bag, in the same order). The offsets are fixed:
+    HTDemucs' forward itself draws from ``random``, so seeding alone would not align them."""
+    import random
+    from fractions import Fraction
+
+    from demucs.apply import BagOfModels, apply_model
+
+    m = _demucs_models()
+    model = BagOfModels([m["hdemucs"], m["htdemucs"]]) if name == "bag" else m[name]
+    x = torch.randn(1, 2 * SR + 555, generator=torch.Generator().manual_seed(4)) * 0.1
+    offsets = [1234, 17, 4000, 0]  # max_shift = 4000 at 8 kHz
+
+    def fixed():
+        draws = iter(offsets)
+        monkeypatch.setattr(random, "randint", lambda a, b: next(draws))
+
+    fixed()
+    with torch.no_grad():
+        theirs = apply_model(model.eval(), x[None], shifts=2, split=True, overlap=0.25,
+                             progress=False, segment=Fraction(1, 2))[0]  # fmt: skip
+    fixed()
+    ours = separate_tensor(model, x, overlap=0.25, shifts=2, quiet=True)
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
+    unshifted = separate_tensor(model, x, overlap=0.25, quiet=True)
+    assert (ours - unshifted).abs().max() > 1e-4  # the shifts did change something
+    fixed()  # streamed in odd blocks: the same
+    sep = inference.StreamSeparator(model, SR, 1, quiet=True, shifts=2)
+    step = 2345
+    y = [sep.push(x[:, i : i + step]) for i in range(0, x.shape[-1], step)]
+    assert torch.allclose(torch.cat([*y, sep.finish()], dim=-1), ours, atol=1e-6)
+
+
+def test_shifts_of_a_time_invariant_model_change_nothing():
+    model = GainModel(gains=(0.25, 0.75))
+    x = torch.randn(1, 3 * SR + 17, generator=torch.Generator().manual_seed(5))
+    plain = separate_tensor(model, x, quiet=True)
+    shifted = separate_tensor(model, x, shifts=3, quiet=True)
+    assert shifted.shape == plain.shape and torch.allclose(shifted, plain, atol=1e-6)
+    with pytest.raises(WbError, match="shifts"):
+        separate_tensor(model, x, shifts=-1, quiet=True)

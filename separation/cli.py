@@ -76,11 +76,52 @@ def _parse_stems(value: str | None, sources: list[str]) -> list[str]:
     "--stems", default=None, metavar="NAMES", help="Comma-separated sources to write (default all)."
 )
 @click.option(
-    "--subtype",
-    type=click.Choice(["PCM_16", "PCM_24", "FLOAT"]),
-    default="PCM_16",
+    "--format",
+    "fmt",
+    type=click.Choice(["wav", "flac", "mp3"]),
+    default="wav",
     show_default=True,
-    help="Sample format of the written WAV files.",
+    help="Output file format (mp3: LAME through libsndfile; 8 to 48 kHz inputs).",
+)
+@click.option(
+    "--bit-depth",
+    type=click.Choice(["16", "24", "32f"]),
+    default="16",
+    show_default=True,
+    help="Samples of wav/flac files: 16- or 24-bit integers, or 32-bit float (wav only).",
+)
+@click.option(
+    "--two-stems",
+    default=None,
+    metavar="STEM",
+    help="Write STEM and no_STEM (the sum of the other stems), e.g. --two-stems vocals.",
+)
+@click.option(
+    "--shifts",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Average N runs on the input shifted by random amounts up to 0.5 s (Demucs' shift "
+    "trick: a little better, N times slower; 0 is deterministic).",
+)
+@click.option(
+    "--filename",
+    "template",
+    default="{track}/{stem}.{ext}",
+    show_default=True,
+    metavar="TEMPLATE",
+    help="Where each stem goes under --out: {track} (input name), {trackext}, {parent} "
+    "(the input's folder), {stem}, {ext}; each track needs its own folder, e.g. "
+    "'{parent}/{track}/{stem}.{ext}' for many inputs named mixture.wav.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Files separated at the same time (one model, shared).",
 )
 @click.option(
     "--high-band/--no-high-band",
@@ -104,7 +145,12 @@ def separate(
     segment: float | None,
     overlap: float | None,
     stems: str | None,
-    subtype: str,
+    fmt: str,
+    bit_depth: str,
+    two_stems: str | None,
+    shifts: int,
+    template: str,
+    jobs: int,
     high_band: bool,
     report: bool,
 ) -> None:
@@ -115,15 +161,26 @@ def separate(
 
     \b
     wb separate choir.wav                        # shipped SATB model
-    wb separate song.mp3 --model htdemucs --stems vocals
+    wb separate song.mp3 --model htdemucs        # vocals, drums, bass, other
+    wb separate song.mp3 --model htdemucs --two-stems vocals --format mp3
     wb separate a.wav b.flac --model runs/satb/best.pt --out stems/
+    wb separate */mixture.wav --filename '{parent}/{stem}.{ext}' -j 2
     wb separate choir.wav --report               # + separated/choir/report.html
     """
-    from separation.files import separate_file
+    from concurrent.futures import ThreadPoolExecutor
+
+    from separation.files import encoding, separate_file, split_template, track_folder
     from separation.hub import load_separator
     from wb import audio
     from wb.progress import progress
 
+    try:
+        _, subtype = encoding(fmt, bit_depth)
+        split_template(template)
+    except WbError as exc:
+        raise click.UsageError(str(exc)) from None
+    if two_stems and stems:
+        raise click.UsageError("--two-stems and --stems are mutually exclusive")
     dev = _device(device)
     loaded: dict = {}
 
@@ -133,6 +190,11 @@ def separate(
         if not loaded:
             sep = load_separator(model_name, device=dev)
             wanted = _parse_stems(stems, list(sep.sources))
+            if two_stems and two_stems not in sep.sources:
+                raise click.BadParameter(
+                    f"{two_stems} is not a source of this model ({', '.join(sep.sources)})",
+                    param_hint="--two-stems",
+                )
             try:
                 sep = sep.with_chunking(segment, overlap)
             except WbError as exc:
@@ -143,44 +205,62 @@ def separate(
     out = Path(out_dir)
     failed = 0
     used: dict[Path, str] = {}
-    for path in progress(inputs, desc="files", unit="file", quiet=len(inputs) < 2 or None):
+    todo = []
+    for path in inputs:  # cheap checks first: names, collisions, headers
         try:
-            dest = (out / Path(path).stem).resolve()
+            folder = track_folder(template, path)
+            dest = (out / folder).resolve()
             if dest in used:
                 raise WbError(
-                    f"{path}: output folder {out / Path(path).stem} is already used by {used[dest]}"
-                    " in this run (rename one input)"
+                    f"{path}: output folder {out / folder} is already used by {used[dest]} in "
+                    "this run (rename one input, or use --filename '{parent}/{track}/{stem}.{ext}')"
                 )
             audio.info(path)  # header only: the samples are checked as separate_file streams
         except WbError as exc:
             click.echo(f"error: {exc}", err=True)
             failed += 1
             continue
-        sep, wanted = get_separator()
+        used[dest] = path
+        todo.append(path)
+    if not todo:
+        raise SystemExit(1)
+    sep, wanted = get_separator()
+    names = [two_stems, f"no_{two_stems}"] if two_stems else wanted
+    debug = (click.get_current_context().obj or {}).get("debug")
+
+    def one(path: str) -> tuple[list[str], list[str]]:
+        """Separate one input: (stdout lines, error lines)."""
         try:
             folder = separate_file(
-                sep, path, out, wanted, list(inputs), subtype, device=dev, high_band=high_band
-            )
-            used[dest] = path
+                sep, path, out, wanted, list(inputs), subtype, device=dev, high_band=high_band,
+                fmt=fmt, template=template, two_stems=two_stems, shifts=shifts,
+                quiet=True if jobs > 1 else None,
+            )  # fmt: skip
         except WbError as exc:
-            click.echo(f"error: {exc}", err=True)
-            failed += 1
-            continue
+            return [], [f"error: {exc}"]
         except Exception as exc:  # noqa: BLE001 - one file's failure must not stop the others
-            if (click.get_current_context().obj or {}).get("debug"):
+            if debug:
                 traceback.print_exc()
             msg = " ".join(str(exc).split())[:160]
-            click.echo(f"error: {path}: {type(exc).__name__}: {msg} (rerun with --debug)", err=True)
-            failed += 1
-            continue
-        click.echo(f"{path} -> {folder}/ ({', '.join(wanted)})")
+            return [], [f"error: {path}: {type(exc).__name__}: {msg} (rerun with --debug)"]
+        lines = [f"{path} -> {folder}/ ({', '.join(names)})"]
         if report:
             from wb.report import build_report
 
             try:
-                click.echo(f"report: {build_report(folder)}")
+                lines.append(f"report: {build_report(folder)}")
             except WbError as exc:
-                click.echo(f"error: {path}: report: {exc}", err=True)
-                failed += 1
+                return lines, [f"error: {path}: report: {exc}"]
+        return lines, []
+
+    bar = progress(total=len(todo), desc="files", unit="file", quiet=len(todo) < 2 or None)
+    with bar, ThreadPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+        for lines, errors in pool.map(one, todo):
+            for line in lines:
+                click.echo(line)
+            for line in errors:
+                click.echo(line, err=True)
+            failed += bool(errors)
+            bar.update(1)
     if failed:
         raise SystemExit(1)

@@ -34,6 +34,83 @@ from wb.runs import remove_stale_temps, temp_dir
 
 MARKER = ".wb-separate.json"
 
+#: ``--format`` -> (libsndfile format, {``--bit-depth``: subtype}). MP3 (LAME through
+#: libsndfile) has no bit depth; FLAC has no floating point.
+FORMATS = {
+    "wav": ("WAV", {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}),
+    "flac": ("FLAC", {"16": "PCM_16", "24": "PCM_24"}),
+    "mp3": ("MP3", {"16": "MPEG_LAYER_III"}),
+}
+
+#: Default ``--filename``: one folder per input, one file per stem.
+DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
+_TRACK_FIELDS = {"track", "trackext", "parent"}
+_STEM_FIELDS = {"stem", "ext"}
+
+
+def encoding(fmt: str = "wav", bit_depth: str = "16") -> tuple[str, str]:
+    """``(libsndfile format, subtype)`` of ``--format`` / ``--bit-depth``.
+
+    Raises:
+        WbError: unknown format, or a bit depth the format does not have (``flac`` with
+            ``32f``; ``mp3`` takes only the default ``16``, which it ignores).
+    """
+    if fmt not in FORMATS:
+        raise WbError(f"--format {fmt}: choose from {', '.join(FORMATS)}")
+    sf_format, depths = FORMATS[fmt]
+    if bit_depth not in depths:
+        raise WbError(
+            f"--bit-depth {bit_depth}: {fmt} files take {', '.join(depths)}"
+            + (" (MP3 has no bit depth)" if fmt == "mp3" else "")
+        )
+    return sf_format, depths[bit_depth]
+
+
+def split_template(template: str) -> tuple[str, str]:
+    """Check a demucs-style ``--filename`` template and split it into the track folder
+    part (fields ``{track}``, ``{trackext}``, ``{parent}``) and the file part (``{stem}``,
+    ``{ext}``, and the track fields).
+
+    Each input's stems are written all or nothing into a folder of their own, so the
+    template must have a folder part, and the file part must hold ``{stem}``.
+
+    Raises:
+        WbError: unknown field, no folder part, ``{stem}``/``{ext}`` in the folder part, no
+            ``{stem}`` in the file part, an absolute path or ``..``.
+    """
+    import string
+
+    def fields(text: str) -> set[str]:
+        try:
+            return {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+        except ValueError as exc:
+            raise WbError(f"--filename {template!r}: {exc}") from None
+
+    unknown = fields(template) - _TRACK_FIELDS - _STEM_FIELDS
+    if unknown:
+        allowed = ", ".join(f"{{{f}}}" for f in sorted(_TRACK_FIELDS | _STEM_FIELDS))
+        raise WbError(f"--filename {template!r}: unknown field(s) {sorted(unknown)}; use {allowed}")
+    folder, _, name = template.rpartition("/")
+    if not folder or template.startswith("/") or ".." in Path(template).parts:
+        raise WbError(
+            f"--filename {template!r}: needs a relative folder for each track's stems, "
+            "e.g. {track}/{stem}.{ext} or {parent}/{track}/{stem}.{ext}"
+        )
+    if fields(folder) & _STEM_FIELDS or "stem" not in fields(name):
+        raise WbError(f"--filename {template!r}: {{stem}} (and {{ext}}) belong in the file name")
+    return folder, name
+
+
+def track_folder(template: str, path: str | os.PathLike) -> str:
+    """The relative track folder of input ``path`` under ``template`` (see
+    :func:`split_template`): ``{track}`` is its name without extension, ``{trackext}`` its
+    extension without the dot, ``{parent}`` the name of its folder."""
+    folder, _ = split_template(template)
+    p = Path(path)
+    values = {"track": p.stem, "trackext": p.suffix.lstrip("."),
+              "parent": p.resolve().parent.name or "root"}  # fmt: skip
+    return folder.format(**values)
+
 
 def _inside(path: Path, folder: Path) -> bool:
     try:
@@ -60,7 +137,7 @@ def _written_by_wb(folder: Path) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         return False
     return all(
-        name in listed and name.endswith(".wav") and p.is_file() and not p.is_symlink()
+        name in listed and name.rsplit(".", 1)[-1] in FORMATS and p.is_file() and not p.is_symlink()
         for name, p in entries.items()
     )
 
@@ -94,9 +171,21 @@ def _install(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_stems(sep, blocks, tmp: Path, sample_rate: int, subtype: str) -> list[str]:
-    """Push every input block through ``sep`` and append its output to one WAV per stem in
-    ``tmp``; PCM output is clipped to [-1, 1] (one warning per stem that needed it)."""
+def _write_stems(
+    sep,
+    blocks,
+    tmp: Path,
+    sample_rate: int,
+    names: list[str],
+    sf_format: str,
+    subtype: str,
+    two_stems: int | None = None,
+) -> list[str]:
+    """Push every input block through ``sep`` and append its output to one file per name in
+    ``tmp`` (``names`` follow ``sep.stems``, or ``[stem, no_stem]`` with ``two_stems``, the
+    index of the kept stem: the other file is the sum of all other stems, as demucs
+    ``--two-stems``). Fixed-point and MP3 output is clipped to [-1, 1] (one warning per file
+    that needed it)."""
     import warnings
 
     import numpy as np
@@ -104,7 +193,6 @@ def _write_stems(sep, blocks, tmp: Path, sample_rate: int, subtype: str) -> list
 
     from wb.errors import AudioError
 
-    names = [f"{name}.wav" for name in sep.stems]
     peaks = [0.0] * len(names)
     files = []
 
@@ -114,6 +202,9 @@ def _write_stems(sep, blocks, tmp: Path, sample_rate: int, subtype: str) -> list
             return
         if not np.isfinite(arr).all():
             raise WbError("the model produced NaN or Inf samples; nothing was written")
+        if two_stems is not None:
+            kept = arr[two_stems]
+            arr = np.stack([kept, arr.sum(axis=0) - kept])
         for k, f in enumerate(files):
             stem = arr[k]
             if subtype != "FLOAT":
@@ -130,8 +221,13 @@ def _write_stems(sep, blocks, tmp: Path, sample_rate: int, subtype: str) -> list
 
     try:
         for name in names:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             try:
-                files.append(sf.SoundFile(tmp / name, "w", sample_rate, sep.channels, subtype))
+                files.append(
+                    sf.SoundFile(
+                        tmp / name, "w", sample_rate, sep.channels, subtype, None, sf_format
+                    )  # fmt: skip
+                )
             except (sf.LibsndfileError, RuntimeError, OSError) as exc:
                 raise AudioError(f"{tmp}: could not write the stems ({exc})") from None
         for block in blocks:
@@ -158,6 +254,10 @@ def separate_file(
     device: torch.device | str | None = None,
     quiet: bool | None = None,
     high_band: bool = True,
+    fmt: str = "wav",
+    template: str = DEFAULT_TEMPLATE,
+    two_stems: str | None = None,
+    shifts: int = 0,
 ) -> Path:
     """Separate an audio file into ``out_dir/<path stem>/<source>.wav`` (all or nothing).
 
@@ -172,12 +272,17 @@ def separate_file(
         out_dir: output root folder.
         stems: sources to write (default all, in the model's order).
         protect: input files that must never be overwritten or removed (``path`` always is).
-        subtype: ``PCM_16``, ``PCM_24`` or ``FLOAT``.
+        subtype: ``PCM_16``, ``PCM_24`` or ``FLOAT`` (see :func:`encoding`).
         block_seconds: input seconds read per block.
         device: where the model runs (default: where it is).
         quiet: no progress bar (``None`` follows ``WB_QUIET``).
         high_band: full-band stems from a model of a lower rate (see
             :class:`separation.inference.StreamSeparator`).
+        fmt: ``wav``, ``flac`` or ``mp3`` (:data:`FORMATS`).
+        template: demucs-style ``--filename`` (:func:`split_template`); the folder part is
+            the track folder under ``out_dir``.
+        two_stems: write this source and ``no_<source>`` (the sum of the others) instead.
+        shifts: random-shift averaging (:func:`separation.inference.separate_tensor`).
 
     Returns:
         The track folder.
@@ -187,14 +292,29 @@ def separate_file(
             channels, write failure.
         WbError: the destination folder would contain or replace an input file, or exists
             and holds anything but an earlier ``wb separate`` output; the model produced
-            NaN/Inf.
+            NaN/Inf; a bad template, format/subtype pair or ``two_stems`` source.
     """
     from separation.inference import StreamSeparator
     from wb import audio
 
     out_dir = Path(out_dir)
     protect = [path, *protect]
-    dest = out_dir / Path(path).stem
+    _, name_part = split_template(template)
+    dest = out_dir / track_folder(template, path)
+    sf_format = FORMATS[fmt][0]
+    if subtype not in FORMATS[fmt][1].values():
+        raise WbError(f"{fmt} files cannot hold {subtype} samples")
+    sources = list(separator.sources)
+    if two_stems is not None and two_stems not in sources:
+        raise WbError(f"--two-stems {two_stems}: not a source of this model ({', '.join(sources)})")
+    wanted = sources if two_stems else (list(stems) if stems else sources)
+    outputs = [two_stems, f"no_{two_stems}"] if two_stems else wanted
+    p = Path(path)
+    values = {"track": p.stem, "trackext": p.suffix.lstrip("."),
+              "parent": p.resolve().parent.name or "root", "ext": fmt}  # fmt: skip
+    names = [name_part.format(stem=o, **values) for o in outputs]
+    if len(set(names)) != len(names):
+        raise WbError(f"--filename {template!r}: the stems' file names collide")
     for src in protect:
         if _inside(Path(src), dest):
             raise WbError(f"{dest}: refusing to replace this folder, it contains the input {src}")
@@ -207,17 +327,18 @@ def separate_file(
     with contextlib.closing(raw):  # stops an ffmpeg decoder whatever happens below
         first = next(raw)  # a file empty or corrupt from the start fails before model work
         sep = StreamSeparator(
-            separator.model, info.sample_rate, info.channels,
-            list(stems) if stems else None, segment=separator.segment,
-            overlap=separator.overlap, device=device, expected_frames=info.frames, quiet=quiet,
-            high_band=high_band,
+            separator.model, info.sample_rate, info.channels, wanted,
+            segment=separator.segment, overlap=separator.overlap, device=device,
+            expected_frames=info.frames, quiet=quiet, high_band=high_band, shifts=shifts,
         )  # fmt: skip
         try:
-            remove_stale_temps(dest, "tmp", parent=out_dir)  # left by a killed earlier run
-            tmp = temp_dir(dest, "tmp", parent=out_dir)
+            remove_stale_temps(dest, "tmp", parent=dest.parent)  # left by a killed earlier run
+            tmp = temp_dir(dest, "tmp", parent=dest.parent)
             try:
                 blocks = itertools.chain([first], raw)
-                written = _write_stems(sep, blocks, tmp, info.sample_rate, subtype)
+                kept = sources.index(two_stems) if two_stems else None
+                written = _write_stems(sep, blocks, tmp, info.sample_rate, names, sf_format,
+                                       subtype, kept)  # fmt: skip
                 marker = {"written_by": "wb separate", "input": str(path), "files": written}
                 (tmp / MARKER).write_text(json.dumps(marker))
                 _install(tmp, dest)

@@ -58,7 +58,7 @@ def test_selected_stems_and_subtype(tmp_path, capsys, model_file):
     out = tmp_path / "out"
     code, _, err = _run(
         capsys, a, "--model", model_file, "--out", str(out), "--stems", "noise",
-        "--subtype", "FLOAT", "--segment", "0.25", "--overlap", "0.5",
+        "--bit-depth", "32f", "--segment", "0.25", "--overlap", "0.5",
     )  # fmt: skip
     assert code == 0, err
     assert _tree(out) == ["x", "x/noise.wav"]
@@ -243,9 +243,109 @@ def test_stems_are_full_band_unless_asked_not_to(tmp_path, capsys, model_file):
 
     for flag, out in (("--high-band", "full"), ("--no-high-band", "low")):
         code, _, err = _run(capsys, src, "--model", model_file, "--out", str(tmp_path / out),
-                            flag, "--subtype", "FLOAT")  # fmt: skip
+                            flag, "--bit-depth", "32f")  # fmt: skip
         assert code == 0, err
     full = sum(sf.read(tmp_path / "full" / "noise" / f"{s}.wav")[0] for s in ("tone", "noise"))
     low = sum(sf.read(tmp_path / "low" / "noise" / f"{s}.wav")[0] for s in ("tone", "noise"))
     assert high(low) < 1e-4 * high(x)
     assert abs(high(full) / high(x) - 1.0) < 0.01
+
+
+def test_two_stems_is_the_stem_and_the_sum_of_the_others(tmp_path, capsys, model_file):
+    a = _write(tmp_path / "x.wav", 8000, 1)
+    code, stdout, err = _run(capsys, a, "--model", model_file, "--out", str(tmp_path / "all"),
+                             "--bit-depth", "32f")  # fmt: skip
+    assert code == 0, err
+    code, stdout, err = _run(capsys, a, "--model", model_file, "--out", str(tmp_path / "two"),
+                             "--bit-depth", "32f", "--two-stems", "tone")  # fmt: skip
+    assert code == 0, err
+    assert "(tone, no_tone)" in stdout
+    assert _tree(tmp_path / "two") == ["x", "x/no_tone.wav", "x/tone.wav"]
+    tone, _ = sf.read(tmp_path / "two" / "x" / "tone.wav")
+    rest, _ = sf.read(tmp_path / "two" / "x" / "no_tone.wav")
+    np.testing.assert_allclose(tone, sf.read(tmp_path / "all" / "x" / "tone.wav")[0], atol=1e-6)
+    np.testing.assert_allclose(rest, sf.read(tmp_path / "all" / "x" / "noise.wav")[0], atol=1e-6)
+    code, _, err = _run(capsys, a, "--model", model_file, "--two-stems", "vocals",
+                        "--out", str(tmp_path / "bad"))  # fmt: skip
+    assert code == 2 and "--two-stems" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "depth", "subtype"),
+    [("flac", "24", "PCM_24"), ("flac", "16", "PCM_16"), ("mp3", "16", "MPEG_LAYER_III"),
+     ("wav", "24", "PCM_24")],
+)  # fmt: skip
+def test_output_formats(tmp_path, capsys, model_file, fmt, depth, subtype):
+    a = _write(tmp_path / "x.wav", 16000, 2, seconds=2.0)
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, a, "--model", model_file, "--out", str(out), "--format", fmt,
+                        "--bit-depth", depth)  # fmt: skip
+    assert code == 0, err
+    info = sf.info(str(out / "x" / f"tone.{fmt}"))
+    assert info.subtype == subtype and info.samplerate == 16000 and info.channels == 2
+    # mp3 encoders add padding frames; lossless formats keep the length exactly
+    assert abs(info.frames - 32000) <= (2500 if fmt == "mp3" else 0)
+    code, _, err = _run(capsys, a, "--model", model_file, "--out", str(out), "--format", fmt,
+                        "--bit-depth", depth)  # fmt: skip
+    assert code == 0, err  # a folder of earlier .flac/.mp3 stems is wb's own: replaced
+
+
+def test_bad_format_and_template_are_usage_errors(tmp_path, capsys, model_file):
+    a = _write(tmp_path / "x.wav", 8000, 1)
+    for args, needle in [
+        (["--format", "flac", "--bit-depth", "32f"], "flac files take 16, 24"),
+        (["--format", "mp3", "--bit-depth", "24"], "MP3 has no bit depth"),
+        (["--filename", "{track}_{stem}.{ext}"], "needs a relative folder"),
+        (["--filename", "{track}/{stem}/{foo}.{ext}"], "unknown field"),
+        (["--filename", "{track}/mix.{ext}"], "{stem}"),
+        (["--filename", "../{track}/{stem}.{ext}"], "relative folder"),
+        (["--filename", "{stem}/{track}.{ext}"], "{stem}"),
+        (["--two-stems", "tone", "--stems", "noise"], "mutually exclusive"),
+    ]:
+        code, _, err = _run(capsys, a, "--model", model_file, "--out", str(tmp_path / "o"), *args)
+        assert code == 2 and needle in err and err.count("\n") == 1, (args, err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_filename_template_separates_inputs_of_the_same_name(tmp_path, capsys, model_file):
+    ins = []
+    for d in ("songA", "songB"):
+        (tmp_path / d).mkdir()
+        ins.append(_write(tmp_path / d / "mixture.wav", 8000, 1))
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, *ins, "--model", model_file, "--out", str(out))
+    assert code == 1 and "already used by" in err and "{parent}" in err
+    code, stdout, err = _run(capsys, *ins, "--model", model_file, "--out", str(tmp_path / "t"),
+                             "--filename", "{parent}/{track}/{stem}_{trackext}.{ext}")  # fmt: skip
+    assert code == 0, err
+    assert _tree(tmp_path / "t") == [
+        "songA", "songA/mixture", "songA/mixture/noise_wav.wav", "songA/mixture/tone_wav.wav",
+        "songB", "songB/mixture", "songB/mixture/noise_wav.wav", "songB/mixture/tone_wav.wav",
+    ]  # fmt: skip
+
+
+def test_jobs_give_the_same_files(tmp_path, capsys, model_file):
+    ins = [_write(tmp_path / f"in{k}.wav", 8000, 1, seconds=1.0 + 0.3 * k) for k in range(3)]
+    code, out1, err = _run(capsys, *ins, "--model", model_file, "--out", str(tmp_path / "j1"))
+    assert code == 0, err
+    code, out2, err = _run(capsys, *ins, "--model", model_file, "--out", str(tmp_path / "j3"),
+                           "--jobs", "3")  # fmt: skip
+    assert code == 0, err
+    assert out2.count(" -> ") == 3
+    assert _tree(tmp_path / "j1") == _tree(tmp_path / "j3")
+    for rel in _tree(tmp_path / "j1"):
+        if rel.endswith(".wav"):
+            assert (tmp_path / "j1" / rel).read_bytes() == (tmp_path / "j3" / rel).read_bytes()
+
+
+def test_shifts_run_and_are_averaged(tmp_path, capsys, model_file):
+    a = _write(tmp_path / "x.wav", 8000, 1)
+    code, _, err = _run(capsys, a, "--model", model_file, "--out", str(tmp_path / "s"),
+                        "--shifts", "2", "--bit-depth", "32f")  # fmt: skip
+    assert code == 0, err
+    code, _, err = _run(capsys, a, "--model", model_file, "--out", str(tmp_path / "p"),
+                        "--bit-depth", "32f")  # fmt: skip
+    shifted = sf.read(tmp_path / "s" / "x" / "tone.wav")[0]
+    plain = sf.read(tmp_path / "p" / "x" / "tone.wav")[0]
+    assert shifted.shape == plain.shape and np.abs(shifted - plain).max() > 1e-5

@@ -49,6 +49,14 @@ def _parse_stems(value: str | None, sources: list[str]) -> list[str]:
     "model file (.pt) or training checkpoint (.ckpt).",
 )
 @click.option(
+    "--repo",
+    default=None,
+    type=click.Path(file_okay=False, path_type=str),
+    metavar="DIR",
+    help="Local folder of Demucs weights (<sig>-<sha256[:8]>.th) and bags (<name>.yaml): "
+    "--model is looked up there, offline.",
+)
+@click.option(
     "--out", "out_dir", default="separated", show_default=True, metavar="DIR", help="Output folder."
 )
 @click.option(
@@ -140,6 +148,7 @@ def _parse_stems(value: str | None, sources: list[str]) -> list[str]:
 def separate(
     inputs: tuple[str, ...],
     model_name: str | None,
+    repo: str | None,
     out_dir: str,
     device: str,
     segment: float | None,
@@ -181,6 +190,8 @@ def separate(
         raise click.UsageError(str(exc)) from None
     if two_stems and stems:
         raise click.UsageError("--two-stems and --stems are mutually exclusive")
+    if repo is not None and model_name is None:
+        raise click.UsageError("--repo needs --model NAME (a bag or signature in DIR)")
     dev = _device(device)
     loaded: dict = {}
 
@@ -188,7 +199,7 @@ def separate(
         # loaded on the first input with a readable header (inputs that are not audio are
         # reported without a model); a model error (or a bad --stems/--segment) stops all
         if not loaded:
-            sep = load_separator(model_name, device=dev)
+            sep = load_separator(model_name, device=dev, repo=repo)
             wanted = _parse_stems(stems, list(sep.sources))
             if two_stems and two_stems not in sep.sources:
                 raise click.BadParameter(

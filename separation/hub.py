@@ -28,6 +28,7 @@ from separation.export import model_from_checkpoint
 from separation.separator import Separator
 from wb.checkpoint import load_model
 from wb.errors import WbError
+from wb.progress import quiet_default
 from wb.runs import atomic_write, file_digest, write_json
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -130,12 +131,31 @@ def demucs_names() -> list[str]:
     return sorted(p.stem for p in Path(REMOTE_ROOT).glob("*.yaml"))
 
 
+#: Environment variable: base URL of a mirror of Demucs' weights (same layout as
+#: ``demucs.pretrained.ROOT_URL``), used instead of it for downloads.
+DEMUCS_URL_ENV = "WB_DEMUCS_URL"
+
+
+def _remote_urls() -> dict[str, str]:
+    """Demucs' remote manifest (``remote/files.txt``): signature -> URL, on the mirror of
+    ``$WB_DEMUCS_URL`` when set."""
+    from demucs.pretrained import REMOTE_ROOT, ROOT_URL, _parse_remote_files
+
+    urls = _parse_remote_files(Path(REMOTE_ROOT) / "files.txt")
+    mirror = os.environ.get(DEMUCS_URL_ENV)
+    if mirror:
+        base = mirror.rstrip("/") + "/"
+        urls = {k: base + v[len(ROOT_URL) :] if v.startswith(ROOT_URL) else v
+                for k, v in urls.items()}  # fmt: skip
+    return urls
+
+
 def _demucs_files(name: str) -> list[tuple[str, Path]]:
     """``(url, torch hub cache path)`` of every weight file of a Demucs bag."""
     import yaml
-    from demucs.pretrained import REMOTE_ROOT, _parse_remote_files
+    from demucs.pretrained import REMOTE_ROOT
 
-    urls = _parse_remote_files(Path(REMOTE_ROOT) / "files.txt")
+    urls = _remote_urls()
     bag = yaml.safe_load((Path(REMOTE_ROOT) / f"{name}.yaml").read_text())
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     out = []
@@ -145,8 +165,12 @@ def _demucs_files(name: str) -> list[tuple[str, Path]]:
     return out
 
 
-def _online(hosts: tuple[str, ...] = ("dl.fbaipublicfiles.com",)) -> bool:
-    for host in hosts:
+def _online(urls: list[str]) -> bool:
+    """True when the hosts of ``urls`` resolve (a name lookup, no connection)."""
+    import urllib.parse
+
+    hosts = {urllib.parse.urlparse(u).hostname for u in urls} - {None}
+    for host in sorted(hosts):
         try:
             socket.getaddrinfo(host, 443)
             return True
@@ -189,17 +213,19 @@ def verify_demucs_file(path: Path) -> None:
 def _load_demucs(name: str) -> nn.Module:
     files = _demucs_files(name)
     missing = [(url, path) for url, path in files if not path.is_file()]
-    if missing and not _online():
+    if missing and not _online([url for url, _ in missing]):
         where = Path(torch.hub.get_dir()) / "checkpoints"
         urls = " ".join(url for url, _ in missing)
         raise WbError(
-            f"pretrained Demucs model {name!r} is not cached and there is no network; place "
-            f"its weights in the torch hub cache {where}/ (download {urls})"
+            f"pretrained Demucs model {name!r} is not cached and there is no network: "
+            f"download {urls} into {where}/ (or into a folder given as --repo DIR)"
         )
     for url, path in missing:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:  # torch.hub checks the published SHA-256 prefix before moving the file in place
-            torch.hub.download_url_to_file(url, str(path), _published_prefix(path), True)
+            torch.hub.download_url_to_file(
+                url, str(path), _published_prefix(path), progress=not quiet_default()
+            )
         except Exception as exc:  # noqa: BLE001 - network and hash errors of many kinds
             reason = " ".join(str(exc).split())[:120] or type(exc).__name__
             raise WbError(f"{url}: download failed ({reason})") from None
@@ -208,14 +234,61 @@ def _load_demucs(name: str) -> nn.Module:
     try:
         # Every weight file is now in the torch hub cache and verified: load through demucs'
         # legacy repo, which reads the cache without touching the network.
-        from demucs.pretrained import REMOTE_ROOT, _parse_remote_files
+        from demucs.pretrained import REMOTE_ROOT
         from demucs.repo import AnyModelRepo, BagOnlyRepo, RemoteRepo
 
-        repo = RemoteRepo(_parse_remote_files(Path(REMOTE_ROOT) / "files.txt"))
+        repo = RemoteRepo(_remote_urls())
         model = AnyModelRepo(repo, BagOnlyRepo(Path(REMOTE_ROOT), repo)).get_model(name)
     except Exception as exc:  # noqa: BLE001 - unpickling failures of many kinds
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise WbError(f"pretrained Demucs model {name!r} could not be loaded ({reason})") from None
+    model.eval()
+    return model
+
+
+def _load_demucs_local(name: str, repo: str | os.PathLike) -> nn.Module:
+    """A Demucs model or bag from a local folder in Demucs' layout (``--repo``): weight
+    files ``<sig>-<sha256[:8]>.th`` and bags ``<name>.yaml`` (``models: [sig, ...]``).
+
+    Every weight file used is checked against the SHA-256 prefix in its name before it is
+    unpickled (:func:`verify_demucs_file`); a file without one is refused.
+
+    Raises:
+        WbError: not a folder, ``name`` not in it, a missing or unverifiable weight file, or
+            a file demucs cannot load.
+    """
+    import yaml
+
+    folder = Path(repo)
+    if not folder.is_dir():
+        raise WbError(f"--repo {repo}: not a folder")
+    weights = {f.stem.split("-", 1)[0]: f for f in sorted(folder.glob("*.th"))}
+    bag = folder / f"{name}.yaml"
+    if bag.is_file():
+        try:
+            sigs = [str(sig) for sig in yaml.safe_load(bag.read_text())["models"]]
+        except (ValueError, KeyError, TypeError, yaml.YAMLError):
+            raise WbError(f"{bag}: not a Demucs bag (no 'models' list)") from None
+    elif name in weights:
+        sigs = [name]
+    else:
+        here = sorted({*weights, *(p.stem for p in folder.glob("*.yaml"))}) or ["nothing"]
+        raise WbError(
+            f"--repo {repo}: no model {name!r} (no {name}.yaml, no {name}-<sha256[:8]>.th); "
+            f"it holds {', '.join(here)}"
+        )
+    for sig in sigs:
+        if sig not in weights:
+            raise WbError(f"--repo {repo}: {name} needs {sig}-<sha256[:8]>.th, which is missing")
+        verify_demucs_file(weights[sig])
+    try:
+        from demucs.repo import AnyModelRepo, BagOnlyRepo, LocalRepo
+
+        local = LocalRepo(folder)
+        model = AnyModelRepo(local, BagOnlyRepo(folder, local)).get_model(name)
+    except Exception as exc:  # noqa: BLE001 - unpickling failures of many kinds
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise WbError(f"--repo {repo}: model {name!r} could not be loaded ({reason})") from None
     model.eval()
     return model
 
@@ -240,6 +313,7 @@ def load_separator(
     name_or_path: str | os.PathLike | None = None,
     device: torch.device | str = "cpu",
     pretrained_dir: str | os.PathLike | None = None,
+    repo: str | os.PathLike | None = None,
 ) -> Separator:
     """Load a separation model as a :class:`~separation.separator.Separator`.
 
@@ -250,6 +324,8 @@ def load_separator(
             ``mdx_extra``, ...; weights from the torch hub cache, downloaded when online).
         device: where to put the model.
         pretrained_dir: the shipped-model folder (default ``separation/pretrained``).
+        repo: a local folder of Demucs weights and bags (``--repo``); ``name_or_path`` is
+            then looked up there only (see :func:`_load_demucs_local`).
 
     Returns:
         The separator: model in eval mode (forward ``(batch, channels, samples) -> (batch,
@@ -264,7 +340,11 @@ def load_separator(
     folder = Path(pretrained_dir or PRETRAINED_DIR)
     name = str(name_or_path) if name_or_path is not None else DEFAULT_MODEL
     path = Path(name).expanduser()
-    if path.is_file():
+    if repo is not None:
+        model = _load_demucs_local(name, repo)
+        sep = Separator.from_model(model, origin={"kind": "demucs", "name": name,
+                                                  "repo": str(repo)})  # fmt: skip
+    elif path.is_file():
         sep = _load_file(path)
     elif path.suffix in _MODEL_SUFFIXES or os.sep in name:
         raise WbError(f"{path}: no such model file")

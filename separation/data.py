@@ -27,7 +27,7 @@ Three modes:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +97,8 @@ def find_tracks(
         root: data set root.
         split: split folder name (``train``, ``valid``, ``test``, ...).
         sources: stem names every track must have.
-        need_mixture: require ``mixture.wav`` too.
+        need_mixture: require ``mixture.wav`` too (``False``: listed in ``files`` only where
+            present).
 
     Returns:
         Tracks sorted by name.
@@ -115,7 +116,33 @@ def find_tracks(
         missing = [name for name, p in files.items() if p is None]
         if missing:
             raise WbError(f"{folder}: track is missing {', '.join(m + '.wav' for m in missing)}")
+        if not need_mixture and (mix := _find_stem(folder, MIXTURE)) is not None:
+            files[MIXTURE] = mix
         out.append(Track(folder.name, folder, files))  # type: ignore[arg-type]
+    return out
+
+
+def check_groups(
+    sources: Sequence[str], groups: Mapping[str, Sequence[str]] | None
+) -> dict[str, list[str]]:
+    """``{source: [stem, ...]}``: the stems summed into each model source (a source without a
+    group is its own stem), e.g. ``{"accompaniment": ["drums", "bass", "other"]}`` for a
+    vocals/accompaniment model on 4-stem data.
+
+    Raises:
+        ConfigError: a group for a name that is not a source, an empty group, or a stem in
+            two groups.
+    """
+    groups = {str(k): [str(x) for x in v] for k, v in (groups or {}).items()}
+    unknown = sorted(set(groups) - set(sources))
+    if unknown:
+        raise ConfigError(
+            f"data.groups: {', '.join(unknown)} not among the sources {list(sources)}"
+        )
+    out = {s: groups.get(s, [s]) for s in sources}
+    stems = [x for v in out.values() for x in v]
+    if any(not v for v in out.values()) or len(stems) != len(set(stems)):
+        raise ConfigError(f"data.groups: every source needs its own stems, got {out}")
     return out
 
 
@@ -142,7 +169,7 @@ class _StemStore:
         if cache_dir:
             from wb.training.audio_cache import AudioCache
 
-            paths = [t.files[n] for t in tracks for n in names]
+            paths = [t.files[n] for t in tracks for n in names if n in t.files]
             self._pos = {Path(p): i for i, p in enumerate(paths)}
             self._cache = AudioCache(
                 paths, self.sample_rate, cache_dir, mono=False, channels=self.channels,
@@ -172,7 +199,7 @@ class StemsDataset(Dataset):
     Args:
         root: data set root.
         split: split folder name.
-        sources: stem names, in model output order.
+        sources: model source names, in model output order.
         sample_rate: Hz; stems are resampled to it.
         channels: 1 (mono downmix) or 2 (stereo; mono stems are duplicated).
         mode: ``"train"`` (random augmented segments), ``"segments"`` (fixed segments) or
@@ -187,6 +214,17 @@ class StemsDataset(Dataset):
             ``None``: memory only).
         seed: base seed of the ``train`` mode's per-item generators.
         quiet: no progress bar while decoding (``None`` follows ``WB_QUIET``).
+        groups: stems summed into a source (:func:`check_groups`), e.g. ``{"accompaniment":
+            ["drums", "bass", "other"]}``; default: each source is the stem of its name.
+        remix: ``train`` mode: every source from its own random track and offset (Demucs'
+            remixing across tracks, Défossez et al. 2019) instead of one track for all.
+        flip_polarity: ``train`` mode: multiply each source by a random sign.
+        proportional: ``train`` mode: draw tracks with probability proportional to their
+            length (every segment of the data equally likely) instead of uniformly.
+
+    The mixture of ``segments``/``full`` items is the track's ``mixture.wav`` when it has
+    one, else the sum of the sources' stems (stems in no source are then not in it); in
+    ``train`` mode it is always the sum of the augmented sources.
 
     Items:
         ``train``: item ``(i, epoch)`` (from :class:`wb.training.sampler.EpochSampler`; a bare
@@ -197,7 +235,7 @@ class StemsDataset(Dataset):
 
     Raises:
         WbError: missing/empty split or a track missing a stem. ConfigError: bad mode,
-            segment or gain range.
+            segment, gain range or groups.
     """
 
     def __init__(
@@ -216,6 +254,10 @@ class StemsDataset(Dataset):
         cache_dir: str | os.PathLike | None = None,
         seed: int = 0,
         quiet: bool | None = None,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        remix: bool = False,
+        flip_polarity: bool = False,
+        proportional: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"dataset mode {mode!r} unknown (choose from {', '.join(MODES)})")
@@ -226,6 +268,8 @@ class StemsDataset(Dataset):
             raise ConfigError(f"gain_db must be [low, high] in dB, got {list(gain_db)}")
         self.root, self.split, self.mode = Path(root), split, mode
         self.sources = list(sources)
+        self.groups = check_groups(self.sources, groups)
+        self.stem_names = [x for s in self.sources for x in self.groups[s]]
         self.sample_rate, self.channels = int(sample_rate), int(channels)
         self.segment_samples = (
             int(round(float(segment) * self.sample_rate)) if mode != "full" else 0
@@ -233,13 +277,14 @@ class StemsDataset(Dataset):
         self.samples_per_epoch = int(samples_per_epoch)
         self.gain_db = gain
         self.swap_channels = bool(swap_channels)
+        self.remix, self.flip_polarity = bool(remix), bool(flip_polarity)
+        self.proportional = bool(proportional)
         self.seed = int(seed)
-        self.tracks = find_tracks(root, split, self.sources, need_mixture=mode != "train")
+        self.tracks = find_tracks(root, split, self.stem_names, need_mixture=False)
         # train/segments: decode every track now (errors surface at once, epochs read RAM or
         # the memory-mapped cache, DataLoader workers share the arrays); full: one at a time
-        names = self.sources if mode == "train" else [MIXTURE, *self.sources]
         self.cache = _StemStore(
-            self.tracks, names, self.sample_rate, self.channels, cache_dir,
+            self.tracks, self._names(), self.sample_rate, self.channels, cache_dir,
             memory=mode != "full", quiet=quiet,
         )  # fmt: skip
         self._lengths: dict[int, int] = {}
@@ -251,20 +296,28 @@ class StemsDataset(Dataset):
                 self.track_length(i)
         if mode == "segments":
             self._index = self._segment_index(max_segments_per_track)
+        self._weights = None
+        if mode == "train" and self.proportional:
+            lengths = np.array([self.track_length(i) for i in range(len(self.tracks))], float)
+            self._weights = lengths / lengths.sum()
 
     # -- helpers -----------------------------------------------------------------------------
+    def _names(self) -> list[str]:
+        """Files read per track: the stems, and the mixture outside ``train`` mode."""
+        return self.stem_names if self.mode == "train" else [MIXTURE, *self.stem_names]
+
     def _stems(self, track: Track, names: Sequence[str]) -> list[np.ndarray]:
-        return [self.cache.get(track.files[n]) for n in names]
+        return [self.cache.get(track.files[n]) for n in names if n in track.files]
 
     def track_length(self, i: int) -> int:
-        """Samples (at the dataset rate) of track ``i``: the shortest of its stems.
+        """Samples (at the dataset rate) of track ``i``: the shortest of its files.
 
         Raises:
             AudioError: a stem cannot be decoded.
         """
         if i not in self._lengths:
-            names = self.sources if self.mode == "train" else [MIXTURE, *self.sources]
-            self._lengths[i] = min(a.shape[-1] for a in self._stems(self.tracks[i], names))
+            arrays = self._stems(self.tracks[i], self._names())
+            self._lengths[i] = min(a.shape[-1] for a in arrays)
         return self._lengths[i]
 
     def _segment_index(self, cap: int | None) -> list[tuple[int, int]]:
@@ -286,6 +339,27 @@ class StemsDataset(Dataset):
             out = np.pad(out, ((0, 0), (0, length - out.shape[-1])))
         return out
 
+    def _source(self, arrays: Mapping[str, np.ndarray], source: str, offset: int,
+                length: int) -> np.ndarray:  # fmt: skip
+        """``(channels, length)``: the sum of ``source``'s stems from ``offset``."""
+        parts = [self._crop(arrays[x], offset, length) for x in self.groups[source]]
+        return parts[0] if len(parts) == 1 else np.sum(parts, axis=0, dtype=np.float32)
+
+    def _arrays(self, track: Track, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The decoded files of ``track`` among ``names`` (each decoded once per call)."""
+        return {n: self.cache.get(track.files[n]) for n in names if n in track.files}
+
+    def _pair(self, i: int, offset: int, length: int | None = None):
+        """``(mixture, sources)`` of track ``i`` from ``offset`` (``length=None``: to the
+        end of its shortest file)."""
+        arrays = self._arrays(self.tracks[i], self._names())
+        if length is None:
+            length = self._lengths.setdefault(i, min(a.shape[-1] for a in arrays.values()))
+        srcs = np.stack([self._source(arrays, s, offset, length) for s in self.sources])
+        has_mix = MIXTURE in arrays
+        mix = self._crop(arrays[MIXTURE], offset, length) if has_mix else srcs.sum(axis=0)
+        return mix, srcs
+
     # -- Dataset -----------------------------------------------------------------------------
     def __len__(self) -> int:
         if self.mode == "train":
@@ -300,37 +374,41 @@ class StemsDataset(Dataset):
             return self._train_item(int(epoch) * self.samples_per_epoch + int(i))
         if self.mode == "segments":
             i, offset = self._index[index]
-            track = self.tracks[i]
-            mix, *srcs = (
-                self._crop(a, offset, self.segment_samples)
-                for a in self._stems(track, [MIXTURE, *self.sources])
-            )
-            return torch.from_numpy(mix), torch.from_numpy(np.stack(srcs))
-        track = self.tracks[index]
-        stems = self._stems(track, [MIXTURE, *self.sources])  # decoded once per item
-        length = self._lengths.setdefault(index, min(a.shape[-1] for a in stems))
-        mix, *srcs = (np.array(a[:, :length], dtype=np.float32) for a in stems)
+            mix, srcs = self._pair(i, offset, self.segment_samples)
+            return torch.from_numpy(mix), torch.from_numpy(srcs)
+        mix, srcs = self._pair(index, 0)
         return {
-            "name": track.name,
+            "name": self.tracks[index].name,
             "mixture": torch.from_numpy(mix),
-            "sources": torch.from_numpy(np.stack(srcs)),
+            "sources": torch.from_numpy(srcs),
         }
+
+    def _draw(self, rng: np.random.Generator) -> tuple[int, int]:
+        """A random ``(track, offset)`` of a training segment."""
+        n = len(self.tracks)
+        i = int(rng.choice(n, p=self._weights) if self._weights is not None else rng.integers(n))
+        offset = int(rng.integers(0, max(1, self.track_length(i) - self.segment_samples + 1)))
+        return i, offset
 
     def _train_item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
-        i = int(rng.integers(len(self.tracks)))
-        length = self.track_length(i)
-        offset = int(rng.integers(0, max(1, length - self.segment_samples + 1)))
-        srcs = np.stack(
-            [
-                self._crop(a, offset, self.segment_samples)
-                for a in self._stems(self.tracks[i], self.sources)
-            ]
-        )
+        n = self.segment_samples
+        if self.remix:  # each source from its own track and offset
+            draws = [self._draw(rng) for _ in self.sources]
+        else:
+            draws = [self._draw(rng)] * len(self.sources)
+        srcs = np.stack([
+            self._source(self._arrays(self.tracks[i], self.groups[s]), s, o, n)
+            for s, (i, o) in zip(self.sources, draws, strict=True)
+        ])  # fmt: skip
         gains_db = rng.uniform(self.gain_db[0], self.gain_db[1], size=len(self.sources))
         srcs *= (10.0 ** (gains_db / 20.0)).astype(np.float32)[:, None, None]
         if self.swap_channels and self.channels == 2:
             flip = rng.random(len(self.sources)) < 0.5
             srcs[flip] = srcs[flip][:, ::-1]
+        if self.flip_polarity:
+            srcs *= rng.choice(np.array([-1.0, 1.0], np.float32), size=len(self.sources))[
+                :, None, None
+            ]
         mixture = srcs.sum(axis=0)
         return torch.from_numpy(mixture), torch.from_numpy(np.ascontiguousarray(srcs))

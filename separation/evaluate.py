@@ -63,7 +63,10 @@ def _cap(value: float) -> float | None:
 
 
 def bsseval(
-    references: torch.Tensor, estimates: torch.Tensor, sample_rate: int
+    references: torch.Tensor,
+    estimates: torch.Tensor,
+    sample_rate: int,
+    frames: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """BSSEval v4 framewise metrics with 1-second frames (``museval.evaluate``).
 
@@ -71,6 +74,8 @@ def bsseval(
         references: ``(n_sources, channels, samples)``.
         estimates: same shape.
         sample_rate: Hz (sets the 1 s window and hop).
+        frames: when given, filled with the framewise values, ``metric -> (n_sources,
+            frames)`` in dB (for museval's per-track JSON).
 
     Returns:
         ``{"SDR", "SIR", "SAR", "ISR"}`` -> ``(n_sources,)`` medians over frames (dB; NaN when
@@ -88,6 +93,8 @@ def bsseval(
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
         for name, values in (("SDR", sdr), ("SIR", sir), ("SAR", sar), ("ISR", isr)):
             out[name] = np.nanmedian(np.asarray(values, dtype=np.float64), axis=1)
+            if frames is not None:
+                frames[name] = np.asarray(values, dtype=np.float64)
     return out
 
 
@@ -148,6 +155,7 @@ def track_metrics(
     sample_rate: int,
     sources: Sequence[str],
     with_bsseval: bool = True,
+    frames: dict[str, np.ndarray] | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Metrics of one track.
 
@@ -182,11 +190,33 @@ def track_metrics(
         s, b = float(scores[k]), float(base[k])
         out[name] = {"SI-SDR": _cap(s), "SI-SDRi": _cap(s - b)}
     if with_bsseval:
-        bss = bsseval(references, estimates, sample_rate)
+        bss = bsseval(references, estimates, sample_rate, frames)
         for k, name in enumerate(sources):
             for metric in BSS_METRICS:
                 out[name][metric] = _cap(float(bss[metric][k]))
     return out
+
+
+def write_museval_json(
+    path: str | os.PathLike, track: str, sources: Sequence[str], frames: Mapping[str, np.ndarray]
+) -> Path:
+    """One track's framewise BSSEval v4 scores as ``museval.eval_mus_track`` writes them
+    (``museval.TrackStore``, 1 s windows and hops), atomically.
+
+    Args:
+        path: destination ``.json``.
+        track: track name.
+        sources: target names, in the order of the rows of ``frames``.
+        frames: ``metric -> (n_sources, frames)`` in dB (:func:`bsseval`).
+    """
+    import museval
+
+    from wb.runs import atomic_write_text
+
+    store = museval.TrackStore(track_name=track, win=1.0, hop=1.0)
+    for k, name in enumerate(sources):
+        store.add_target(name, {m: frames[m][k].tolist() for m in BSS_METRICS})
+    return atomic_write_text(path, store.json)
 
 
 def aggregate(tracks: Sequence[Mapping[str, Any]], sources: Sequence[str]) -> dict[str, Any]:
@@ -277,6 +307,8 @@ def evaluate(
     rate: str = "data",
     oracle: bool = True,
     title: str | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    museval_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Separate every track of ``root/split`` and score it against its stems.
 
@@ -301,6 +333,9 @@ def evaluate(
         oracle: also score the oracle ideal ratio mask (:func:`oracle_irm`) on the same
             tracks, at the same rate.
         title: a heading printed above the table.
+        groups: stems summed into a reference source (:class:`separation.data.StemsDataset`).
+        museval_dir: also write each track's framewise BSSEval v4 scores there as
+            ``<track>.json``, in the format of ``museval.eval_mus_track`` (``TrackStore``).
 
     Returns:
         The ``metrics.json`` content: ``aggregation``, ``sources``, ``mean``, ``tracks``,
@@ -333,6 +368,7 @@ def evaluate(
     eval_rate = data_sample_rate(root, split) if rate == "data" else sep.sample_rate
     dataset = StemsDataset(
         root, split, names, eval_rate, sep.audio_channels, mode="full", cache_dir=cache_dir,
+        groups=groups,
     )  # fmt: skip
     count = len(dataset) if max_tracks is None else min(len(dataset), int(max_tracks))
     index = [names.index(s) for s in wanted]
@@ -350,8 +386,13 @@ def evaluate(
                 device=device, quiet=True,
             )  # fmt: skip
         refs = item["sources"][index]
-        metrics = track_metrics(refs, est[index], item["mixture"], eval_rate, wanted, with_bsseval)
+        frames: dict[str, np.ndarray] = {}
+        metrics = track_metrics(refs, est[index], item["mixture"], eval_rate, wanted,
+                                with_bsseval, frames)  # fmt: skip
         tracks.append({"name": item["name"], "metrics": metrics})
+        if museval_dir is not None and frames:
+            write_museval_json(Path(museval_dir) / f"{item['name']}.json", item["name"],
+                               wanted, frames)  # fmt: skip
         if oracle:
             irm = oracle_irm(item["sources"], eval_rate)[index]
             scores = track_metrics(refs, irm, item["mixture"], eval_rate, wanted, False)

@@ -62,6 +62,9 @@ class SeparationTrainConfig(TrainConfig):
         samples_per_epoch: random training segments per epoch.
         gain_db: per-source random gain range in dB (the mixture is re-summed).
         swap_channels: randomly swap left/right per source (stereo).
+        remix: every source of a training example from its own random track (Demucs).
+        flip_polarity: random sign per source.
+        proportional: draw tracks with probability proportional to their length.
         valid_segments_per_track: validation segments per track, spread evenly (``None``: all).
         audio_cache: folder for ``.npy`` copies of the decoded, resampled stems (``None``: RAM).
         limit_train_batches, limit_val_batches: Lightning's (int batches or float fraction).
@@ -80,6 +83,9 @@ class SeparationTrainConfig(TrainConfig):
     samples_per_epoch: int = 1000
     gain_db: tuple[float, float] = (-6.0, 3.0)
     swap_channels: bool = True
+    remix: bool = False
+    flip_polarity: bool = False
+    proportional: bool = False
     valid_segments_per_track: int | None = 4
     audio_cache: str | None = None
     limit_train_batches: int | float | None = None
@@ -116,7 +122,8 @@ def resolve_model(cfg: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[s
         settings: :func:`train_settings` output (``segment``, ``train_split``).
 
     Returns:
-        ``{"name", "sources", "sample_rate", "audio_channels", "kwargs", "root"}``;
+        ``{"name", "sources", "sample_rate", "audio_channels", "kwargs", "root", "groups"}``
+        (``groups``: ``data.groups``, stems summed into a source);
         ``kwargs`` are the constructor kwargs with ``segment`` set to ``train.segment``.
 
     Raises:
@@ -151,6 +158,7 @@ def resolve_model(cfg: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[s
         "audio_channels": int(channels),
         "kwargs": group,
         "root": str(data["root"]),
+        "groups": dict(data.get("groups") or {}),
     }
 
 
@@ -177,6 +185,7 @@ class StemsDataModule(pl.LightningDataModule):
             "channels": m["audio_channels"],
             "cache_dir": self.settings["audio_cache"],
             "segment": self.settings["segment"],
+            "groups": m.get("groups"),
         }
 
     def setup(self, stage: str | None = None) -> None:
@@ -189,6 +198,9 @@ class StemsDataModule(pl.LightningDataModule):
                 samples_per_epoch=s["samples_per_epoch"],
                 gain_db=s["gain_db"],
                 swap_channels=s["swap_channels"],
+                remix=s["remix"],
+                flip_polarity=s["flip_polarity"],
+                proportional=s["proportional"],
                 seed=s["seed"],
                 **self._common(),
             )

@@ -121,3 +121,65 @@ def test_full_mode_decodes_each_file_once(stems_root, monkeypatch):
     item = ds[0]
     assert len(calls) == 3 and len(set(calls)) == 3  # mixture + 2 stems, each decoded once
     assert ds.track_length(0) == item["mixture"].shape[-1]
+
+
+def _four_stems(root, n_tracks=3, seconds=1.0, mixture=True):
+    """``root/train/t<k>/{vocals,drums,bass,other}.wav`` with distinct constant levels per
+    track and stem (track k, stem j: ``0.01 * (10 * k + j + 1)``), so a segment's origin can
+    be read from its values; ``mixture.wav`` = the sum, or none."""
+    import soundfile as sf
+
+    names = ["vocals", "drums", "bass", "other"]
+    for k in range(n_tracks):
+        d = root / "train" / f"t{k}"
+        d.mkdir(parents=True)
+        n = int(SR * seconds * (k + 1))  # track k is k+1 times as long
+        total = np.zeros(n, np.float32)
+        for j, name in enumerate(names):
+            x = np.full(n, 0.01 * (10 * k + j + 1), np.float32)
+            sf.write(d / f"{name}.wav", x, SR, subtype="FLOAT")
+            total += x
+        if mixture:
+            sf.write(d / "mixture.wav", total, SR, subtype="FLOAT")
+    return root
+
+
+def test_groups_and_summed_mixture(tmp_path):
+    root = _four_stems(tmp_path, mixture=False)
+    groups = {"accompaniment": ["drums", "bass", "other"]}
+    ds = StemsDataset(root, "train", ["vocals", "accompaniment"], SR, 1, mode="full",
+                      groups=groups)  # fmt: skip
+    item = ds[1]  # track 1: vocals 0.11, drums .12, bass .13, other .14
+    np.testing.assert_allclose(item["sources"][:, 0, 0].numpy(), [0.11, 0.39], rtol=1e-5)
+    np.testing.assert_allclose(item["mixture"][0, 0].item(), 0.50, rtol=1e-5)  # the sum
+    with pytest.raises(data.ConfigError, match="not among"):
+        StemsDataset(root, "train", ["vocals"], SR, 1, mode="full", groups={"x": ["drums"]})
+    with pytest.raises(data.ConfigError, match="own stems"):
+        StemsDataset(root, "train", ["vocals", "acc"], SR, 1, mode="full",
+                     groups={"acc": ["vocals"]})  # fmt: skip
+
+
+def test_remix_polarity_and_proportional_sampling(tmp_path):
+    root = _four_stems(tmp_path, n_tracks=3)
+    names = ["vocals", "drums", "bass", "other"]
+    common = {"segment": 0.25, "gain_db": (0, 0), "samples_per_epoch": 400, "seed": 3}
+    plain = StemsDataset(root, "train", names, SR, 1, **common)
+    remix = StemsDataset(root, "train", names, SR, 1, remix=True, flip_polarity=True,
+                         proportional=True, **common)  # fmt: skip
+
+    def tracks_of(ds, i):
+        _, srcs = ds[i]
+        level = srcs[:, 0, 0].abs().numpy() / 0.01  # 10 k + j + 1
+        signs = np.sign(srcs[:, 0, 0].numpy())
+        return [round((v - j - 1) / 10) for j, v in enumerate(level)], signs
+
+    same = [len(set(tracks_of(plain, i)[0])) == 1 for i in range(100)]
+    assert all(same)  # one track for all sources
+    draws = [tracks_of(remix, i) for i in range(400)]
+    assert sum(len(set(t)) > 1 for t, _ in draws) > 200  # sources from different tracks
+    signs = np.concatenate([s for _, s in draws])
+    assert 0.4 < (signs < 0).mean() < 0.6  # polarity flipped about half the time
+    counts = np.bincount(np.concatenate([t for t, _ in draws]), minlength=3) / (400 * 4)
+    np.testing.assert_allclose(counts, [1 / 6, 2 / 6, 3 / 6], atol=0.04)  # lengths 1:2:3
+    mix, srcs = remix[7]
+    assert torch.allclose(mix, srcs.sum(0))

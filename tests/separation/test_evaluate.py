@@ -176,3 +176,25 @@ def test_evaluate_at_the_data_rate_scores_the_full_band(tmp_path, capsys):
     assert limited["sources"]["tone"]["SI-SDR"] < -30.0
     printed = capsys.readouterr().out
     assert "full band" in printed and "IRM SI-SDR" in printed and "16000 Hz" in printed
+
+
+def test_museval_json_per_track_matches_the_table(stems_root, tmp_path):
+    """The per-track JSON has museval's schema (``TrackStore.validate``) and its framewise
+    SDR medians are the table's per-track values."""
+    import museval
+
+    model = GainModel(gains=(0.7, 0.3))
+    model.sources = list(SOURCES)
+    result = evaluate(model, stems_root, split="test", museval_dir=tmp_path / "museval",
+                      print_table=False, oracle=False, quiet=True)  # fmt: skip
+    files = sorted((tmp_path / "museval").glob("*.json"))
+    assert [f.stem for f in files] == [t["name"] for t in result["tracks"]]
+    for f, track in zip(files, result["tracks"], strict=True):
+        data = json.loads(f.read_text())
+        store = museval.TrackStore(track_name=f.stem)
+        store.scores = data
+        store.validate()
+        for target in data["targets"]:
+            sdr = [fr["metrics"]["SDR"] for fr in target["frames"]]
+            expected = track["metrics"][target["name"]]["SDR"]
+            assert np.nanmedian(np.array(sdr, dtype=float)) == pytest.approx(expected, abs=1e-4)

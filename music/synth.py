@@ -121,8 +121,9 @@ def write_midi(
     name: str = "",
     pitch_bends: Sequence[tuple[float, int]] = (),
     control_changes: Sequence[tuple[float, int, int]] = (),
+    is_drum: bool = False,
 ) -> Path:
-    """Write one monophonic part as a single-track Standard MIDI File.
+    """Write one part as a single-track Standard MIDI File.
 
     Args:
         notes: notes with times in seconds.
@@ -133,6 +134,7 @@ def write_midi(
         name: instrument / track name.
         pitch_bends: ``(time_s, value)`` pitch-bend events, value in ``[-8192, 8191]``.
         control_changes: ``(time_s, controller, value)`` events (e.g. CC11 expression).
+        is_drum: a percussion track (MIDI channel 10; ``pitch`` selects the drum sound).
 
     Returns:
         The written path.
@@ -140,7 +142,7 @@ def write_midi(
     import pretty_midi
 
     pm = pretty_midi.PrettyMIDI(resolution=MIDI_RESOLUTION, initial_tempo=float(bpm))
-    inst = pretty_midi.Instrument(program=int(program), name=name)
+    inst = pretty_midi.Instrument(program=int(program), is_drum=bool(is_drum), name=name)
     for n in notes:
         inst.notes.append(
             pretty_midi.Note(

@@ -116,15 +116,20 @@ class StageContext:
         return True if self.args.get("quiet") else None
 
     def config(
-        self, path: str | os.PathLike | None = None, overlay: tuple[str, str] | None = None
+        self,
+        path: str | os.PathLike | None = None,
+        overlay: tuple[str, str] | None = None,
+        overlays: Sequence[tuple[str, str]] = (),
     ) -> dict[str, Any]:
         """Resolve the config: ``path`` (default ``--config``), its ``quick:`` overlay when
-        ``--quick``, then ``overlay``, the ``--set`` overrides, then the stage's
-        config-setting options.
+        ``--quick``, then ``overlay`` and ``overlays`` in order, the ``--set`` overrides, then
+        the stage's config-setting options.
 
         The ``quick:`` group itself is removed from the result. ``overlay=("unseen", "data")``
         merges the config's ``unseen:`` group over its ``data:`` group (an alternative data
-        set that ``--set`` and the options still override).
+        set that ``--set`` and the options still override); a dotted source
+        (``"profiles.vocals"``) names a nested group, and an empty destination (``""``)
+        merges it over the whole config. A missing source group merges nothing.
 
         Raises:
             ConfigError: unreadable file, malformed or unknown override.
@@ -135,9 +140,15 @@ class StageContext:
         quick = cfg.pop("quick", None) or {}
         if self.quick:
             cfg = merge(cfg, quick)
-        if overlay:
-            src, dst = overlay
-            cfg[dst] = merge(cfg.get(dst) or {}, cfg.get(src) or {})
+        for src, dst in ([overlay] if overlay else []) + list(overlays):
+            group: Any = cfg
+            for key in src.split("."):
+                group = group.get(key) if isinstance(group, dict) else None
+            group = group or {}
+            if dst:
+                cfg[dst] = merge(cfg.get(dst) or {}, group)
+            else:
+                cfg = merge(cfg, group)
         if isinstance(cfg.get("train"), dict):  # former key names (a run saved before them)
             cfg["train"] = rename_legacy(cfg["train"])
         if self.group:

@@ -1,0 +1,101 @@
+"""``python -m recipes.music_separation``: synthetic songs end to end (prepare, train,
+evaluate with museval JSON, export), profiles, and the MUSDB18-HQ split on a fixture in the
+real layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from recipes.music_separation.__main__ import main
+from separation.music import musdb_validation_tracks, split_musdb_hq
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    root = tmp_path_factory.mktemp("music")
+    data, run = root / "songs", root / "run"
+    common = ["--quick", "-q", "--set", f"data.root={data}"]
+    assert main(["prepare", *common]) == 0
+    assert main(["train", *common, "--run", str(run)]) == 0
+    return data, run, common
+
+
+def test_synthetic_songs_are_labelled_and_exact_sums(quick):
+    data, _, _ = quick
+    assert "pipeline test set" in (data / "SYNTHETIC.txt").read_text()
+    tracks = sorted((data / "train").iterdir())
+    assert len(tracks) == 8 and len(list((data / "test").iterdir())) == 2
+    stems = [sf.read(tracks[0] / f"{s}.wav")[0] for s in ("vocals", "drums", "bass", "other")]
+    mix, sr = sf.read(tracks[0] / "mixture.wav")
+    assert sr == 8000 and np.abs(mix - np.sum(stems, axis=0)).max() < 1e-6
+    assert all(np.sqrt(np.mean(x**2)) > 1e-3 for x in stems)  # every stem sounds
+    assert json.loads((tracks[0] / "meta.json").read_text())["synthetic"] is True
+    # train and test works never overlap
+    names = {p.name for p in (data / "train").iterdir()} | {
+        p.name for p in (data / "valid").iterdir()
+    }
+    assert not names & {p.name for p in (data / "test").iterdir()}
+
+
+def test_evaluate_writes_museval_json_and_the_anchor_table(quick, capsys):
+    data, run, common = quick
+    assert main(["evaluate", *common, "--run", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "| Open-Unmix (Stöter et al. 2019) | 6.32 |" in out
+    assert "SYNTHETIC songs: not comparable" in out
+    files = sorted((run / "museval" / "test").glob("*.json"))
+    assert len(files) == 2
+    targets = [t["name"] for t in json.loads(files[0].read_text())["targets"]]
+    assert targets == ["vocals", "drums", "bass", "other"]
+    metrics = json.loads((run / "metrics_test.json").read_text())
+    assert metrics["n_tracks"] == 2 and "SDR" in metrics["sources"]["vocals"]
+    assert (run / "report.html").is_file()
+    assert main(["export", *common, "--run", str(run)]) == 0
+    assert (run / "model.pt").is_file()
+
+
+def test_vocals_profile_resolves_groups(quick, tmp_path, capsys):
+    from separation.music import resolve
+    from wb.recipe import StageContext
+
+    data, _, _ = quick
+    import recipes.music_separation.__main__ as recipe
+
+    conf = Path(recipe.__file__).with_name("conf.yml")
+    ctx = StageContext({}, conf, ("profile=vocals",), quick=True)
+    cfg = resolve(ctx)
+    assert cfg["model"]["sources"] == ["vocals", "accompaniment"]
+    assert cfg["data"]["groups"] == {"accompaniment": ["drums", "bass", "other"]}
+    assert "profiles" not in cfg and "musdb" not in cfg
+    ctx = StageContext({}, conf, ("profile=karaoke",), quick=True)
+    with pytest.raises(Exception, match="profile 'karaoke' unknown"):
+        resolve(ctx)
+
+
+def _hq(root, names, seconds=0.05):
+    for name in names:
+        d = root / name
+        d.mkdir(parents=True)
+        for s in ("mixture", "vocals", "drums", "bass", "other"):
+            sf.write(d / f"{s}.wav", np.zeros((int(44100 * seconds), 2), np.float32), 44100)
+
+
+def test_musdb18hq_official_split_as_links(tmp_path):
+    valid = musdb_validation_tracks()
+    assert len(valid) == 14 and "Actions - One Minute Smile" in valid
+    src = tmp_path / "MUSDB18HQ"
+    _hq(src / "train", [*valid, "A Classic Education - NightOwl", "ANiMAL - Clinic A"])
+    _hq(src / "test", ["Al James - Schoolboy Facination"])
+    counts = split_musdb_hq(src, tmp_path / "split")
+    assert counts == {"train": 2, "valid": 14, "test": 1}
+    link = tmp_path / "split" / "valid" / "Actions - One Minute Smile"
+    assert link.is_symlink() and (link / "vocals.wav").is_file()
+    assert split_musdb_hq(src, tmp_path / "split") == counts  # idempotent
+    (src / "train" / "ANiMAL - Clinic A" / "bass.wav").unlink()
+    with pytest.raises(Exception, match="missing bass.wav"):
+        split_musdb_hq(src, tmp_path / "split2")

@@ -99,3 +99,30 @@ def test_musdb18hq_official_split_as_links(tmp_path):
     (src / "train" / "ANiMAL - Clinic A" / "bass.wav").unlink()
     with pytest.raises(Exception, match="missing bass.wav"):
         split_musdb_hq(src, tmp_path / "split2")
+
+
+def test_musdb18_stem_mp4_decoded_into_the_split(tmp_path):
+    """MUSDB18's ``.stem.mp4`` (5 AAC streams: mixture, drums, bass, other, vocals), written
+    here by stempeg, read back through musdb into WAV stems with the official split."""
+    import stempeg
+
+    from separation.music import decode_musdb
+
+    rng = np.random.default_rng(0)
+    names = {"train": ["Actions - One Minute Smile", "ANiMAL - Clinic A"],
+             "test": ["Al James - Schoolboy Facination"]}  # fmt: skip
+    for subset, tracks in names.items():
+        (tmp_path / "musdb" / subset).mkdir(parents=True)
+        for name in tracks:
+            x = (rng.standard_normal((5, 22050, 2)) * 0.05).astype(np.float32)
+            path = tmp_path / "musdb" / subset / f"{name}.stem.mp4"
+            writer = stempeg.StreamsWriter(codec="aac", bitrate=128000)
+            stempeg.write_stems(str(path), x, sample_rate=44100, writer=writer)
+    counts = decode_musdb(tmp_path / "musdb", tmp_path / "out", quiet=True)
+    assert counts == {"train": 1, "valid": 1, "test": 1}
+    track = tmp_path / "out" / "valid" / "Actions - One Minute Smile"
+    info = sf.info(str(track / "vocals.wav"))
+    assert info.samplerate == 44100 and info.channels == 2 and info.frames >= 22050
+    assert sorted(p.name for p in track.iterdir()) == [
+        "bass.wav", "drums.wav", "mixture.wav", "other.wav", "vocals.wav",
+    ]  # fmt: skip

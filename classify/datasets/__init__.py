@@ -189,7 +189,7 @@ def fetch_dataset(
     Raises:
         WbError: no known archive, a non-empty ``data_dir``, or download/extract errors.
     """
-    from classify.download import download, extract
+    from wb.download import download, extract
 
     info = _info(name)
     root = _resolve_root(info, data_dir)

@@ -126,3 +126,59 @@ def test_musdb18_stem_mp4_decoded_into_the_split(tmp_path):
     assert sorted(p.name for p in track.iterdir()) == [
         "bass.wav", "drums.wav", "mixture.wav", "other.wav", "vocals.wav",
     ]  # fmt: skip
+
+
+def test_musdb_previews_download_from_a_local_server(tmp_path, monkeypatch, capsys):
+    """``prepare --source musdb18 --download``: the archive from 127.0.0.1, refused without
+    its SHA-256 (which the error gives), then verified, unpacked and decoded."""
+    import hashlib
+    import http.server
+    import threading
+    import zipfile
+    from functools import partial
+
+    import stempeg
+
+    import separation.music
+
+    top = tmp_path / "pack" / "MUSDB18-7-STEMS"
+    for subset, name in (
+        ("train", "ANiMAL - Clinic A"),
+        ("test", "Al James - Schoolboy Facination"),
+    ):
+        (top / subset).mkdir(parents=True)
+        x = (np.random.default_rng(1).standard_normal((5, 22050, 2)) * 0.05).astype(np.float32)
+        writer = stempeg.StreamsWriter(codec="aac", bitrate=128000)
+        stempeg.write_stems(
+            str(top / subset / f"{name}.stem.mp4"), x, sample_rate=44100, writer=writer
+        )
+    served = tmp_path / "served"
+    served.mkdir()
+    with zipfile.ZipFile(served / "MUSDB18-7-STEMS.zip", "w") as zf:
+        for f in sorted(top.rglob("*.mp4")):
+            zf.write(f, f.relative_to(tmp_path / "pack").as_posix())
+    digest = hashlib.sha256((served / "MUSDB18-7-STEMS.zip").read_bytes()).hexdigest()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/MUSDB18-7-STEMS.zip"
+    monkeypatch.setattr(separation.music, "musdb_preview_url", lambda: url)
+    monkeypatch.setenv("WB_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["prepare", "-q", "--source", "musdb18", "--download", "--musdb", str(tmp_path / "m"),
+            "--root", str(tmp_path / "out")]  # fmt: skip
+    try:
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and digest in err and not (tmp_path / "m").exists()
+        assert main([*args, "--sha256", "0" * 64]) == 1
+        assert "mismatch" in capsys.readouterr().err.lower()
+        assert main([*args, "--sha256", digest]) == 0
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert "{'train': 1, 'test': 1}" in capsys.readouterr().out
+    assert (tmp_path / "out" / "test" / "Al James - Schoolboy Facination" / "vocals.wav").is_file()

@@ -1,4 +1,4 @@
-"""classify.download: resumable verified downloads (local HTTP server) and safe extraction."""
+"""wb.download: resumable verified downloads (local HTTP server) and safe extraction."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from classify.download import DownloadError, UnsafeArchiveError, download, extract
+from wb.download import DownloadError, UnsafeArchiveError, download, extract
 from wb.errors import WbError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, position-dependent so misplaced bytes show

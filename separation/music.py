@@ -71,24 +71,30 @@ EXPORT_OPTIONS = (
 
 
 def resolve(ctx: StageContext, path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The config with ``profiles.<profile>`` (and, for MUSDB, ``musdb:``) merged in before
-    ``--set``; the ``profiles``/``musdb`` groups themselves are dropped.
+    """The config with, in order, ``musdb:`` (for a MUSDB source),
+    ``architectures.<arch>`` and ``profiles.<profile>`` merged in before ``--set``; those
+    groups themselves are dropped.
 
     Raises:
-        ConfigError: an unknown profile.
+        ConfigError: an unknown profile or architecture.
     """
     first = ctx.config(path)
-    profile = str(first.get("profile") or "4stem")
-    profiles = first.get("profiles")
-    if profiles is not None and profile not in profiles:
-        raise ConfigError(f"profile {profile!r} unknown (choose from {', '.join(profiles)})")
+    for key, group in (("profile", "profiles"), ("arch", "architectures")):
+        choices = first.get(group)
+        if choices is not None and str(first.get(key)) not in choices:
+            raise ConfigError(
+                f"{key} {first.get(key)!r} unknown (choose from {', '.join(choices)})"
+            )
     overlays = []
     if str((first.get("data") or {}).get("source", "")).startswith("musdb"):
         overlays.append(("musdb", ""))
-    overlays.append((f"profiles.{profile}", ""))
+    overlays += [
+        (f"architectures.{first.get('arch')}", ""),
+        (f"profiles.{first.get('profile')}", ""),
+    ]
     cfg = ctx.config(path, overlays=overlays)
-    cfg.pop("profiles", None)
-    cfg.pop("musdb", None)
+    for group in ("profiles", "architectures", "musdb"):
+        cfg.pop(group, None)
     return cfg
 
 

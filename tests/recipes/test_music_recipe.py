@@ -182,3 +182,14 @@ def test_musdb_previews_download_from_a_local_server(tmp_path, monkeypatch, caps
         httpd.server_close()
     assert "{'train': 1, 'test': 1}" in capsys.readouterr().out
     assert (tmp_path / "out" / "test" / "Al James - Schoolboy Facination" / "vocals.wav").is_file()
+
+
+@pytest.mark.parametrize("arch", ["convtasnet", "hdemucs"])
+def test_other_architectures_train(quick, tmp_path, arch):
+    data, _, common = quick
+    run = tmp_path / arch
+    args = ["train", *common, "--run", str(run), "--set", f"arch={arch}", "--set",
+            "train.epochs=1", "--set", "train.samples_per_epoch=8"]  # fmt: skip
+    assert main(args) == 0
+    saved = (run / "config.yml").read_text()
+    assert f"name: {arch}" in saved and "architectures" not in saved

@@ -11,7 +11,9 @@ its own subprocess so that peak RSS is measured separately:
   PCM_16 WAV file written beforehand: streamed decoding, resampling and channel conversion in
   and out, and writing every stem as a 44.1 kHz stereo WAV, all included.
 
-Model: ``--model`` (anything ``wb separate --model`` accepts), else the shipped model when
+Model: ``--model`` (anything ``wb separate --model`` accepts, or ``htdemucs-random``: the
+architecture of the pretrained ``htdemucs``, 44.1 kHz stereo, with random weights, for the
+Demucs speed comparison without the weights), else the shipped model when
 installed, else a freshly initialised HTDemucs (channels=16, 16 kHz, mono, 4 sources, 4 s
 segment) -- speed does not depend on the weights. The real-time factor is processing time /
 audio duration (lower is faster). "RSS before" is the process's peak before separating (Python,
@@ -50,6 +52,13 @@ def _model(name: str | None):
     from separation.hub import PRETRAINED_DIR, load_separator, read_manifest
     from separation.separator import Separator
 
+    if name == "htdemucs-random":  # the pretrained htdemucs' architecture, random weights
+        import torch
+
+        torch.manual_seed(0)
+        model = models.build("htdemucs", ["drums", "bass", "other", "vocals"], 44100, 2,
+                             segment=7.8, channels=48)  # fmt: skip
+        return Separator.from_model(model), "HTDemucs as pretrained htdemucs (random weights)"
     if name:
         return load_separator(name), f"{name}"
     if "satb" in read_manifest(PRETRAINED_DIR)["models"]:

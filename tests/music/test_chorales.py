@@ -467,8 +467,8 @@ def test_recipe_prepare_in_process(settings, tmp_path, capsys):
 
     root = tmp_path / "data"
     argv = ["prepare", "--root", str(root), "--sample-rate", str(SR), "--pieces", "bach/bwv255",
-            "--renditions", "1", "--splits", "test", "--jobs", "1", "-q", "--set", "max_seconds=2.5",
-            "--set", f"cache_dir={settings['cache_dir']}",
+            "--renditions", "1", "--splits", "test", "--jobs", "1", "-q",
+            "--set", "max_seconds=2.5", "--set", f"cache_dir={settings['cache_dir']}",
             "--set", f"data.heldout={settings['heldout']}"]  # fmt: skip
     assert main(argv) == 0
     assert (root / "test" / "bwv255__r0" / "mixture.wav").is_file()

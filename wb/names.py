@@ -10,7 +10,7 @@ from __future__ import annotations
 from wb.errors import WbError
 
 #: Classification datasets (``wb classify --dataset``).
-DATASETS = ("esc50", "urbansound8k", "audiomnist", "fsdd", "coral", "folder")
+DATASETS = ("esc50", "urbansound8k", "audiomnist", "fsdd", "coral", "gtzan", "folder")
 #: Other spellings accepted for :data:`DATASETS` (case-insensitive).
 DATASET_ALIASES = {"us8k": "urbansound8k", "esc-50": "esc50", "audio-mnist": "audiomnist"}
 #: Classifier heads (``model.name`` of ``wb classify``).

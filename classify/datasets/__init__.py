@@ -6,7 +6,7 @@
 
 Registered names (:data:`DATASETS`): ``esc50`` (Piczak 2015), ``urbansound8k`` (Salamon et
 al. 2014), ``audiomnist`` (Becker et al. 2018), ``fsdd`` (Jackson et al.), ``coral``
-(Williams et al. 2024) and ``folder`` (any ``class_name/*.wav`` tree).
+(Williams et al. 2024), ``gtzan`` (Tzanetakis & Cook 2002) and ``folder`` (any ``class_name/*.wav`` tree).
 
 Options every dataset accepts in :func:`get_dataset`: ``sample_rate`` and ``clip_seconds``
 (override the recommendations), ``url`` and ``sha256`` (download source and mandatory
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classify.datasets import audiomnist, coral, esc50, folder, fsdd, urbansound8k
+from classify.datasets import audiomnist, coral, esc50, folder, fsdd, gtzan, urbansound8k
 from classify.datasets.base import (
     Archive,
     Clip,
@@ -116,6 +116,13 @@ DATASETS: dict[str, DatasetInfo] = {
         "Coral reef soundscapes (healthy/degraded/restored), deployment-grouped folds",
         coral.CITATION,
         coral.ARCHIVE,
+    ),
+    "gtzan": DatasetInfo(
+        "gtzan",
+        gtzan.load,
+        "GTZAN genres: 1,000 x 30 s, 10 genres; fault-filtered split (443/197/290) or 10-fold",
+        gtzan.CITATION,
+        gtzan.ARCHIVE,
     ),
     "folder": DatasetInfo(
         "folder",

@@ -486,7 +486,7 @@ def test_folder_errors(tmp_path):
 
 
 def test_registry_and_options(tmp_path, monkeypatch):
-    assert set(DATASETS) == {"esc50", "urbansound8k", "audiomnist", "fsdd", "coral", "folder"}
+    assert set(DATASETS) == {"esc50", "urbansound8k", "audiomnist", "fsdd", "coral", "gtzan", "folder"}
     with pytest.raises(WbError, match=r"unknown dataset 'gtzan' \(known: esc50, urbansound8k"):
         get_dataset("gtzan")
     root = _fsdd(tmp_path / "fsdd")

@@ -1,0 +1,1 @@
+"""Recipe ``gtzan``: track-level genre classification on the fault-filtered split (README.md)."""

@@ -6,7 +6,8 @@
 
 Registered names (:data:`DATASETS`): ``esc50`` (Piczak 2015), ``urbansound8k`` (Salamon et
 al. 2014), ``audiomnist`` (Becker et al. 2018), ``fsdd`` (Jackson et al.), ``coral``
-(Williams et al. 2024), ``gtzan`` (Tzanetakis & Cook 2002) and ``folder`` (any ``class_name/*.wav`` tree).
+(Williams et al. 2024), ``gtzan`` (Tzanetakis & Cook 2002) and ``folder`` (any
+``class_name/*.wav`` tree).
 
 Options every dataset accepts in :func:`get_dataset`: ``sample_rate`` and ``clip_seconds``
 (override the recommendations), ``url`` and ``sha256`` (download source and mandatory

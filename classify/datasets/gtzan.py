@@ -109,8 +109,10 @@ def load(root: Path) -> ClipDataset:
         )
     clips, left_out = [], []
     for label, genre in enumerate(GENRES):
-        files = sorted(p for p in (found / genre).iterdir()
-                       if p.suffix.lower() in EXTENSIONS and not p.name.startswith("."))  # fmt: skip
+        files = sorted(
+            p for p in (found / genre).iterdir()
+            if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
+        )  # fmt: skip
         if not files:
             raise DatasetNotFound(f"gtzan: {found / genre} holds no .au or .wav excerpts")
         for p in files:

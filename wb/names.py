@@ -14,7 +14,7 @@ DATASETS = ("esc50", "urbansound8k", "audiomnist", "fsdd", "coral", "gtzan", "fo
 #: Other spellings accepted for :data:`DATASETS` (case-insensitive).
 DATASET_ALIASES = {"us8k": "urbansound8k", "esc-50": "esc50", "audio-mnist": "audiomnist"}
 #: Classifier heads (``model.name`` of ``wb classify``).
-CLASSIFIER_HEADS = ("piczak", "cnn", "transformer", "mamba")
+CLASSIFIER_HEADS = ("piczak", "cnn", "transformer", "mamba", "shortchunk", "crnn")
 #: Trainable separation models (``model.name`` of the separation recipes).
 SEPARATION_MODELS = ("convtasnet", "hdemucs", "htdemucs")
 

@@ -9,6 +9,8 @@ Every head takes log-mel/MFCC images ``(batch, 1, n_bins, n_frames)`` and return
 ``cnn``        :class:`~classify.models.cnn.ResidualCNN` -- PANNs/ERANN-style residual CNN
 ``transformer`` :class:`~classify.models.transformer.AudioTransformer` -- conv stem / AST patches
 ``mamba``      :class:`~classify.models.mamba.AudioMamba` -- bidirectional selective SSM
+``shortchunk`` :class:`~classify.models.music.ShortChunkCNN` -- Won et al. 2020 music tagging
+``crnn``       :class:`~classify.models.music.CRNN` -- Choi et al. 2017 conv + GRU
 =============  ==============================================================================
 """
 
@@ -29,6 +31,8 @@ HEADS: dict[str, str] = {
     "cnn": "classify.models.cnn:ResidualCNN",
     "transformer": "classify.models.transformer:AudioTransformer",
     "mamba": "classify.models.mamba:AudioMamba",
+    "shortchunk": "classify.models.music:ShortChunkCNN",
+    "crnn": "classify.models.music:CRNN",
 }
 
 

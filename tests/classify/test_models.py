@@ -16,6 +16,8 @@ SMALL = {
     "cnn": {"widths": [8, 16]},
     "transformer": {"d_model": 32, "n_heads": 2, "n_layers": 1, "stem_channels": [8]},
     "mamba": {"d_model": 16, "n_layers": 1, "d_state": 4, "stem_channels": [8]},
+    "shortchunk": {"widths": [8, 16, 16], "hidden": 32},
+    "crnn": {"widths": [8, 16], "pools": [[2, 2], [2, 2]], "gru": 16},
 }
 VARIANTS = [
     ("piczak", {}),
@@ -30,6 +32,10 @@ VARIANTS = [
     ("mamba", {"d_model": 16, "n_layers": 1}),
     ("mamba", {"d_model": 16, "n_layers": 1, "stem": "linear", "pooling": "attention",
                "bidirectional": False, "scan": "parallel"}),
+    ("shortchunk", {}),
+    ("shortchunk", {"widths": [8, 16], "hidden": 16}),
+    ("crnn", {}),
+    ("crnn", {"widths": [8], "pools": [[4, 1]], "gru": 8}),
 ]  # fmt: skip
 
 
@@ -44,7 +50,7 @@ def test_head_shapes(name: str, kwargs: dict) -> None:
 
 
 def test_registry_and_bad_settings() -> None:
-    assert set(HEADS) == {"piczak", "cnn", "transformer", "mamba"}
+    assert set(HEADS) == {"piczak", "cnn", "transformer", "mamba", "shortchunk", "crnn"}
     with pytest.raises(ConfigError, match="unknown model"):
         build_head("resnet", 2, 32, 41)
     with pytest.raises(ConfigError, match="model cnn"):
@@ -55,6 +61,8 @@ def test_registry_and_bad_settings() -> None:
         build_head("transformer", 2, 32, 41, d_model=30, n_heads=4)
     with pytest.raises(ConfigError):
         Classifier(2, 8000, 8000, {"n_mels": 32}, {"widths": [8]})  # no model name
+    with pytest.raises(ConfigError, match="differ in length"):
+        build_head("crnn", 2, 32, 41, widths=[8, 8], pools=[[2, 2]])
 
 
 @pytest.fixture
@@ -66,7 +74,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("name", ["cnn", "transformer"])
+@pytest.mark.parametrize("name", ["cnn", "transformer", "shortchunk", "crnn"])
 def test_head_overfits_tiny_batch(name: str, one_thread) -> None:
     torch.manual_seed(0)
     x = torch.randn(8, 1, 24, 20)

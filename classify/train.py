@@ -190,9 +190,22 @@ def eval_collate(batch):
 
 @torch.no_grad()
 def predict_logits(
-    classifier: Classifier, dataset: EvalClips, batch_size: int = 128, device: str | None = None
+    classifier: Classifier,
+    dataset: EvalClips,
+    batch_size: int = 128,
+    device: str | None = None,
+    chunks: dict[str, int] | None = None,
 ) -> np.ndarray:
     """Clip-level logits (window logits averaged) for every clip of ``dataset``.
+
+    Args:
+        classifier: the model (put in eval mode for the call).
+        dataset: the clips' evaluation windows.
+        batch_size: clips per forward pass.
+        device: where to run (default: the model's device).
+        chunks: when given, ``"correct"`` and ``"total"`` are increased by the windows
+            (chunks) classified right on their own and by all windows: chunk accuracy, as
+            opposed to the track accuracy of the averaged logits.
 
     Returns:
         float32 array ``(len(dataset), n_classes)``.
@@ -205,6 +218,10 @@ def predict_logits(
     for windows, owner, labels in loader:
         logits = classifier(windows.to(device))
         out.append(average_windows(logits, owner.to(device), len(labels)).cpu())
+        if chunks is not None:
+            right = logits.argmax(-1).cpu() == labels[owner]
+            chunks["correct"] = chunks.get("correct", 0) + int(right.sum())
+            chunks["total"] = chunks.get("total", 0) + len(right)
     classifier.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
@@ -428,7 +445,9 @@ def _score_fold(classifier, clips, labels, train_idx, val_idx, test_idx, batch) 
         batch: clips per evaluation batch.
 
     Returns:
-        ``(gap dict, test logits (n_test, n_classes))``.
+        ``(gap dict, test logits (n_test, n_classes), test chunk accuracy)``: the last is the
+        share of test windows classified right on their own (equal to the clip accuracy when
+        every clip is one window).
     """
     tr_loss, tr_acc = loss_and_accuracy(
         predict_logits(classifier, clips(train_idx), batch, "cpu"), [labels[i] for i in train_idx]
@@ -442,7 +461,10 @@ def _score_fold(classifier, clips, labels, train_idx, val_idx, test_idx, batch) 
         "train_loss": tr_loss, "val_loss": va_loss, "train_acc": tr_acc, "val_acc": va_acc,
         "loss_gap": va_loss - tr_loss, "acc_gap": tr_acc - va_acc,
     }  # fmt: skip
-    return gap, predict_logits(classifier, clips(test_idx), batch, "cpu")
+    chunks: dict[str, int] = {}
+    test = predict_logits(classifier, clips(test_idx), batch, "cpu", chunks)
+    chunk_acc = chunks["correct"] / chunks["total"] if chunks.get("total") else float("nan")
+    return gap, test, chunk_acc
 
 
 def _train_fold(
@@ -561,8 +583,8 @@ def _train_fold(
         best_epoch = int(state.get("epoch", best_epoch))
     classifier = system.classifier.cpu().eval()
     clips = partial(EvalClips, audio, labels=labels, n_samples=n_samples, policy=policy, hop=hop)
-    gap, test_logits = _score_fold(classifier, clips, labels, real_train, val_idx, split.test,
-                                   tcfg.eval_batch_size)  # fmt: skip
+    gap, test_logits, chunk_acc = _score_fold(classifier, clips, labels, real_train, val_idx,
+                                              split.test, tcfg.eval_batch_size)  # fmt: skip
     va_acc = gap["val_acc"]
     model_path = fold_dir / "model.pt"
     save_model(
@@ -595,6 +617,7 @@ def _train_fold(
         model_path=str(model_path),
         val_accuracy=va_acc,
         extra={
+            "chunk_accuracy": chunk_acc,
             "n_parameters": count_parameters(classifier),
             "precision": precision,
             "n_extra_train": len(extra),

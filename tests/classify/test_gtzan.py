@@ -72,4 +72,6 @@ def test_classify_filtered_end_to_end(gtzan, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "gtzan" and [f["fold"] for f in metrics["folds"]] == ["filtered"]
     assert metrics["folds"][0]["n_test"] == 20
-    assert (out / "report.html").is_file()
+    details = json.loads((out / "details.json").read_text())
+    assert 0.0 <= details["folds"][0]["chunk_accuracy"] <= 1.0  # 3 windows per 1 s clip
+    assert "chunk accuracy" in (out / "report.html").read_text()

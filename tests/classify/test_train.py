@@ -179,3 +179,30 @@ def test_init_from_starts_at_the_given_weights(tmp_path: Path) -> None:
     assert weights
     assert all(torch.allclose(w[k], ref[k], atol=1e-6) for k in weights)
     assert not all(torch.allclose(c[k], ref[k], atol=1e-6) for k in weights)
+
+
+def test_chunk_accuracy_counts_windows_on_their_own():
+    """Track accuracy averages window logits; chunk accuracy scores every window alone."""
+    import numpy as np
+    import torch
+
+    from classify.frontends import LengthPolicy
+    from classify.train import EvalClips, predict_logits
+
+    class Sign(torch.nn.Module):
+        """Class 1 when the window's mean is positive, with confidence |mean|."""
+
+        def forward(self, x):
+            m = x.mean(-1)
+            return torch.stack([-m, m], dim=-1)
+
+    # clip 0 (label 1): windows +1, +1, -0.5 -> track right, chunks 2/3
+    # clip 1 (label 0): windows +0.1, -1, -1 -> track right, chunks 2/3
+    clips = [np.repeat([1.0, 1.0, -0.5], 4).astype(np.float32),
+             np.repeat([0.1, -1.0, -1.0], 4).astype(np.float32)]  # fmt: skip
+    policy = LengthPolicy(seconds=4, eval_crop="sliding", hop_seconds=4)
+    ds = EvalClips(clips, [0, 1], [1, 0], n_samples=4, policy=policy, hop=4)
+    chunks = {}
+    logits = predict_logits(Sign(), ds, batch_size=2, device="cpu", chunks=chunks)
+    assert (logits.argmax(-1) == [1, 0]).all()
+    assert chunks == {"correct": 4, "total": 6}

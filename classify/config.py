@@ -19,13 +19,18 @@ from wb.errors import ConfigError
 HEAD_NAMES = names.CLASSIFIER_HEADS
 
 
+def _plain(value: Any) -> Any:
+    """Tuples (nested too) as lists, the way YAML gives them back."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
 def _signature_defaults(fn, skip: Sequence[str] = ()) -> dict[str, Any]:
-    """Keyword defaults of ``fn`` as plain YAML values (tuples become lists)."""
+    """Keyword defaults of ``fn`` as plain YAML values (tuples, nested too, become lists)."""
     out = {}
     for name, p in inspect.signature(fn).parameters.items():
         if name in skip or p.default is inspect.Parameter.empty or name == "self":
             continue
-        out[name] = list(p.default) if isinstance(p.default, tuple) else p.default
+        out[name] = _plain(p.default)
     return out
 
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 from wb.errors import WbError
 
 #: Classification datasets (``wb classify --dataset``).
-DATASETS = ("esc50", "urbansound8k", "audiomnist", "fsdd", "coral", "gtzan", "folder")
+DATASETS = ("esc50", "urbansound8k", "audiomnist", "fsdd", "coral", "gtzan", "fma_small", "folder")
 #: Other spellings accepted for :data:`DATASETS` (case-insensitive).
-DATASET_ALIASES = {"us8k": "urbansound8k", "esc-50": "esc50", "audio-mnist": "audiomnist"}
+DATASET_ALIASES = {
+    "fma": "fma_small",
+    "us8k": "urbansound8k",
+    "esc-50": "esc50",
+    "audio-mnist": "audiomnist",
+}
 #: Classifier heads (``model.name`` of ``wb classify``).
 CLASSIFIER_HEADS = ("piczak", "cnn", "transformer", "mamba", "shortchunk", "crnn")
 #: Trainable separation models (``model.name`` of the separation recipes).

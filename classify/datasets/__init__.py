@@ -6,7 +6,8 @@
 
 Registered names (:data:`DATASETS`): ``esc50`` (Piczak 2015), ``urbansound8k`` (Salamon et
 al. 2014), ``audiomnist`` (Becker et al. 2018), ``fsdd`` (Jackson et al.), ``coral``
-(Williams et al. 2024), ``gtzan`` (Tzanetakis & Cook 2002) and ``folder`` (any
+(Williams et al. 2024), ``gtzan`` (Tzanetakis & Cook 2002), ``fma_small`` (Defferrard et
+al. 2017) and ``folder`` (any
 ``class_name/*.wav`` tree).
 
 Options every dataset accepts in :func:`get_dataset`: ``sample_rate`` and ``clip_seconds``
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classify.datasets import audiomnist, coral, esc50, folder, fsdd, gtzan, urbansound8k
+from classify.datasets import audiomnist, coral, esc50, fma, folder, fsdd, gtzan, urbansound8k
 from classify.datasets.base import (
     Archive,
     Clip,
@@ -124,6 +125,13 @@ DATASETS: dict[str, DatasetInfo] = {
         "GTZAN genres: 1,000 x 30 s, 10 genres; fault-filtered split (443/197/290) or 10-fold",
         gtzan.CITATION,
         gtzan.ARCHIVE,
+    ),
+    "fma_small": DatasetInfo(
+        "fma_small",
+        fma.load,
+        "FMA-small: 8,000 x 30 s MP3, 8 genres; official artist-filtered split 6400/800/800",
+        fma.CITATION,
+        None,
     ),
     "folder": DatasetInfo(
         "folder",

@@ -487,7 +487,7 @@ def test_folder_errors(tmp_path):
 
 def test_registry_and_options(tmp_path, monkeypatch):
     assert set(DATASETS) == {
-        "esc50", "urbansound8k", "audiomnist", "fsdd", "coral", "gtzan", "folder",
+        "esc50", "urbansound8k", "audiomnist", "fsdd", "coral", "gtzan", "fma_small", "folder",
     }  # fmt: skip
     with pytest.raises(WbError, match=r"unknown dataset 'mtat' \(known: esc50, urbansound8k"):
         get_dataset("mtat")

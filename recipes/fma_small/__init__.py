@@ -1,0 +1,1 @@
+"""Recipe ``fma_small``: track-level genre classification, official split (README.md)."""

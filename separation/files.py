@@ -339,7 +339,11 @@ def separate_file(
                 kept = sources.index(two_stems) if two_stems else None
                 written = _write_stems(sep, blocks, tmp, info.sample_rate, names, sf_format,
                                        subtype, kept)  # fmt: skip
-                marker = {"written_by": "wb separate", "input": str(path), "files": written}
+                marker = {
+                    "written_by": "wb separate",
+                    "input": str(Path(path).resolve()),
+                    "files": written,
+                }
                 (tmp / MARKER).write_text(json.dumps(marker))
                 _install(tmp, dest)
             finally:

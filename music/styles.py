@@ -1,0 +1,240 @@
+"""An offline genre set from the music21 corpus: works grouped by style, rendered with
+FluidSynth into a ``<style>/<group>__<k>.wav`` folder of 30 s excerpts (``recipes.corpus_style``).
+
+Styles (the corpus holds enough works for each; ``CLASS_SIZE`` excerpts per class):
+
+==================  =====================================================================
+``bach_chorale``    Bach four-part chorales
+``palestrina``      Palestrina mass movements (Humdrum)
+``monteverdi``      Monteverdi madrigals
+``trecento``        Italian Trecento polyphony
+``string_quartet``  Haydn, Mozart and Beethoven string quartet movements
+``essen_folk``      German folk songs of the Essen collection (monophonic)
+``fiddle_tune``     Ryan's Mammoth Collection fiddle tunes (monophonic)
+==================  =====================================================================
+
+Every part gets a random General MIDI program from one pool shared by all styles, a random
+sound font (FluidR3 or TimGM6mb), tempo and transposition, so timbre does not give the class
+away. The file name's ``<group>`` keeps works whole across folds (and composers whole for the
+string quartets, the one multi-composer class): give the folder adapter
+``group_regex: '^(.+?)__'``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tempfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wb.errors import ConfigError, WbError
+
+STYLES: dict[str, dict[str, Any]] = {
+    "bach_chorale": {"composers": ["bach"], "exts": [".mxl"], "min_parts": 4},
+    "palestrina": {"composers": ["palestrina"], "exts": [".krn"]},
+    "monteverdi": {"composers": ["monteverdi"], "exts": [".mxl"]},
+    "trecento": {"composers": ["trecento"], "exts": [".xml", ".mxl"]},
+    "string_quartet": {"composers": ["haydn", "mozart", "beethoven"], "exts": [".mxl", ".krn"],
+                       "min_parts": 4, "group_by_composer": True},
+    "essen_folk": {"composers": ["essenFolksong"], "exts": [".abc"], "opus": True},
+    "fiddle_tune": {"composers": ["ryansMammoth"], "exts": [".abc"]},
+}  # fmt: skip
+#: General MIDI programs every style draws its parts from (0-based).
+PROGRAMS = (0, 6, 19, 24, 40, 41, 42, 48, 52, 56, 68, 70, 71, 73)
+SOUNDFONTS = ("fluidr3", "timgm6mb")
+CLASS_SIZE = 36
+
+
+def candidates(style: str) -> list[tuple[str, str, str, int | None]]:
+    """``(group, work, corpus path, opus index or None)`` of every work of ``style``, sorted;
+    ``group`` is the work itself, or its composer for the string quartets.
+
+    Collections of tunes (Essen) count each of their first 40 tunes as a work, from their
+    first 4 files (parsing a collection takes about 20 s).
+
+    Raises:
+        ConfigError: unknown style.
+    """
+    from music21 import corpus
+
+    if style not in STYLES:
+        raise ConfigError(f"unknown style {style!r} (choose from {', '.join(STYLES)})")
+    spec = STYLES[style]
+    out = []
+    for composer in spec["composers"]:
+        paths = [p for p in sorted(str(x) for x in corpus.getComposer(composer))
+                 if Path(p).suffix.lower() in spec["exts"]]  # fmt: skip
+        if spec.get("opus"):
+            paths = paths[:4]
+        for p in paths:
+            work = re.sub(r"[^A-Za-z0-9.#-]+", "_", p.split("/corpus/")[-1])
+            group = composer if spec.get("group_by_composer") else work
+            if spec.get("opus"):
+                out += [(f"{group}#{k}", f"{work}#{k}", p, k) for k in range(40)]
+            else:
+                out.append((group, work, p, None))
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(path: str):
+    """A corpus file parsed once per process (collections of tunes are slow to parse)."""
+    from music21 import converter
+
+    return converter.parse(path)
+
+
+def _parts(path: str, opus: int | None) -> list[list[tuple[int, float, float]]]:
+    """Notes ``(pitch, onset_ql, dur_ql)`` of every part (chords split into notes)."""
+    score = _parse(path)
+    if opus is not None:
+        scores = list(score.scores)
+        if opus >= len(scores):
+            return []
+        score = scores[opus]
+    parts = []
+    for part in score.parts if hasattr(score, "parts") and len(score.parts) else [score]:
+        notes = []
+        for n in part.flatten().stripTies().notes:
+            dur = float(n.quarterLength)
+            if dur <= 0:
+                continue
+            for p in getattr(n, "pitches", ()):
+                notes.append((int(p.midi), float(n.offset), dur))
+        if notes:
+            parts.append(sorted(notes, key=lambda x: x[1]))
+    return parts
+
+
+def render_excerpt(
+    parts: Sequence[Sequence[tuple[int, float, float]]],
+    dest: str | os.PathLike,
+    seed: int,
+    sample_rate: int = 16000,
+    seconds: float = 30.0,
+) -> dict[str, Any]:
+    """Render ``seconds`` of a work with random programs, sound font, tempo and
+    transposition (a work shorter than that is repeated), as a float WAV, peak 0.9.
+
+    Raises:
+        WbError: no notes, or the render came out silent.
+    """
+    import pretty_midi
+    import soundfile as sf
+
+    from music.synth import render_midi, soundfont_path
+
+    rng = np.random.default_rng(seed)
+    bpm = float(rng.uniform(60, 140))
+    spq = 60.0 / bpm
+    shift = int(rng.integers(-3, 4))
+    length = max(s + d for part in parts for _, s, d in part) * spq
+    if length <= 0:
+        raise WbError("no notes")
+    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    programs = []
+    for part in list(parts)[:15]:
+        program = int(rng.choice(PROGRAMS))
+        programs.append(program)
+        inst = pretty_midi.Instrument(program=program)
+        for rep in range(int(np.ceil(seconds / length))):
+            for pitch, onset, dur in part:
+                start = rep * length + onset * spq
+                if start >= seconds:
+                    break
+                vel = int(np.clip(80 + rng.integers(-12, 13), 1, 127))
+                end = min(start + dur * spq, seconds)
+                key = int(np.clip(pitch + shift, 21, 108))
+                inst.notes.append(pretty_midi.Note(vel, key, start, max(end - 0.01, start + 0.02)))
+        pm.instruments.append(inst)
+    font = str(rng.choice(SOUNDFONTS))
+    with tempfile.TemporaryDirectory(prefix="wb-style-") as tmp:
+        mid = Path(tmp) / "x.mid"
+        pm.write(str(mid))
+        x = render_midi(mid, Path(tmp) / "x.wav", sample_rate, soundfont_path(font),
+                        reverb=bool(rng.random() < 0.5))  # fmt: skip
+    n = int(seconds * sample_rate)
+    x = np.pad(x[:n], (0, max(0, n - len(x))))
+    peak = float(np.abs(x).max())
+    if peak <= 0:
+        raise WbError("the excerpt rendered silent")
+    sf.write(dest, (x * (0.9 / peak)).astype(np.float32), sample_rate, subtype="FLOAT")
+    return {"bpm": bpm, "transpose": shift, "programs": programs, "soundfont": font}
+
+
+def _job(item: tuple[str, str, str, str, int | None, str, int, float]) -> tuple[str, str | None]:
+    style, group, work, path, opus, root, seed, seconds = item
+    name = f"{group}__{work}.wav" if group != work else f"{work}__0.wav"
+    dest = Path(root) / style / name
+    if dest.is_file():
+        return str(dest), None
+    try:
+        parts = _parts(path, opus)
+        if not parts or len(parts) < STYLES[style].get("min_parts", 1):
+            return str(dest), f"{len(parts)} parts"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp.wav")
+        render_excerpt(parts, tmp, seed, seconds=seconds)
+        os.replace(tmp, dest)
+        return str(dest), None
+    except Exception as exc:  # noqa: BLE001 - reported per work, the set goes on
+        return str(dest), f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+
+
+def prepare_styles(
+    root: str | os.PathLike,
+    per_class: int = CLASS_SIZE,
+    styles: Sequence[str] | None = None,
+    seconds: float = 30.0,
+    seed: int = 0,
+    jobs: int | None = None,
+    quiet: bool | None = None,
+) -> dict[str, int]:
+    """Render ``per_class`` excerpts of each style into ``root/<style>/``.
+
+    Works are drawn in a seeded order; a work that cannot be parsed or has too few parts is
+    replaced by the next one. Excerpts already rendered are kept (resumable).
+
+    Returns:
+        ``{style: excerpts in the folder}``.
+
+    Raises:
+        ConfigError: an unknown style.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from music.chorale_corpus import mp_context
+    from wb.progress import progress
+
+    root = Path(root)
+    chosen = list(styles or STYLES)
+    counts = {}
+    bar = progress(total=per_class * len(chosen), desc="rendering styles", unit="excerpt",
+                   quiet=quiet)  # fmt: skip
+    with bar, ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1,
+                                  mp_context=mp_context()) as pool:  # fmt: skip
+        for style in chosen:
+            works = candidates(style)
+            order = np.random.default_rng(zlib.crc32(f"{seed}:{style}".encode())).permutation(
+                len(works)
+            )
+            done, cursor = 0, 0
+            while done < per_class and cursor < len(works):
+                batch = []
+                for i in order[cursor : cursor + (per_class - done)]:
+                    group, work, path, opus = works[int(i)]
+                    s = zlib.crc32(f"{seed}:{style}:{work}".encode())
+                    batch.append((style, group, work, path, opus, str(root), s, seconds))
+                cursor += len(batch)
+                for _dest, error in pool.map(_job, batch):
+                    if error is None:
+                        done += 1
+                        bar.update(1)
+            counts[style] = done
+    return counts

@@ -1,0 +1,1 @@
+"""Recipe ``corpus_style``: style (genre) classification of rendered music21 corpus works."""

@@ -1,0 +1,62 @@
+"""``python -m recipes.corpus_style STAGE [options]``.
+
+``prepare`` renders the style set (:func:`music.styles.prepare_styles`, the ``render:``
+group); every other stage is the classification recipe's (:mod:`classify.recipe`) on the
+``folder`` dataset, with ``--data-dir`` and ``--config`` defaulting to this recipe's.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from classify.recipe import stages
+from wb.recipe import Option, Stage, StageContext, run_recipe
+
+CONF = Path(__file__).with_name("conf.yml")
+
+
+def prepare(ctx: StageContext) -> None:
+    """Render ``render.per_class`` excerpts of every style into ``render.root``."""
+    from music.styles import prepare_styles
+
+    cfg = ctx.config()
+    counts = prepare_styles(**cfg["render"], quiet=ctx.quiet)
+    click.echo(f"styles in {cfg['render']['root']}: {counts}")
+
+
+def _with_defaults(stage: Stage) -> Stage:
+    """A forwarded ``wb classify`` stage that gets this recipe's data folder and config."""
+
+    def run(ctx: StageContext) -> int:
+        argv = list(ctx.args["argv"])
+        if "--data-dir" not in argv:
+            from wb.config import load_yaml
+
+            argv += ["--data-dir", load_yaml(CONF)["render"]["root"]]
+        if "--config" not in argv:
+            argv += ["--config", str(CONF)]
+        ctx.args["argv"] = argv
+        return stage.run(ctx)
+
+    return Stage(run, stage.help, passthrough=True)
+
+
+STAGES = {
+    "prepare": Stage(prepare, "render the style set (music21 corpus, FluidSynth)", "render",
+                     (Option("--root", "output folder", key="render.root"),)),
+    **{name: _with_defaults(s) for name, s in stages("folder").items()
+       if name in ("train", "predict", "table", "ensemble")},
+}  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a stage with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    return run_recipe("python -m recipes.corpus_style", CONF, STAGES, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

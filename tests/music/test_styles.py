@@ -1,0 +1,52 @@
+"""The corpus style set: candidates and groups per style, one excerpt rendered, the recipe's
+prepare stage, and the folder adapter's work/composer groups from the file names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from music.styles import STYLES, candidates, prepare_styles, render_excerpt
+
+
+def test_every_style_has_enough_works_and_quartets_group_by_composer():
+    for style in STYLES:
+        works = candidates(style)
+        assert len(works) >= 36, style
+        assert len({w for _, w, _, _ in works}) == len(works), style  # unique work ids
+    groups = {g for g, _, _, _ in candidates("string_quartet")}
+    assert groups == {"haydn", "mozart", "beethoven"}
+    with pytest.raises(Exception, match="unknown style"):
+        candidates("jazz")
+
+
+def test_render_excerpt_repeats_short_works_to_the_length(tmp_path):
+    parts = [[(60, 0.0, 1.0), (64, 1.0, 1.0)], [(48, 0.0, 2.0)]]  # 2 quarter notes long
+    meta = render_excerpt(parts, tmp_path / "x.wav", seed=3, sample_rate=8000, seconds=4.0)
+    x, sr = sf.read(tmp_path / "x.wav")
+    assert sr == 8000 and len(x) == 32000 and abs(np.abs(x).max() - 0.9) < 1e-4
+    assert np.abs(x[-8000:]).max() > 0.05  # the work repeats: the last second is not silent
+    assert len(meta["programs"]) == 2 and 60 <= meta["bpm"] <= 140
+
+
+def test_prepare_and_folder_groups(tmp_path):
+    from classify.datasets import get_dataset
+
+    counts = prepare_styles(tmp_path, per_class=2, styles=["fiddle_tune", "monteverdi"],
+                            seconds=2.0, jobs=1, quiet=True)  # fmt: skip
+    assert counts == {"fiddle_tune": 2, "monteverdi": 2}
+    assert (
+        prepare_styles(
+            tmp_path,
+            per_class=2,
+            styles=["fiddle_tune", "monteverdi"],
+            seconds=2.0,
+            jobs=1,
+            quiet=True,
+        )
+        == counts
+    )  # fmt: skip  (resumable)
+    ds = get_dataset("folder", tmp_path, folds=2, group_regex="^(.+?)__")
+    assert ds.classes == ["fiddle_tune", "monteverdi"] and len(ds.clips) == 4
+    assert all(c.group and "__" not in c.group for c in ds.clips)

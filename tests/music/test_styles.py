@@ -50,3 +50,23 @@ def test_prepare_and_folder_groups(tmp_path):
     ds = get_dataset("folder", tmp_path, folds=2, group_regex="^(.+?)__")
     assert ds.classes == ["fiddle_tune", "monteverdi"] and len(ds.clips) == 4
     assert all(c.group and "__" not in c.group for c in ds.clips)
+
+
+def test_recipe_train_forwards_to_wb_classify(tmp_path, capsys):
+    import json
+
+    from recipes.corpus_style.__main__ import main
+
+    data = tmp_path / "styles"
+    assert main(["prepare", "-q", "--root", str(data), "--set", "per_class=2",
+                 "--set", "seconds=2.0"]) == 0  # fmt: skip
+    out = tmp_path / "run"
+    argv = ["train", "--data-dir", str(data), "--epochs", "1", "--out", str(out),
+            "--set", "dataset_options.folds=2", "--set", f"cache_dir={tmp_path / 'cache'}",
+            "--set", "frontend.n_mels=32", "--set", "data.seconds=1.0",
+            "--set", "data.hop_seconds=0.5", "--set", "model.cnn.widths=[4]",
+            "--set", "train.batch_size=4", "--set", "train.threads=1"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "folder" and len(metrics["folds"]) == 2
+    assert len(json.loads((out / "details.json").read_text())["classes"]) == 7

@@ -19,6 +19,7 @@ config, and a MUSDB source merges the ``musdb:`` group (paper-sized settings), b
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -179,8 +180,6 @@ def decode_musdb(musdb_dir: str | os.PathLike, root: str | os.PathLike,
             os.replace(tmp, dest)
         finally:
             if tmp.exists():
-                import shutil
-
                 shutil.rmtree(tmp, ignore_errors=True)
     return counts
 

@@ -38,6 +38,15 @@ def _data_options(func):
     return func
 
 
+#: ``--checkpoint``: the model file of ``predict`` and ``listen`` (defined once).
+_checkpoint_option = click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Model file written by wb classify (RUN/model.pt).",
+)
+
+
 @click.group("classify", invoke_without_command=True)
 @click.option("--dataset", default=None, help="Dataset: " + ", ".join(DATASETS) + ".")
 @_data_options
@@ -126,12 +135,7 @@ def classify(
 
 @classify.command("predict")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option(
-    "--checkpoint",
-    required=True,
-    type=click.Path(path_type=str),
-    help="Model file written by wb classify (RUN/model.pt).",
-)
+@_checkpoint_option
 @click.option(
     "--top-k",
     type=click.IntRange(min=1),
@@ -153,12 +157,7 @@ def predict_cmd(files: tuple[str, ...], checkpoint: str, top_k: int) -> None:
 
 
 @classify.command("listen")
-@click.option(
-    "--checkpoint",
-    required=True,
-    type=click.Path(path_type=str),
-    help="Model file written by wb classify (RUN/model.pt).",
-)
+@_checkpoint_option
 @click.option(
     "--input",
     "input_path",

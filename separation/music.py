@@ -258,22 +258,9 @@ def prepare(ctx: StageContext) -> None:
 
 def train(ctx: StageContext) -> None:
     """Train on ``data.root`` (a custom stems folder works as it is: ``--root DIR``)."""
-    from separation.train import train as train_model
-    from wb.runs import make_run_dir
+    from separation.stages import train_run
 
-    args = ctx.args
-    if args["resume"] and not args["run"]:
-        raise WbError("--resume needs --run <run folder>")
-    cfg = resolve(ctx, Path(args["run"]) / "config.yml" if args["resume"] else None)
-    run = Path(args["run"]) if args["run"] else make_run_dir(RUNS)
-    devices = args["devices"]
-    devices = int(devices) if devices is not None and str(devices).isdigit() else devices
-    result = train_model(cfg, run, resume=args["resume"], devices=devices,
-                         num_nodes=args["num_nodes"])  # fmt: skip
-    score = result["best_sisdr"]
-    click.echo(f"run folder: {run}")
-    if score is not None:
-        click.echo(f"best checkpoint: {result['best']} (validation SI-SDR {score:.2f} dB)")
+    train_run(ctx.args, lambda path: resolve(ctx, path), RUNS)
 
 
 def anchor_table(sources: Sequence[str], ours: dict[str, Any] | None, synthetic: bool) -> str:
@@ -344,16 +331,9 @@ def export(ctx: StageContext) -> None:
     Raises:
         click.UsageError: no ``--run``.
     """
-    from separation.export import export as export_model
+    from separation.stages import export_run
 
     args = ctx.args
     if not args["run"]:
         raise click.UsageError("export needs --run <run folder>")
-    run = Path(args["run"])
-    cfg = resolve(ctx, run / "config.yml")
-    metrics = run / "metrics_test.json"
-    out = export_model(
-        run / "checkpoints" / "best.ckpt", args["out"] or run / "model.pt", half=args["half"],
-        metrics=metrics if metrics.is_file() else None, inference=cfg.get("inference"),
-    )  # fmt: skip
-    click.echo(f"model file: {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    export_run(args, resolve(ctx, Path(args["run"]) / "config.yml"), "model.pt")

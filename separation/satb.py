@@ -102,26 +102,9 @@ def train(ctx: StageContext) -> None:
     Raises:
         WbError: ``--resume`` without ``--run``.
     """
-    from separation.train import train as train_model
-    from wb.runs import make_run_dir
+    from separation.stages import train_run
 
-    args = ctx.args
-    if args["resume"] and not args["run"]:
-        raise WbError("--resume needs --run <run folder>")
-    cfg = ctx.config(Path(args["run"]) / "config.yml" if args["resume"] else None)
-    run = Path(args["run"]) if args["run"] else make_run_dir(RUNS)
-    devices = args["devices"]
-    devices = int(devices) if devices is not None and str(devices).isdigit() else devices
-    result = train_model(
-        cfg, run, resume=args["resume"], devices=devices, num_nodes=args["num_nodes"]
-    )
-    score = result["best_sisdr"]
-    click.echo(f"run folder: {run}")
-    click.echo(
-        f"best checkpoint: {result['best']} (validation SI-SDR {score:.2f} dB)"
-        if score is not None
-        else f"last checkpoint: {result['last']}"
-    )
+    train_run(ctx.args, ctx.config, RUNS)
 
 
 CONDITIONS = {"": "in-domain test set", "_unseen": "unseen sound font"}
@@ -193,20 +176,14 @@ def export(ctx: StageContext) -> None:
     Raises:
         click.UsageError: no ``--run``.
     """
-    from separation.export import export as export_model
     from separation.hub import install_pretrained
+    from separation.stages import export_run
 
     args = ctx.args
     if not args["run"]:
         raise click.UsageError("export needs --run <run folder>")
-    run = Path(args["run"])
-    cfg = ctx.config(run / "config.yml")
-    metrics = run / "metrics_test.json"
-    out = export_model(
-        run / "checkpoints" / "best.ckpt", args["out"] or run / "satb.pt", half=args["half"],
-        metrics=metrics if metrics.is_file() else None, inference=cfg.get("inference"),
-    )  # fmt: skip
-    click.echo(f"model file: {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    cfg = ctx.config(Path(args["run"]) / "config.yml")
+    out = export_run(args, cfg, "satb.pt")
     if args["install"]:
         model = cfg["model"]
         channels = "mono" if model["audio_channels"] == 1 else "stereo"

@@ -5,21 +5,7 @@ from __future__ import annotations
 import click
 
 from music.options import PREPARE_OPTIONS
-from wb.errors import WbError
-
-
-@click.command("transcribe")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("-o", "--output", default=None, help="Output MIDI file (one input only).")
-def transcribe(inputs: tuple[str, ...], output: str | None) -> None:
-    """Transcribe a solo voice recording to MIDI."""
-    from wb import audio
-
-    for path in inputs:  # decode every block: bad input is reported before anything else
-        _, blocks = audio.read_blocks(path)
-        for _ in blocks:
-            pass
-    raise WbError("voice-to-MIDI transcription is not implemented yet")
+from music.transcription.cli import transcribe
 
 
 @click.group("datasets")
@@ -62,3 +48,5 @@ datasets.add_command(
         ],  # fmt: skip
     )
 )
+
+__all__ = ["datasets", "transcribe"]

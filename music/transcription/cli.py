@@ -1,0 +1,177 @@
+"""``wb transcribe``: solo voice recordings to MIDI and CSV note lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from wb.errors import WbError
+
+#: Velocity written for every note (the models do not estimate loudness).
+VELOCITY = 80
+#: Sources of ``--separate`` (the shipped SATB separator's stems), in MIDI track order.
+VOICES = ("soprano", "alto", "tenor", "bass")
+
+
+def _outputs(path: Path, out: Path, plot: bool, separate: bool) -> list[Path]:
+    name = path.stem
+    files = [out / f"{name}.mid"]
+    files += [out / f"{name}.{v}.csv" for v in VOICES] if separate else [out / f"{name}.csv"]
+    if plot:
+        files.append(out / f"{name}.png")
+    return files
+
+
+def _load_system(model: str):
+    """``(transcribe(audio_1d, sample_rate) -> notes, description)`` for ``--model``."""
+    from music.transcription.baselines import pyin_notes
+    from music.transcription.inference import load_transcriber, transcribe_array
+    from music.transcription.stages import SHIPPED
+    from wb.audio import resample
+
+    if model == "pyin":
+        return (lambda x, sr: pyin_notes(x, sr)), "pYIN baseline"
+    path = SHIPPED if model == "shipped" else Path(model).expanduser()
+    if not path.is_file():
+        if model == "shipped":
+            raise WbError(
+                f"the shipped voice2midi model is not installed ({path}); train one with "
+                "`python -m recipes.voice2midi train` or pass --model FILE or --model pyin"
+            )
+        raise WbError(f"{path}: no such model file (or use --model shipped / pyin)")
+    net, _ = load_transcriber(path)
+
+    def run(x: np.ndarray, sr: int) -> np.ndarray:
+        import torch
+
+        if sr != net.sample_rate:
+            x = resample(torch.from_numpy(x)[None], sr, net.sample_rate)[0].numpy()
+        return transcribe_array(net, x)
+
+    return run, f"{path.name}"
+
+
+def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
+    """Piano roll of ``notes`` over the log-frequency spectrogram of ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from wb import audio as wb_audio
+    from wb.report import log_spectrogram
+    from wb.runs import atomic_write
+
+    info, blocks = wb_audio.read_blocks(path)
+    db, freqs, duration = log_spectrogram(blocks, info.sample_rate, info.frames, fmin=50.0)
+    midi = 69 + 12 * np.log2(freqs / 440.0)
+    fig, ax = plt.subplots(figsize=(min(40, 4 + duration / 3), 5), dpi=100)
+    ax.imshow(db, origin="lower", aspect="auto", cmap="magma",
+              extent=(0, duration, midi[0], midi[-1]))  # fmt: skip
+    colors = ("#4dd0e1", "#aed581", "#ffb74d", "#f06292")
+    for (name, ns), color in zip(notes.items(), colors, strict=False):
+        for k, (on, off, p) in enumerate(ns):
+            label = name if k == 0 and len(notes) > 1 else None
+            box = plt.Rectangle((on, p - 0.45), off - on, 0.9, facecolor="none", label=label,
+                                edgecolor=color, linewidth=1.2)  # fmt: skip
+            ax.add_patch(box)
+    all_p = np.concatenate([n[:, 2] for n in notes.values() if len(n)] or [np.array([48, 72])])
+    ax.set_ylim(max(midi[0], all_p.min() - 12), min(midi[-1], all_p.max() + 24))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(path.name)
+    if len(notes) > 1:
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    atomic_write(dest, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+@click.command("transcribe")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=str),
+              help="Output folder: <name>.mid and <name>.csv per input.")  # fmt: skip
+@click.option("--model", default="shipped", show_default=True,
+              help="'shipped' (the trained encoder-decoder), a model file, or 'pyin'.")  # fmt: skip
+@click.option("--plot", is_flag=True, help="Also write <name>.png: piano roll over spectrogram.")
+@click.option("--separate", "separate", is_flag=True,
+              help="Separate the four voices of a chorale first (wb separate's SATB model), "
+              "transcribe each, and write one four-track MIDI file.")  # fmt: skip
+@click.option("--separator", default=None, help="Separation model for --separate (default satb).")
+@click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")
+def transcribe(
+    inputs: tuple[str, ...],
+    out: str,
+    model: str,
+    plot: bool,
+    separate: bool,
+    separator: str | None,
+    overwrite: bool,
+) -> None:
+    """Transcribe solo voice recordings to MIDI (.mid) and note lists (.csv).
+
+    The model reads ONE voice (monophonic singing or a solo instrument). Polyphonic input
+    (a choir, a chorale) should first go through `wb separate`, or use --separate, which
+    separates the soprano, alto, tenor and bass and writes a four-track MIDI file plus one
+    CSV per voice. CSV columns: onset_s, offset_s, midi_pitch, velocity.
+
+    \b
+    wb transcribe voice.wav --out midi/
+    wb transcribe a.flac b.wav --out midi/ --plot
+    wb transcribe chorale.wav --out midi/ --separate
+    """
+    from music.transcription.notes import write_csv, write_midi
+    from wb import audio as wb_audio
+    from wb.progress import progress
+
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise WbError(f"--out {out_dir}: exists and is not a folder")
+    paths = [Path(p) for p in inputs]
+    names: dict[str, Path] = {}
+    for p in paths:  # checks first: every input decodes, names, existing outputs
+        _, blocks = wb_audio.read_blocks(p)
+        for _ in blocks:
+            pass
+        if p.stem in names and names[p.stem].resolve() != p.resolve():
+            raise WbError(f"{p} and {names[p.stem]} would both write {p.stem}.mid; rename one")
+        names[p.stem] = p
+        for f in _outputs(p, out_dir, plot, separate):
+            if f.resolve() == p.resolve():
+                raise WbError(f"{f}: the output would overwrite the input")
+            if f.exists() and not overwrite:
+                raise WbError(f"{f} exists; pass --overwrite to replace it")
+    system, description = _load_system(model)
+    sep = None
+    if separate:
+        from separation.hub import load_separator
+
+        sep = load_separator(separator)
+        missing = [v for v in VOICES if v not in sep.sources]
+        if missing:
+            raise WbError(f"--separate needs a model with {', '.join(VOICES)} stems")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for p in progress(paths, desc="transcribing", unit="file"):
+        if sep is None:
+            x, sr = wb_audio.load(p, channels=1)
+            tracks = {"voice": system(x[0].numpy(), sr)}
+        else:
+            from separation.inference import separate_audio
+
+            x, sr = wb_audio.load(p, sample_rate=sep.sample_rate, channels=sep.audio_channels)
+            stems = separate_audio(sep.model, x, sr, list(VOICES), segment=sep.segment,
+                                   overlap=sep.overlap)  # fmt: skip
+            tracks = {v: system(stems[i].mean(0).numpy(), sr) for i, v in enumerate(VOICES)}
+        for v, notes in tracks.items():
+            csv = out_dir / (f"{p.stem}.{v}.csv" if sep is not None else f"{p.stem}.csv")
+            write_csv(csv, notes, np.full(len(notes), VELOCITY))
+        write_midi(out_dir / f"{p.stem}.mid", tracks if sep is not None else tracks["voice"])
+        if plot:
+            _plot(out_dir / f"{p.stem}.png", p, tracks)
+        n = sum(len(t) for t in tracks.values())
+        click.echo(f"{p}: {n} notes -> {out_dir / (p.stem + '.mid')} ({description})", err=True)
+
+
+__all__ = ["VELOCITY", "VOICES", "transcribe"]

@@ -1,0 +1,213 @@
+"""Stage bodies of ``recipes/voice2midi``: prepare, train, evaluate, export.
+
+The recipe module only wires these to :mod:`wb.recipe`; every stage reads the resolved
+``conf.yml`` (``--set`` overrides on top).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from wb.errors import WbError
+from wb.recipe import Option, StageContext
+
+RUNS = "runs/voice2midi"
+SHIPPED = Path(__file__).resolve().parent / "pretrained" / "voice2midi.pt"
+
+PREPARE_OPTIONS = (
+    Option("--root", "output folder of the synthetic sung lines", key="data.synthetic"),
+    Option("--n-train", "training lines", key="data.n_train", type=int),
+    Option("--jobs", "parallel render processes", key="data.jobs", type=int),
+)
+TRAIN_OPTIONS = (
+    Option("--run", f"run folder (default {RUNS}/<timestamp>)"),
+    Option("--resume", "continue the run from last.ckpt", is_flag=True),
+    Option("--init-from", "warm start from a model file or checkpoint", key="train.init_from"),
+)
+EXPORT_OPTIONS = (
+    Option("--run", "run folder (uses checkpoints/best.ckpt, or --checkpoint)"),
+    Option("--checkpoint", "best | last", default="best", type=click.Choice(["best", "last"])),
+    Option("--out", "model file (default <run>/voice2midi.pt)"),
+    Option("--install", "install as the shipped model (wb transcribe's default)", is_flag=True),
+)
+
+
+def prepare(ctx: StageContext) -> None:
+    """Render the synthetic sung lines into ``data.synthetic`` (resumable)."""
+    from music.transcription.voices import prepare_voices
+
+    d = ctx.config()["data"]
+    summary = prepare_voices(
+        d["synthetic"], n_train=int(d["n_train"]), n_valid=int(d["n_valid"]),
+        n_test=int(d["n_test"]), sample_rate=int(d["sample_rate"]), seed=int(d["seed"]),
+        jobs=int(d["jobs"]),
+    )  # fmt: skip
+    click.echo(f"synthetic lines in {d['synthetic']}: {summary}")
+
+
+def train(ctx: StageContext) -> None:
+    """Train into ``--run`` (default: a new folder under ``runs/voice2midi``), or continue it
+    with ``--resume`` (its saved ``config.yml``, ``--set`` on top).
+
+    Raises:
+        WbError: ``--resume`` without ``--run``.
+    """
+    from music.transcription.train import train as train_model
+    from wb.runs import make_run_dir
+
+    args = ctx.args
+    if args["resume"] and not args["run"]:
+        raise WbError("--resume needs --run <run folder>")
+    cfg = ctx.config(Path(args["run"]) / "config.yml" if args["resume"] else None)
+    run = Path(args["run"]) if args["run"] else make_run_dir(RUNS)
+    result = train_model(cfg, run, resume=args["resume"])
+    click.echo(f"run folder: {run}")
+    click.echo(f"best checkpoint: {result['best']} (validation loss {result['best_loss']})")
+
+
+def export(ctx: StageContext) -> None:
+    """Write ``<run>/checkpoints/<best|last>.ckpt`` as a float16 model file; ``--install``
+    also copies it to the shipped location.
+
+    Raises:
+        click.UsageError: no ``--run``.
+    """
+    import shutil
+
+    from music.transcription.train import export as export_model
+
+    args = ctx.args
+    if not args["run"]:
+        raise click.UsageError("export needs --run <run folder>")
+    run = Path(args["run"])
+    ckpt = run / "checkpoints" / f"{args['checkpoint']}.ckpt"
+    metrics = run / "metrics.json"
+    meta = {}
+    if metrics.is_file():
+        import json
+
+        meta["metrics"] = json.loads(metrics.read_text())
+    out = export_model(ckpt, args["out"] or run / "voice2midi.pt", meta)
+    click.echo(f"model file: {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    if args["install"]:
+        from wb.runs import atomic_write
+
+        atomic_write(SHIPPED, lambda tmp: shutil.copyfile(out, tmp))
+        click.echo(f"installed as {SHIPPED}")
+
+
+EVALUATE_OPTIONS = (
+    Option("--run", "evaluate this run folder's checkpoints/best.ckpt (exported on the fly)"),
+    Option("--model", "model file (default: the shipped model)"),
+    Option("--systems", "comma-separated systems (default: evaluate.systems)"),
+    Option("--sets", "comma-separated sets: ssvd-valid, synthetic-test (default: both)",
+           default="ssvd-valid,synthetic-test"),
+    Option("--out", "metrics JSON (default <run>/metrics.json with --run)"),
+    Option("--max-files", "score only the first N files of each set", type=int),
+)  # fmt: skip
+
+#: Systems :func:`evaluate` knows: the model's two decoders and the two baselines.
+SYSTEMS = ("seq2seq", "frames", "pyin", "basic-pitch")
+
+
+def _eval_sets(cfg: dict, names: list[str]) -> dict[str, list[tuple[str, Path, Path]]]:
+    from music.transcription import ssvd
+    from music.transcription.data import find_pairs
+
+    sets = {}
+    for name in names:
+        if name == "ssvd-valid":
+            sets[name] = ssvd.split(cfg["data"]["ssvd"])["valid"]
+        elif name == "synthetic-test":
+            sets[name] = find_pairs(Path(cfg["data"]["synthetic"]) / "test")
+        else:
+            raise WbError(f"unknown evaluation set {name!r} (ssvd-valid, synthetic-test)")
+    return sets
+
+
+def evaluate(ctx: StageContext) -> dict:
+    """Score every system on every set with mir_eval and print one table per set.
+
+    Systems: ``seq2seq`` (the encoder-decoder, greedy), ``frames`` (the frame head on the
+    same encoder), ``pyin`` (librosa pYIN + note segmentation) and ``basic-pitch`` (when the
+    package is installed; otherwise left out with a note). Scores are means over files of
+    COnPOff / COnP / COn F1 (onset 50 ms, pitch 50 cents, offset 20 %) and raw pitch / raw
+    chroma accuracy (:mod:`music.transcription.metrics`).
+
+    Returns:
+        ``{set: {system: scores}}`` (also written as JSON to ``--out`` or ``<run>/metrics.json``).
+
+    Raises:
+        WbError: unknown system or set; no model file.
+    """
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from music.transcription import baselines, metrics
+    from music.transcription.inference import load_transcriber, transcribe_file
+    from music.transcription.notes import read_notes
+    from wb import audio as wb_audio
+    from wb.progress import progress
+    from wb.runs import write_json
+
+    args = ctx.args
+    cfg = ctx.config(Path(args["run"]) / "config.yml" if args["run"] else None)
+    ev = cfg.get("evaluate") or {}
+    systems = args["systems"].split(",") if args["systems"] else list(ev.get("systems", SYSTEMS))
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        raise WbError(f"unknown system {unknown[0]!r} (choose from {', '.join(SYSTEMS)})")
+    if "basic-pitch" in systems and not baselines.basic_pitch_available():
+        click.echo("basic-pitch is not installed: left out (pip install basic-pitch)", err=True)
+        systems.remove("basic-pitch")
+    model = None
+    if {"seq2seq", "frames"} & set(systems):
+        if args["run"]:
+            from music.transcription.train import export as export_model
+
+            with tempfile.TemporaryDirectory() as tmp:
+                ckpt = Path(args["run"]) / "checkpoints" / "best.ckpt"
+                model, _ = load_transcriber(export_model(ckpt, Path(tmp) / "m.pt"))
+        else:
+            path = Path(args["model"] or SHIPPED)
+            if not path.is_file():
+                raise WbError(f"{path}: no model file (train and export one, or give --model)")
+            model, _ = load_transcriber(path)
+        threads = (cfg.get("train") or {}).get("threads")
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
+    results: dict = {}
+    for set_name, pairs in _eval_sets(cfg, args["sets"].split(",")).items():
+        pairs = pairs[: args["max_files"]] if args["max_files"] else pairs
+        per: dict[str, list] = {s: [] for s in systems}
+        for name, audio_path, notes_path in progress(pairs, desc=set_name, unit="file"):
+            ref = read_notes(notes_path)
+            x16 = None
+            for system in systems:
+                if system in ("seq2seq", "frames"):
+                    est, _ = transcribe_file(
+                        model, audio_path, system, int(ev.get("batch_windows", 8))
+                    )
+                elif system == "pyin":
+                    if x16 is None:
+                        x16 = wb_audio.load(audio_path, sample_rate=16000, channels=1)[0][0].numpy()
+                    est = baselines.pyin_notes(np.asarray(x16), 16000)
+                else:
+                    est = baselines.basic_pitch_notes(audio_path)
+                per[system].append({"file": name, **metrics.score(ref, est)})
+        rows = {s: metrics.aggregate([{k: v for k, v in d.items() if k != "file"} for d in per[s]])
+                for s in systems}  # fmt: skip
+        results[set_name] = {"systems": rows, "files": per}
+        click.echo(f"\n{set_name} ({len(pairs)} files; means over files)")
+        click.echo(metrics.format_table(rows))
+    out = args["out"] or (Path(args["run"]) / "metrics.json" if args["run"] else None)
+    if out:
+        write_json(out, results)
+        click.echo(f"\nwrote {out}")
+    return json.loads(json.dumps({k: v["systems"] for k, v in results.items()}))

@@ -1,0 +1,188 @@
+"""The event vocabulary, the encoder-decoder, windowed inference and training of voice2midi."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from music.transcription import tokens as T
+from music.transcription.data import NoteWindows, Recording, collate, frame_targets
+from music.transcription.inference import (
+    frames_to_notes,
+    transcribe_array,
+    transcribe_blocks,
+    transcribe_file,
+)
+from music.transcription.model import Transcriber, log_frequency_filterbank
+
+TINY = dict(d_model=32, ff=64, n_heads=2, encoder_layers=1, decoder_layers=1,
+            conv_channels=(4, 4, 4), window=2.0, max_tokens=64)  # fmt: skip
+
+
+def random_line(rng: np.random.Generator, n: int = 30, long_every: int = 0) -> np.ndarray:
+    """A monophonic line on the 10 ms grid; every ``long_every``-th note lasts 9 s."""
+    t, notes = 0.3, []
+    for i in range(n):
+        d = 9.0 if long_every and i % long_every == long_every - 1 else rng.uniform(0.1, 1.2)
+        notes.append((t, t + d, int(rng.integers(40, 80))))
+        t += d + (0.0 if rng.random() < 0.4 else rng.uniform(0.02, 0.5))
+    return np.round(np.array(notes, dtype=np.float64), 2)
+
+
+@pytest.mark.parametrize("window", [4.0, 2.5])
+def test_tokens_round_trip_across_windows(window):
+    vocab = T.Vocabulary(window=window)
+    notes = random_line(np.random.default_rng(1), 40, long_every=7)  # notes across windows
+    end = notes[-1, 1] + 0.5
+    starts = np.arange(0.0, end, window)
+    seqs = [T.encode(notes, s, vocab) for s in starts]
+    assert all(s[-1] == T.EOS for s in seqs)
+    assert any(s[0] != T.TIE_END for s in seqs)  # some windows open with ties
+    out = T.decode_windows(seqs, starts, vocab, end)
+    assert out.shape == notes.shape
+    np.testing.assert_allclose(out, notes, atol=1e-9)
+
+
+def test_encode_orders_offs_before_ons_and_shares_time_tokens():
+    vocab = T.Vocabulary()
+    notes = np.array([[0.5, 1.0, 60], [1.0, 1.5, 62]])
+    seq = [vocab.describe(t) for t in T.encode(notes, 0.0, vocab)]
+    assert seq == ["TIE_END", "time 0.50", "on 60", "time 1.00", "off 60", "on 62",
+                   "time 1.50", "off 62", "EOS"]  # fmt: skip
+
+
+def test_out_of_range_pitches_are_left_out():
+    vocab = T.Vocabulary(min_pitch=40, max_pitch=80)
+    seq = T.encode(np.array([[0.1, 0.5, 30], [0.6, 0.9, 81.4], [1.0, 1.2, 80.4]]), 0.0, vocab)
+    assert [vocab.describe(t) for t in seq if t >= vocab.on0] == ["on 80", "off 80"]
+
+
+def test_parse_is_lenient_with_malformed_sequences():
+    vocab = T.Vocabulary()
+    bad = [T.BOS, vocab.on(60), vocab.off(61), T.TIE_END, vocab.on(62), vocab.time(1.0),
+           vocab.on(64), vocab.time(0.5), vocab.off(64), T.TIE_END, T.EOS,
+           vocab.on(70)]  # fmt: skip
+    w = T.parse(bad, vocab)
+    assert w.ties == {60}
+    # the note before any time token sits at 0; the earlier time token is clamped to 1.0
+    assert w.events == [(0.0, True, 62), (1.0, True, 64), (1.0, False, 64)]
+    assert T.parse([], vocab).events == []
+
+
+def test_stitcher_continues_only_tied_notes():
+    vocab = T.Vocabulary(window=2.0)
+    w1 = [T.TIE_END, vocab.time(1.0), vocab.on(60), T.EOS]
+    tied = [vocab.on(60), T.TIE_END, vocab.time(0.5), vocab.off(60), T.EOS]
+    untied = [T.TIE_END, vocab.time(0.5), vocab.on(62), T.EOS]
+    out = T.decode_windows([w1, tied], [0.0, 2.0], vocab, 4.0)
+    np.testing.assert_allclose(out, [[1.0, 2.5, 60]])
+    out = T.decode_windows([w1, untied], [0.0, 2.0], vocab, 4.0)
+    np.testing.assert_allclose(out, [[1.0, 2.0, 60], [2.5, 4.0, 62]])
+
+
+def test_filterbank_peaks_at_the_tone():
+    sr, n_fft = 16000, 2048
+    fb = log_frequency_filterbank(sr, n_fft, 50.0, 5000.0, 2)
+    assert torch.allclose(fb.sum(0), torch.ones(fb.shape[1]), atol=1e-5)  # no empty filter
+    freqs = torch.linspace(0, sr / 2, n_fft // 2 + 1)
+    for f in (82.4, 220.0, 1046.5):
+        spectrum = torch.exp(-0.5 * ((freqs - f) / 3.0) ** 2)  # a narrow peak at f
+        k = int((spectrum @ fb).argmax())
+        centre = 50.0 * 2 ** (k / 24)
+        assert abs(12 * np.log2(centre / f)) <= 0.5  # within half a semitone
+    with pytest.raises(ValueError):
+        log_frequency_filterbank(sr, n_fft, 50.0, 9000.0, 2)
+
+
+def test_cached_greedy_decoding_matches_full_decoding():
+    torch.manual_seed(0)
+    model = Transcriber(**TINY).eval()
+    audio = torch.randn(3, model.samples) * 0.1
+    with torch.no_grad():
+        memory, _ = model.encode(audio)
+        seqs = model.generate(memory, max_len=12)
+        mem_kv = [layer.memory_kv(memory) for layer in model.decoder]
+        for b, seq in enumerate(seqs):
+            inp = torch.tensor([[T.BOS, *seq[:-1]]])
+            kv = [(k[b : b + 1], v[b : b + 1]) for k, v in mem_kv]
+            logits = model._decode(inp, kv, None, 0)[0]
+            logits[:, [T.PAD, T.BOS]] = -torch.inf
+            assert logits.argmax(-1).tolist() == seq
+
+
+def test_frames_to_notes_segments_pitch_changes_and_onsets():
+    n_p = 61
+    logits = np.full((50, n_p + 2), -10.0)
+    logits[:, n_p] = 10.0  # "no note" everywhere ...
+    logits[:, -1] = -10.0
+    for a, b, p in ((5, 15, 24), (15, 25, 26), (25, 35, 26), (40, 41, 30)):
+        logits[a:b, n_p] = -10.0
+        logits[a:b, p] = 10.0
+    logits[25, -1] = 10.0  # a repeated note: onset without a pitch change
+    notes = frames_to_notes(logits, 0.02, 36)
+    np.testing.assert_allclose(notes, [[0.1, 0.3, 60], [0.3, 0.5, 62], [0.5, 0.7, 62]])
+
+
+def test_windows_dataset_targets_match_the_notes():
+    vocab = T.Vocabulary(window=2.0)
+    notes = np.array([[0.5, 1.0, 60.2], [1.5, 2.5, 64]])
+    rec = Recording("x", np.zeros(16000 * 3, dtype=np.float32), notes)
+    ds = NoteWindows([[rec]], vocab, 16000, 50, 0.04, mode="eval")
+    assert len(ds) == 2
+    item = ds[1]
+    assert [vocab.describe(t) for t in item["tokens"].tolist()] == [
+        "on 64", "TIE_END", "time 0.50", "off 64", "EOS"]  # fmt: skip
+    pitch, onset = frame_targets(notes, 0.0, 50, 0.04, vocab)
+    assert pitch[12:25].tolist() == [24] * 13 and pitch[11] == vocab.n_pitches
+    assert onset.nonzero()[0].tolist() == [12, 37]
+    train = NoteWindows([[rec]], vocab, 16000, 50, 0.04, mode="train", length=4, seed=3)
+    a, b = train[(2, 0)], train[(2, 0)]
+    assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["tokens"], b["tokens"])
+    assert not torch.equal(train[(2, 1)]["audio"], a["audio"])  # a new window next epoch
+    batch = collate([ds[0], ds[1]], max_tokens=64)
+    assert batch["tokens_in"][:, 0].tolist() == [T.BOS, T.BOS]
+    assert torch.equal(batch["tokens_in"][:, 1:], batch["tokens_out"][:, :-1])
+
+
+def test_streamed_file_equals_in_memory_transcription(tmp_path):
+    torch.manual_seed(0)
+    model = Transcriber(**TINY).eval()
+    rng = np.random.default_rng(0)
+    x = (0.3 * rng.standard_normal(16000 * 5)).astype(np.float32)
+    sf.write(tmp_path / "x.wav", x, 16000, subtype="FLOAT")
+    a = transcribe_array(model, x)
+    b, duration = transcribe_file(model, tmp_path / "x.wav")
+    assert duration == pytest.approx(5.0)
+    np.testing.assert_allclose(a, b)
+    blocks = iter(np.array_split(x / np.abs(x).max(), 7))  # any block sizes
+    c = transcribe_blocks(model, blocks, 5.0, method="seq2seq", batch_windows=2)
+    np.testing.assert_allclose(a, c, atol=1e-6)
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch():
+    from music.transcription.train import TranscriptionSystem
+
+    torch.manual_seed(0)
+    system = TranscriptionSystem(dict(TINY), {"lr": 3e-3, "schedule": "none"})
+    model = system.model
+    sr = 16000
+    t = np.arange(model.samples) / sr
+    notes = np.array([[0.2, 0.9, 57], [1.0, 1.7, 64]])
+    x = np.zeros_like(t)
+    for on, off, p in notes:
+        f = 440 * 2 ** ((p - 69) / 12)
+        x += np.where((t >= on) & (t < off), np.sin(2 * np.pi * f * t), 0.0)
+    rec = Recording("tone", x.astype(np.float32), notes)
+    ds = NoteWindows([[rec]], model.vocab, sr, model.frames, model.frame_seconds, mode="eval")
+    batch = collate([ds[0]] * 4, model.max_tokens)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(25):
+        loss = system._losses(batch)["loss"]
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.5 * first

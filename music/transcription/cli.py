@@ -15,13 +15,32 @@ VELOCITY = 80
 VOICES = ("soprano", "alto", "tenor", "bass")
 
 
-def _outputs(path: Path, out: Path, plot: bool, separate: bool) -> list[Path]:
+def _outputs(path: Path, out: Path, plot: bool, separate: bool, report: bool) -> list[Path]:
     name = path.stem
     files = [out / f"{name}.mid"]
     files += [out / f"{name}.{v}.csv" for v in VOICES] if separate else [out / f"{name}.csv"]
     if plot:
         files.append(out / f"{name}.png")
+    if report:
+        files.append(out / f"{name}.synth.wav")
     return files
+
+
+def _mark(out: Path, name: str, source: Path, description: str) -> None:
+    """Record an input in the folder's marker (read by the report page)."""
+    import json
+
+    from music.transcription.report import MARKER
+    from wb.runs import atomic_write_text
+
+    marker = out / MARKER
+    try:
+        info = json.loads(marker.read_text()) if marker.is_file() else {}
+        inputs = dict(info.get("inputs") or {})
+    except (OSError, ValueError, AttributeError):
+        inputs = {}
+    inputs[name] = str(source.resolve())
+    atomic_write_text(marker, json.dumps({"inputs": inputs, "model": description}, indent=1))
 
 
 def _load_system(model: str):
@@ -65,7 +84,8 @@ def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
     from wb.runs import atomic_write
 
     info, blocks = wb_audio.read_blocks(path)
-    db, freqs, duration = log_spectrogram(blocks, info.sample_rate, info.frames, fmin=50.0)
+    n_fft = 1 << int(np.ceil(np.log2(0.09 * info.sample_rate)))  # ~90 ms: resolves low notes
+    db, freqs, duration = log_spectrogram(blocks, info.sample_rate, info.frames, n_fft, fmin=50.0)
     midi = 69 + 12 * np.log2(freqs / 440.0)
     fig, ax = plt.subplots(figsize=(min(40, 4 + duration / 3), 5), dpi=100)
     ax.imshow(db, origin="lower", aspect="auto", cmap="magma",
@@ -100,6 +120,9 @@ def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
               help="Separate the four voices of a chorale first (wb separate's SATB model), "
               "transcribe each, and write one four-track MIDI file.")  # fmt: skip
 @click.option("--separator", default=None, help="Separation model for --separate (default satb).")
+@click.option("--report", is_flag=True,
+              help="Also write report.html: piano roll, the input and a FluidSynth rendering "
+              "of the MIDI as synced players (implies --plot).")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")
 def transcribe(
     inputs: tuple[str, ...],
@@ -108,6 +131,7 @@ def transcribe(
     plot: bool,
     separate: bool,
     separator: str | None,
+    report: bool,
     overwrite: bool,
 ) -> None:
     """Transcribe solo voice recordings to MIDI (.mid) and note lists (.csv).
@@ -126,6 +150,7 @@ def transcribe(
     from wb import audio as wb_audio
     from wb.progress import progress
 
+    plot = plot or report
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise WbError(f"--out {out_dir}: exists and is not a folder")
@@ -138,7 +163,7 @@ def transcribe(
         if p.stem in names and names[p.stem].resolve() != p.resolve():
             raise WbError(f"{p} and {names[p.stem]} would both write {p.stem}.mid; rename one")
         names[p.stem] = p
-        for f in _outputs(p, out_dir, plot, separate):
+        for f in _outputs(p, out_dir, plot, separate, report):
             if f.resolve() == p.resolve():
                 raise WbError(f"{f}: the output would overwrite the input")
             if f.exists() and not overwrite:
@@ -170,8 +195,17 @@ def transcribe(
         write_midi(out_dir / f"{p.stem}.mid", tracks if sep is not None else tracks["voice"])
         if plot:
             _plot(out_dir / f"{p.stem}.png", p, tracks)
+        _mark(out_dir, p.stem, p, description)
+        if report:
+            from music.transcription.report import render_notes
+
+            render_notes(out_dir / f"{p.stem}.mid", out_dir / f"{p.stem}.synth.wav")
         n = sum(len(t) for t in tracks.values())
         click.echo(f"{p}: {n} notes -> {out_dir / (p.stem + '.mid')} ({description})", err=True)
+    if report:
+        from wb.report import build_report
+
+        click.echo(f"report: {build_report(out_dir)}", err=True)
 
 
 __all__ = ["VELOCITY", "VOICES", "transcribe"]

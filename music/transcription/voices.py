@@ -27,6 +27,8 @@ chorale of the held-out list (``../shared/heldout_chorales.txt``) is in test, an
 valid line whose melody is the same tune as a held-out chorale's soprano
 (:func:`music.chorale_corpus.same_tune`; for a chorale, its soprano is compared) is never
 used, so no harmonisation of a held-out melody reaches training in any key or timbre.
+Works are distinct corpus entries: a folk tune printed in two collections (Ryan's and
+O'Neill's share some) counts as two works, which may land in different splits.
 Train and valid are rendered with the FluidR3, TimGM6mb and MuseScore sound fonts; **test
 uses only the Csound GM bank**, a sample set none of those share: the test split measures
 transfer to an unseen timbre as well as to unseen works.
@@ -56,11 +58,11 @@ interval; measured on ``../shared/data/ssvd/train_valid``), see :func:`plan_line
   solfege syllable (movable do, tonic = the excerpt's last note) before each onset: a short
   plosive burst for d and t, a fricative for f and s (l, m, r are voiced and left silent).
 
-**Recording** (:class:`Acoustics`): a synthetic room (:func:`~music.chorales.performance
-.impulse_response`, RT60 0.1-0.8 s; a quarter of the lines dry), a random microphone
-equalisation (:func:`~music.chorales.performance.microphone_fir`), in 30 % of the lines a
-300-3400 Hz telephone band, white, pink, brown noise or 50/60 Hz mains hum at an SNR of
-10-40 dB, and a peak level of -20 to -1 dBFS (never clipped).
+**Recording** (:class:`Acoustics`): a synthetic room (RT60 0.1-0.8 s,
+:func:`music.chorales.performance.impulse_response`; a quarter of the lines dry), a random
+microphone equalisation (:func:`music.chorales.performance.microphone_fir`), in 30 % of the
+lines a 300-3400 Hz telephone band, white, pink, brown noise or 50/60 Hz mains hum at an SNR
+of 10-40 dB, and a peak level of -20 to -1 dBFS (never clipped).
 
 **Targets**: the notes exactly as written to the MIDI file: onset = note-on time, offset =
 note-off time (never past the next onset), pitch = the integer written MIDI pitch after
@@ -220,7 +222,7 @@ def voice_sources() -> list[VoiceSource]:
     The 4 parts of every Bach chorale file (``.mxl``/``.xml``; works that turn out not to
     have exactly 4 singable parts are refused when an item tries them), each tune of the
     Essen folk songs and of the fiddle-tune collections (:data:`ABC_COLLECTIONS`). Listing
-    takes about half a second once per process (the ABC files are read and split at their
+    takes under a second once per process (the ABC files are read and split at their
     ``X:`` lines); scores are parsed only by :func:`line_notes`.
 
     Returns:
@@ -486,8 +488,9 @@ def plan_line(
     (a level ``U(55, 110)`` +- 10 per note). Rests are capped at :data:`MAX_REST`; after a
     fermata the note is held 1.3-2x and a breath pause of 0.2-0.6 s follows. The first note
     starts after 0.3-1.2 s of silence. All times lie on the MIDI tick grid (1/1920 s).
-    With these, the note durations, gaps and pitches come out close to SSVD's (10/50/90 %
-    note durations 0.22/0.42/0.84 s against 0.21/0.39/0.85 s).
+    With these, note durations and gaps come out close to SSVD's (200 train items: 10/50/90 %
+    note durations 0.20/0.40/0.78 s against SSVD's 0.21/0.39/0.85 s; gaps 0.00/0.09/0.34 s
+    against 0.03/0.11/0.54 s; pitches MIDI 53/63/71 against 54/64/71).
 
     Args:
         line: ``(midi_pitch, onset_ql, duration_ql, fermata)`` notes, sorted, monophonic.
@@ -593,7 +596,8 @@ def plan_line(
 # --------------------------------------------------------------------------- performance
 @dataclass(frozen=True)
 class Performance:
-    """How one line is sung (drawn once per line by :func:`draw_performance`).
+    """How one line is sung (drawn once per line by :func:`draw_performance`). The defaults
+    sing exactly: no pitch error, vibrato, glide, swell or noise; constant full expression.
 
     Attributes:
         tuning_cents: constant offset of the whole line (the singer's reference), cents.
@@ -651,7 +655,7 @@ def draw_performance(rng: np.random.Generator) -> Performance:
     (:func:`music.chorales.performance.draw_expression`; none in 25 % of the lines), glides
     with chance ``U(0, 0.6)``, scoops ``U(0, 0.4)`` from up to 60-200 cents below,
     30-150 ms long, CC11 floor 60-115, note swells from 0.4-1.0 over 30-200 ms, a taper of
-    0-25 %, breaths in ``U(0, 0.8)`` of the long gaps at -34 to -18 dB, and solfege
+    0-25 %, breaths in ``U(0, 0.8)`` of the long gaps at -40 to -22 dB, and solfege
     consonants in 50 % of the lines at -28 to -14 dB.
     """
     from music.chorales.performance import draw_expression
@@ -676,14 +680,15 @@ def draw_performance(rng: np.random.Generator) -> Performance:
         glide_seconds=(glide_lo, r(glide_lo, 0.15)), scoop_cents=r(60.0, 200.0, 2),
         dynamics=expr.dynamics, expression_floor=int(rng.integers(60, 116)),
         attack_level=r(0.4, 1.0), attack_seconds=r(0.03, 0.2), taper=r(0.0, 0.25),
-        breath_prob=r(0.0, 0.8), breath_db=r(-34.0, -18.0, 2),
+        breath_prob=r(0.0, 0.8), breath_db=r(-40.0, -22.0, 2),
         syllables=bool(rng.random() < 0.5), consonant_db=r(-28.0, -14.0, 2),
     )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Acoustics:
-    """How one line is recorded (drawn once per line by :func:`draw_acoustics`).
+    """How one line is recorded (drawn once per line by :func:`draw_acoustics`). The defaults
+    are a clean studio take: dry, flat, no noise, peak at -1 dBFS, a 0.5 s tail.
 
     Attributes:
         tail_s: seconds kept after the last note-off.
@@ -845,13 +850,15 @@ def pitch_curves(
     for k, (n, (a, b)) in enumerate(zip(notes, _note_spans(notes, duration), strict=True)):
         error = float(rng.uniform(-perf.note_cents, perf.note_cents)) if perf.note_cents else 0.0
         glide_s = float(rng.uniform(*perf.glide_seconds))
-        u = rng.random()
+        u_glide, u_scoop = rng.random(), rng.random()
+        scoop = float(rng.uniform(30.0, max(perf.scoop_cents, 30.0)))
         start_cents, kind = 0.0, "plain"
-        if k > 0 and n.start - notes[k - 1].end < GLIDE_GAP and u < perf.glide_prob:
+        near = k > 0 and n.start - notes[k - 1].end < GLIDE_GAP
+        if near and u_glide < perf.glide_prob and notes[k - 1].pitch != n.pitch:
             start_cents = float(np.clip((notes[k - 1].pitch - n.pitch) * 100.0, -limit, limit))
-            kind = "glide" if start_cents else "plain"
-        elif u < perf.glide_prob + perf.scoop_prob:
-            start_cents, kind = -float(rng.uniform(30.0, max(perf.scoop_cents, 30.0))), "scoop"
+            kind = "glide"
+        elif u_scoop < perf.scoop_prob:
+            start_cents, kind = -scoop, "scoop"
         t = np.arange(a, b, BEND_STEP)
         since = t - n.start
         cents = perf.tuning_cents + error + np.zeros_like(t)
@@ -905,8 +912,9 @@ def _band_noise(rng: np.random.Generator, n: int, lo: float, hi: float, sr: int)
     from scipy.signal import butter, sosfilt
 
     hi = min(hi, 0.45 * sr)
+    lo = min(lo, hi / 1.5)
     x = rng.standard_normal(n + 256)
-    sos = butter(2, (lo, max(hi, lo * 1.2)), "bandpass", fs=sr, output="sos")
+    sos = butter(2, (lo, hi), "bandpass", fs=sr, output="sos")
     y = sosfilt(sos, x)[256:]
     return y / max(float(np.std(y)), 1e-12)
 
@@ -1181,8 +1189,9 @@ def _job(args: tuple) -> dict[str, Any]:
         info = render_item(*args)
         return {"split": split, "index": index, "error": None, "line": info["line"],
                 "duration_s": info["duration_s"], "wall_s": time.perf_counter() - t0}  # fmt: skip
-    except WbError as exc:
-        return {"split": split, "index": index, "error": str(exc), "line": None,
+    except Exception as exc:  # noqa: BLE001 - reported per item, the data set goes on
+        error = str(exc) if isinstance(exc, WbError) else f"{type(exc).__name__}: {exc}"
+        return {"split": split, "index": index, "error": error, "line": None,
                 "duration_s": 0.0, "wall_s": time.perf_counter() - t0}  # fmt: skip
 
 

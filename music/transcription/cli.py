@@ -43,33 +43,63 @@ def _mark(out: Path, name: str, source: Path, description: str) -> None:
     atomic_write_text(marker, json.dumps({"inputs": inputs, "model": description}, indent=1))
 
 
-def _load_system(model: str):
-    """``(transcribe(audio_1d, sample_rate) -> notes, description)`` for ``--model``."""
-    from music.transcription.baselines import pyin_notes
-    from music.transcription.inference import load_transcriber, transcribe_array
-    from music.transcription.stages import SHIPPED
-    from wb.audio import resample
+class _System:
+    """What ``--model`` names: ``array(audio_1d, sample_rate)`` and ``file(path)`` give notes.
 
-    if model == "pyin":
-        return (lambda x, sr: pyin_notes(x, sr)), "pYIN baseline"
-    path = SHIPPED if model == "shipped" else Path(model).expanduser()
-    if not path.is_file():
-        if model == "shipped":
-            raise WbError(
-                f"the shipped voice2midi model is not installed ({path}); train one with "
-                "`python -m recipes.voice2midi train` or pass --model FILE or --model pyin"
-            )
-        raise WbError(f"{path}: no such model file (or use --model shipped / pyin)")
-    net, _ = load_transcriber(path)
+    The encoder-decoder streams files (:func:`~music.transcription.inference.transcribe_file`:
+    memory does not grow with the length, a progress bar in seconds); pYIN reads the whole
+    file (a baseline).
+    """
 
-    def run(x: np.ndarray, sr: int) -> np.ndarray:
+    def __init__(self, model: str) -> None:
+        from music.transcription.inference import load_transcriber
+        from music.transcription.stages import SHIPPED
+
+        self.net = None
+        if model == "pyin":
+            self.description = "pYIN baseline"
+            return
+        path = SHIPPED if model == "shipped" else Path(model).expanduser()
+        if not path.is_file():
+            if model == "shipped":
+                raise WbError(
+                    f"the shipped voice2midi model is not installed ({path}); train one with "
+                    "`python -m recipes.voice2midi train` or pass --model FILE or --model pyin"
+                )
+            raise WbError(f"{path}: no such model file (or use --model shipped / pyin)")
+        self.net, _ = load_transcriber(path)
+        self.description = path.name
+
+    def array(self, x: np.ndarray, sr: int) -> np.ndarray:
+        """Notes of mono audio ``(samples,)`` at ``sr`` Hz."""
         import torch
 
-        if sr != net.sample_rate:
-            x = resample(torch.from_numpy(x)[None], sr, net.sample_rate)[0].numpy()
-        return transcribe_array(net, x)
+        from music.transcription.baselines import pyin_notes
+        from music.transcription.inference import transcribe_array
+        from wb.audio import resample
 
-    return run, f"{path.name}"
+        if self.net is None:
+            return pyin_notes(x, sr)
+        if sr != self.net.sample_rate:
+            x = resample(torch.from_numpy(x)[None], sr, self.net.sample_rate)[0].numpy()
+        return transcribe_array(self.net, x)
+
+    def file(self, path: Path) -> np.ndarray:
+        """Notes of an audio file (downmixed to mono)."""
+        from music.transcription.inference import transcribe_file
+        from wb import audio as wb_audio
+        from wb.progress import progress
+
+        if self.net is None:
+            x, sr = wb_audio.load(path, channels=1)
+            return self.array(x[0].numpy(), sr)
+        total = round(wb_audio.info(path).duration, 1)
+        with progress(total=total, desc=path.name, unit="s") as bar:
+
+            def advance(done: float) -> None:
+                bar.update(round(done, 1) - bar.n)
+
+            return transcribe_file(self.net, path, on_window=advance)[0]
 
 
 def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
@@ -168,7 +198,8 @@ def transcribe(
                 raise WbError(f"{f}: the output would overwrite the input")
             if f.exists() and not overwrite:
                 raise WbError(f"{f} exists; pass --overwrite to replace it")
-    system, description = _load_system(model)
+    system = _System(model)
+    description = system.description
     sep = None
     if separate:
         from separation.hub import load_separator
@@ -180,15 +211,14 @@ def transcribe(
     out_dir.mkdir(parents=True, exist_ok=True)
     for p in progress(paths, desc="transcribing", unit="file"):
         if sep is None:
-            x, sr = wb_audio.load(p, channels=1)
-            tracks = {"voice": system(x[0].numpy(), sr)}
+            tracks = {"voice": system.file(p)}
         else:
             from separation.inference import separate_audio
 
             x, sr = wb_audio.load(p, sample_rate=sep.sample_rate, channels=sep.audio_channels)
             stems = separate_audio(sep.model, x, sr, list(VOICES), segment=sep.segment,
                                    overlap=sep.overlap)  # fmt: skip
-            tracks = {v: system(stems[i].mean(0).numpy(), sr) for i, v in enumerate(VOICES)}
+            tracks = {v: system.array(stems[i].mean(0).numpy(), sr) for i, v in enumerate(VOICES)}
         for v, notes in tracks.items():
             csv = out_dir / (f"{p.stem}.{v}.csv" if sep is not None else f"{p.stem}.csv")
             write_csv(csv, notes, np.full(len(notes), VELOCITY))

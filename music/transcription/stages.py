@@ -127,7 +127,7 @@ def _eval_sets(cfg: dict, names: list[str]) -> dict[str, list[tuple[str, Path, P
     return sets
 
 
-def evaluate(ctx: StageContext) -> dict:
+def evaluate(ctx: StageContext) -> None:
     """Score every system on every set with mir_eval and print one table per set.
 
     Systems: ``seq2seq`` (the encoder-decoder, greedy), ``frames`` (the frame head on the
@@ -136,13 +136,12 @@ def evaluate(ctx: StageContext) -> dict:
     COnPOff / COnP / COn F1 (onset 50 ms, pitch 50 cents, offset 20 %) and raw pitch / raw
     chroma accuracy (:mod:`music.transcription.metrics`).
 
-    Returns:
-        ``{set: {system: scores}}`` (also written as JSON to ``--out`` or ``<run>/metrics.json``).
+    Writes ``{set: {"systems": {system: scores}, "files": {system: [per-file scores]}}}`` as
+    JSON to ``--out`` (default ``<run>/metrics.json`` with ``--run``).
 
     Raises:
         WbError: unknown system or set; no model file.
     """
-    import json
     import tempfile
 
     import numpy as np
@@ -210,4 +209,3 @@ def evaluate(ctx: StageContext) -> dict:
     if out:
         write_json(out, results)
         click.echo(f"\nwrote {out}")
-    return json.loads(json.dumps({k: v["systems"] for k, v in results.items()}))

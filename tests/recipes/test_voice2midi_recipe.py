@@ -1,0 +1,47 @@
+"""``python -m recipes.voice2midi``: synthetic lines end to end (prepare, train, export,
+evaluate with the side-by-side table), without the real SSVD data (CI has none)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from music.transcription.inference import load_transcriber
+from recipes.voice2midi.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    root = tmp_path_factory.mktemp("voice2midi")
+    data, run = root / "voices", root / "run"
+    common = ["--quick", "-q", "--set", f"data.synthetic={data}", "--set", "data.ssvd=null",
+              "--set", "data.ssvd_weight=0.0", "--set", "data.jobs=1"]  # fmt: skip
+    assert main(["prepare", *common]) == 0
+    assert main(["train", *common, "--run", str(run)]) == 0
+    return data, run, common
+
+
+def test_prepare_train_export(quick):
+    data, run, common = quick
+    assert len(list((data / "train").glob("*.flac"))) == 6
+    assert (run / "config.yml").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
+    assert main(["export", *common, "--run", str(run)]) == 0
+    model, info = load_transcriber(run / "voice2midi.pt")
+    assert model.vocab.window == 4.0 and info["meta"]["window"] == 4.0
+    assert (run / "voice2midi.pt").stat().st_size < 20 * 2**20
+
+
+def test_evaluate_prints_the_side_by_side_table(quick, capsys):
+    _, run, common = quick
+    argv = ["evaluate", *common, "--run", str(run), "--sets", "synthetic-test",
+            "--systems", "seq2seq,frames,pyin"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "synthetic-test (2 files" in out
+    for system in ("seq2seq", "frames", "pyin"):
+        assert any(line.startswith(system) for line in out.splitlines())
+    metrics = json.loads((run / "metrics.json").read_text())
+    scores = metrics["synthetic-test"]["systems"]["pyin"]
+    assert 0.0 <= scores["conp_f"] <= 1.0 and scores["files"] == 2
+    assert main(["evaluate", *common, "--run", str(run), "--systems", "nope"]) == 1

@@ -1,0 +1,140 @@
+"""Voice-to-MIDI baselines on the SSVD v2.0 sight-singing recordings, scored with mir_eval.
+
+Systems: ``pyin`` (:func:`music.transcription.baselines.pyin_notes`: pYIN at 16 kHz, 10 ms hop,
+change-point note segmentation) and ``basic-pitch`` (the published model, when the optional
+``basic_pitch`` package imports). Each recording's notes are scored against its annotation
+with :func:`music.transcription.metrics.score` (onset 50 ms, pitch 50 cents on the rounded
+reference pitch, offset 20 % / 50 ms; RPA / RCA on a 10 ms grid against the sung pitch), and
+the table shows the mean over recordings (:func:`~music.transcription.metrics.aggregate`).
+``--part`` picks the fixed split of :mod:`music.transcription.ssvd` (valid: 15 recordings,
+train: 52, all: 67).
+
+``--tune`` re-runs the small grid that chose the segmentation defaults of
+:mod:`music.transcription.baselines`, on the *train* part only (pYIN runs once per recording;
+``--cache DIR`` keeps its f0 tracks for reuse), ranked by mean COnP F1.
+
+    OMP_NUM_THREADS=1 python benchmarks/ssvd_baselines.py --part valid --systems pyin
+    OMP_NUM_THREADS=1 python benchmarks/ssvd_baselines.py --tune --cache /tmp/pyin_cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+
+from music.transcription import baselines, metrics, ssvd
+from music.transcription.notes import read_notes
+
+#: The grid of --tune (segment_notes keyword arguments).
+GRID = {
+    "median_frames": (3, 5, 9),
+    "split_semitones": (0.5, 0.6, 0.8, 1.0),
+    "stay_frames": (3, 5, 8, 12),
+    "min_duration": (0.04, 0.06, 0.1, 0.15),
+}
+
+
+def recordings(root: Path, part: str) -> list[tuple[str, Path, Path]]:
+    """The recordings of one part of the split (``valid``, ``train`` or ``all``)."""
+    if part == "all":
+        return ssvd.list_recordings(root)
+    return ssvd.split(root)[part]
+
+
+def duration(path: Path) -> float:
+    """Audio duration in seconds (header only)."""
+    import soundfile as sf
+
+    return float(sf.info(str(path)).duration)
+
+
+def pyin_track(audio_path: Path, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """``pyin_f0`` of a recording (mono, resampled to 16 kHz), from ``cache`` when there."""
+    hit = cache / f"{audio_path.stem}.npz" if cache else None
+    if hit is not None and hit.is_file():
+        with np.load(hit) as z:
+            return z["midi"], z["v"]
+    from wb.audio import load
+
+    audio, sr = load(audio_path, sample_rate=baselines.PYIN_SAMPLE_RATE, channels=1)
+    midi, voiced = baselines.pyin_f0(audio[0].numpy(), sr)
+    if hit is not None:
+        hit.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(hit, midi=midi, v=voiced)
+    return midi, voiced
+
+
+def transcribe(system: str, audio_path: Path, cache: Path | None) -> np.ndarray:
+    """Notes of one recording by one system."""
+    if system == "pyin":
+        return baselines.segment_notes(*pyin_track(audio_path, cache))
+    if system == "basic-pitch":
+        return baselines.basic_pitch_notes(audio_path)
+    raise SystemExit(f"error: unknown system {system!r} (pyin, basic-pitch)")
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """Print the table of the chosen systems on the chosen part."""
+    recs = recordings(Path(args.root), args.part)
+    audio_s = sum(duration(a) for _, a, _ in recs)
+    print(f"SSVD {args.part}: {len(recs)} recordings, {audio_s / 60:.1f} min of audio")
+    rows = {}
+    for system in args.systems.split(","):
+        if system == "basic-pitch" and not baselines.basic_pitch_available():
+            print("basic-pitch: not installed, skipped (pip install basic-pitch)")
+            continue
+        t0, per_file = time.perf_counter(), []
+        for rid, audio, txt in recs:
+            s = metrics.score(read_notes(txt), transcribe(system, audio, args.cache))
+            per_file.append(s)
+            if args.per_file:
+                print(f"  {system} {rid}: " + " ".join(f"{k}={s[k]:.3f}" for k in args.keys))
+        secs = time.perf_counter() - t0
+        rows[system] = metrics.aggregate(per_file)
+        note = " (pYIN f0 read from --cache: time excludes pYIN)"
+        note = note if system == "pyin" and args.cache else ""
+        print(f"{system}: {secs:.1f} s for {audio_s:.0f} s of audio (x{audio_s / secs:.1f}){note}")
+    print(metrics.format_table(rows))
+
+
+def tune(args: argparse.Namespace) -> None:
+    """Grid-search the pYIN segmentation on the train part; print the best settings."""
+    recs = ssvd.split(Path(args.root))["train"]
+    t0 = time.perf_counter()
+    data = [(read_notes(txt), *pyin_track(audio, args.cache)) for _, audio, txt in recs]
+    print(f"pYIN on {len(recs)} train recordings: {time.perf_counter() - t0:.1f} s")
+    results = []
+    for values in itertools.product(*GRID.values()):
+        kw = dict(zip(GRID, values, strict=True))
+        scores = [
+            metrics.note_scores(ref, baselines.segment_notes(m, v, **kw)) for ref, m, v in data
+        ]
+        agg = metrics.aggregate(scores)
+        results.append((agg["conp_f"], agg["conpoff_f"], agg["con_f"], kw))
+    results.sort(key=lambda r: r[:3], reverse=True)
+    print("COnP F1  COnPOff F1  COn F1  settings")
+    for conp, conpoff, con, kw in results[: args.top]:
+        print(f"{conp:7.3f}  {conpoff:10.3f}  {con:6.3f}  {kw}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and run the evaluation or the tuning grid."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", default=str(ssvd.DEFAULT_ROOT), help="SSVD train_valid folder")
+    parser.add_argument("--part", choices=("valid", "train", "all"), default="valid")
+    parser.add_argument("--systems", default="pyin", help="comma-separated: pyin,basic-pitch")
+    parser.add_argument("--cache", type=Path, default=None, help="folder for pYIN f0 tracks")
+    parser.add_argument("--per-file", action="store_true", help="print each recording's scores")
+    parser.add_argument("--tune", action="store_true", help="grid-search pyin on the train part")
+    parser.add_argument("--top", type=int, default=10, help="--tune: settings shown")
+    args = parser.parse_args(argv)
+    args.keys = tuple(metrics.TABLE_COLUMNS)
+    tune(args) if args.tune else evaluate(args)
+
+
+if __name__ == "__main__":
+    main()

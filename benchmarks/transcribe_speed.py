@@ -1,9 +1,9 @@
 """Speed of ``wb transcribe``'s model path: real-time factor on CPU threads.
 
-Transcribes real SSVD recordings (or, with ``--synthetic``, a generated tone sequence) from
-files, as ``wb transcribe`` does (streamed decoding, stream resampling to 16 kHz, windows
-encoded and decoded in batches), and prints one row per decoder: audio seconds, wall
-seconds, times faster than real time. The goal of the voice2midi issue is >= 20x on 2 threads.
+Transcribes the real SSVD validation recordings from their files, as ``wb transcribe``
+does (streamed decoding, stream resampling to 16 kHz, windows encoded and decoded in
+batches), and prints one row per decoder: audio seconds, wall seconds, times faster than
+real time. The goal of the voice2midi issue is >= 20x on 2 threads.
 
     python benchmarks/transcribe_speed.py --threads 2
     python benchmarks/transcribe_speed.py --model runs/voice2midi/<run>/voice2midi.pt
@@ -37,7 +37,7 @@ def main() -> None:
     print(f"model {Path(args.model).name}, {args.threads} threads, {len(files)} SSVD files\n")
     print("| decoder | audio (s) | wall (s) | x real time |\n|---|---:|---:|---:|")
     for method in ("seq2seq", "frames"):
-        transcribe_file(model, files[0], method)  # warm-up
+        transcribe_file(model, files[0], method, args.batch_windows)  # warm-up
         audio = wall = 0.0
         for f in files:
             t0 = time.perf_counter()

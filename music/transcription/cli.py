@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -26,8 +27,9 @@ def _outputs(path: Path, out: Path, plot: bool, separate: bool, report: bool) ->
     return files
 
 
-def _mark(out: Path, name: str, source: Path, description: str) -> None:
-    """Record an input in the folder's marker (read by the report page)."""
+def _mark(out: Path, name: str, source: Path, description: str, separate: bool) -> None:
+    """Record an input, its model and whether it was separated in the folder's marker (read
+    by the report page); written after the input's files."""
     import json
 
     from music.transcription.report import MARKER
@@ -39,8 +41,8 @@ def _mark(out: Path, name: str, source: Path, description: str) -> None:
         inputs = dict(info.get("inputs") or {})
     except (OSError, ValueError, AttributeError):
         inputs = {}
-    inputs[name] = str(source.resolve())
-    atomic_write_text(marker, json.dumps({"inputs": inputs, "model": description}, indent=1))
+    inputs[name] = {"path": str(source.resolve()), "model": description, "separate": separate}
+    atomic_write_text(marker, json.dumps({"inputs": inputs}, indent=1))
 
 
 class _System:
@@ -176,7 +178,6 @@ def transcribe(
     wb transcribe a.flac b.wav --out midi/ --plot
     wb transcribe chorale.wav --out midi/ --separate
     """
-    from music.transcription.notes import write_csv, write_midi
     from wb import audio as wb_audio
     from wb.progress import progress
 
@@ -186,20 +187,29 @@ def transcribe(
         raise WbError(f"--out {out_dir}: exists and is not a folder")
     paths = [Path(p) for p in inputs]
     names: dict[str, Path] = {}
-    for p in paths:  # checks first: every input decodes, names, existing outputs
+    for p in paths:  # checks first: every input decodes, names
         _, blocks = wb_audio.read_blocks(p)
         for _ in blocks:
             pass
         if p.stem in names and names[p.stem].resolve() != p.resolve():
             raise WbError(f"{p} and {names[p.stem]} would both write {p.stem}.mid; rename one")
         names[p.stem] = p
-        for f in _outputs(p, out_dir, plot, separate, report):
-            if f.resolve() == p.resolve():
-                raise WbError(f"{f}: the output would overwrite the input")
-            if f.exists() and not overwrite:
-                raise WbError(f"{f} exists; pass --overwrite to replace it")
+    outputs = [f for p in names.values() for f in _outputs(p, out_dir, plot, separate, report)]
+    if report:
+        from wb.report import REPORT_NAME
+
+        outputs.append(out_dir / REPORT_NAME)
+    for f in outputs:  # never an input, never an existing file without --overwrite
+        if any(f.exists() and os.path.samefile(f, p) for p in paths):
+            raise WbError(f"{f}: the output would overwrite an input")
+        if f.exists() and not overwrite:
+            raise WbError(f"{f} exists; pass --overwrite to replace it")
+    if report:  # FluidSynth and its sound font, before anything is written
+        from music.synth import DEFAULT_SOUNDFONT, check_soundfont, find_fluidsynth
+
+        find_fluidsynth()
+        check_soundfont(DEFAULT_SOUNDFONT)
     system = _System(model)
-    description = system.description
     sep = None
     if separate:
         from separation.hub import load_separator
@@ -209,7 +219,7 @@ def transcribe(
         if missing:
             raise WbError(f"--separate needs a model with {', '.join(VOICES)} stems")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for p in progress(paths, desc="transcribing", unit="file"):
+    for p in progress(list(names.values()), desc="transcribing", unit="file"):
         if sep is None:
             tracks = {"voice": system.file(p)}
         else:
@@ -219,23 +229,45 @@ def transcribe(
             stems = separate_audio(sep.model, x, sr, list(VOICES), segment=sep.segment,
                                    overlap=sep.overlap)  # fmt: skip
             tracks = {v: system.array(stems[i].mean(0).numpy(), sr) for i, v in enumerate(VOICES)}
+        _write_outputs(out_dir, p, tracks, plot, report, separate)
+        _mark(out_dir, p.stem, p, system.description, separate)
+        n = sum(len(t) for t in tracks.values())
+        mid = out_dir / f"{p.stem}.mid"
+        click.echo(f"{p}: {n} notes -> {mid} ({system.description})", err=True)
+    if report:
+        from music.transcription.report import transcription_page
+        from wb.report import write_page
+
+        click.echo(f"report: {write_page(transcription_page(out_dir), out_dir)}", err=True)
+
+
+def _write_outputs(
+    out: Path, path: Path, tracks: dict[str, np.ndarray], plot: bool, report: bool, separate: bool
+) -> None:
+    """Write one input's files into a scratch folder inside ``out``, then move them into
+    place together (a failure leaves none of them)."""
+    import shutil
+    import tempfile
+
+    from music.transcription.notes import write_csv, write_midi
+
+    scratch = Path(tempfile.mkdtemp(prefix=".wb-transcribe-", dir=out))
+    try:
+        name = path.stem
         for v, notes in tracks.items():
-            csv = out_dir / (f"{p.stem}.{v}.csv" if sep is not None else f"{p.stem}.csv")
+            csv = scratch / (f"{name}.{v}.csv" if separate else f"{name}.csv")
             write_csv(csv, notes, np.full(len(notes), VELOCITY))
-        write_midi(out_dir / f"{p.stem}.mid", tracks if sep is not None else tracks["voice"])
+        write_midi(scratch / f"{name}.mid", tracks if separate else tracks["voice"])
         if plot:
-            _plot(out_dir / f"{p.stem}.png", p, tracks)
-        _mark(out_dir, p.stem, p, description)
+            _plot(scratch / f"{name}.png", path, tracks)
         if report:
             from music.transcription.report import render_notes
 
-            render_notes(out_dir / f"{p.stem}.mid", out_dir / f"{p.stem}.synth.wav")
-        n = sum(len(t) for t in tracks.values())
-        click.echo(f"{p}: {n} notes -> {out_dir / (p.stem + '.mid')} ({description})", err=True)
-    if report:
-        from wb.report import build_report
-
-        click.echo(f"report: {build_report(out_dir)}", err=True)
+            render_notes(scratch / f"{name}.mid", scratch / f"{name}.synth.wav")
+        for f in sorted(scratch.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 __all__ = ["VELOCITY", "VOICES", "transcribe"]

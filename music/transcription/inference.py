@@ -4,9 +4,10 @@ The recording is cut into consecutive, non-overlapping windows of ``model.window
 (the last one zero-padded), as MT3 does; windows are encoded and decoded in batches and the
 decoded event streams are stitched across windows through their tie sections
 (:class:`music.transcription.tokens.NoteStitcher`). Files are read block by block and
-resampled as a stream (``soxr.ResampleStream``), so memory does not grow with the length of
-the input. The input is peak-normalised first (one extra decoding pass over the file), as
-the training windows were.
+resampled as a stream (``soxr.ResampleStream``), so the audio held in memory does not grow
+with the length of the input. The input is peak-normalised first (one extra decoding pass
+over the file), as the training windows were. (The ``frames`` decoder keeps every window's
+frame logits, 63 floats per 20 ms, about 0.8 MB per minute, before segmenting them.)
 
 Two decoders share the encoder: ``seq2seq`` (the autoregressive event decoder, greedy) and
 ``frames`` (the frame head: per-frame pitch class and onset probability, segmented into notes
@@ -27,6 +28,9 @@ from music.transcription.tokens import NoteStitcher, parse
 from wb.errors import WbError
 
 METHODS = ("seq2seq", "frames")
+#: Peak (full scale 1) at or below which a recording counts as silent (-80 dBFS): it gives no
+#: notes rather than being normalised up by 80 dB or more into noise.
+SILENT_PEAK = 1e-4
 BUILDERS = {"music.transcription.model:Transcriber": Transcriber}
 
 
@@ -175,12 +179,17 @@ def transcribe_array(
     model: Transcriber, audio: np.ndarray, method: str = "seq2seq", batch_windows: int = 8
 ) -> np.ndarray:
     """Transcribe mono audio ``(samples,)`` already at ``model.sample_rate`` (peak-normalised
-    here); returns ``(n, 3)`` notes."""
+    here); returns ``(n, 3)`` notes (none for a silent input, see :data:`SILENT_PEAK`).
+
+    Raises:
+        WbError: an unknown method.
+    """
     x = np.asarray(audio, dtype=np.float32).reshape(-1)
-    scale = 1.0 / max(float(np.abs(x).max()), 1e-6) if len(x) else 1.0
-    return transcribe_blocks(
-        model, iter([x]), len(x) / model.sample_rate, method, batch_windows, scale
-    )
+    peak = float(np.abs(x).max()) if len(x) else 0.0
+    if peak <= SILENT_PEAK:
+        return np.zeros((0, 3))
+    duration = len(x) / model.sample_rate
+    return transcribe_blocks(model, iter([x]), duration, method, batch_windows, 1.0 / peak)
 
 
 def _file_blocks(path: Path, sample_rate: int) -> tuple[float, float, Callable[[], Iterator]]:
@@ -224,16 +233,17 @@ def transcribe_file(
 ) -> tuple[np.ndarray, float]:
     """Transcribe an audio file of any length, streaming.
 
+    The peak used for normalisation is measured at the file's own rate (before
+    resampling), so it can differ very slightly from :func:`transcribe_array`'s.
+
     Returns:
-        ``(notes (n, 3), duration_s)``.
+        ``(notes (n, 3), duration_s)``; no notes for a silent file (:data:`SILENT_PEAK`).
 
     Raises:
-        AudioError: unreadable, empty or silent input. WbError: an unknown method.
+        AudioError: unreadable or empty input. WbError: an unknown method.
     """
-    from wb.errors import AudioError
-
     duration, peak, make = _file_blocks(Path(path), model.sample_rate)
-    if peak <= 0:
-        raise AudioError(f"{path}: the recording is silent")
+    if peak <= SILENT_PEAK:
+        return np.zeros((0, 3)), duration
     notes = transcribe_blocks(model, make(), duration, method, batch_windows, 1.0 / peak, on_window)
     return notes, duration

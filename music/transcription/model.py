@@ -14,7 +14,9 @@
   a pitch class (``n_pitches`` pitches + "no note") and an onset probability.
 
 Shapes: audio ``(batch, samples)`` at ``sample_rate``; encoder output ``(batch, frames,
-d_model)`` with ``frames = window * sample_rate / hop_length / 2``.
+d_model)`` with ``frames = (samples // hop_length + 1) // 2`` (the centred STFT has
+``samples // hop_length + 1`` frames; the front end max-pools time by 2), one per
+``2 * hop_length / sample_rate`` seconds.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ class DecoderLayer(nn.Module):
         return x.transpose(1, 2).reshape(b, n, h * e)
 
     def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-attention keys and values of the encoder output (computed once)."""
+        """Cross-attention keys and values ``(batch, heads, frames, d_model / heads)`` each,
+        of the encoder output ``(batch, frames, d_model)`` (computed once per window)."""
         k, v = self.kv(memory).chunk(2, dim=-1)
         return self._heads(k), self._heads(v)
 
@@ -92,8 +95,16 @@ class DecoderLayer(nn.Module):
         mem_kv: tuple[torch.Tensor, torch.Tensor],
         cache: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``x``: ``(batch, tokens, d_model)``. With ``cache`` (a dict, updated in place),
-        ``x`` holds only the new positions and earlier keys/values come from the cache."""
+        """``x``: ``(batch, tokens, d_model)`` -> the same shape. With ``cache`` (a dict,
+        updated in place), ``x`` holds only the new position and earlier keys/values come from
+        the cache.
+
+        Raises:
+            ValueError: more than one new position with a non-empty cache (the causal mask
+                would be misaligned).
+        """
+        if cache and x.shape[1] > 1:
+            raise ValueError("a decoder cache takes one new position at a time")
         p = self.p if self.training else 0.0
         q, k, v = (self._heads(t) for t in self.qkv(self.n1(x)).chunk(3, dim=-1))
         if cache is not None:
@@ -148,6 +159,8 @@ class Transcriber(nn.Module):
         max_tokens: int = 256,
     ) -> None:
         super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
         self.sample_rate, self.window = int(sample_rate), float(window)
         self.n_fft, self.hop_length = int(n_fft), int(hop_length)
         self.vocab = Vocabulary(window=window, step=step, min_pitch=min_pitch, max_pitch=max_pitch)
@@ -170,7 +183,7 @@ class Transcriber(nn.Module):
         )
         n_freq = fb.shape[1] // 2 // 2 // 2
         self.project = nn.Linear(c3 * n_freq, d_model)
-        self.frames = self.samples // hop_length // 2
+        self.frames = (self.samples // hop_length + 1) // 2
         self.enc_pos = nn.Parameter(torch.zeros(1, self.frames + 1, d_model))
         layer = nn.TransformerEncoderLayer(
             d_model, n_heads, ff, dropout, activation="gelu", batch_first=True, norm_first=True
@@ -216,7 +229,7 @@ class Transcriber(nn.Module):
             ``(memory, frame_logits)``: ``(batch, frames, d_model)`` and
             ``(batch, frames, n_pitches + 2)`` (pitch classes, "no note", onset logit).
         """
-        x = self.conv(self.features(audio)[:, None])  # (b, c, frames*2, f)
+        x = self.conv(self.features(audio)[:, None])  # (b, c, frames, f)
         b, c, t, f = x.shape
         x = self.project(x.permute(0, 2, 1, 3).reshape(b, t, c * f))
         x = x + self.enc_pos[:, : x.shape[1]]
@@ -224,6 +237,8 @@ class Transcriber(nn.Module):
         return memory, self.frame_head(memory)
 
     def _decode(self, tokens: torch.Tensor, mem_kv: list, caches: list | None, offset: int):
+        if offset + tokens.shape[1] > self.max_tokens + 1:
+            raise ValueError(f"token sequences longer than max_tokens ({self.max_tokens})")
         x = self.embed(tokens) + self.dec_pos[:, offset : offset + tokens.shape[1]]
         for i, layer in enumerate(self.decoder):
             x = layer(x, mem_kv[i], None if caches is None else caches[i])

@@ -54,16 +54,22 @@ def transcription_page(folder: Path) -> Page | None:
         return None
     try:
         info = json.loads(marker.read_text())
-        inputs = {str(k): str(v) for k, v in info["inputs"].items()}
+        inputs = {str(k): dict(v) for k, v in info["inputs"].items()}
+        models = sorted({str(v["model"]) for v in inputs.values()})
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise WbError(f"{marker}: unreadable wb transcribe marker") from None
+    from music.transcription.cli import VOICES
+
     sections = []
-    for name, source in inputs.items():
+    for name, entry in inputs.items():
+        source = str(entry.get("path"))
         items: list = []
-        csvs = sorted(folder.glob(f"{name}.csv")) or sorted(folder.glob(f"{name}.*.csv"))
+        voices = VOICES if entry.get("separate") else ("",)
+        csvs = [folder / (f"{name}.{v}.csv" if v else f"{name}.csv") for v in voices]
         mid, png, synth = (folder / f"{name}{ext}" for ext in (".mid", ".png", ".synth.wav"))
-        if not mid.is_file() or not csvs:
-            raise WbError(f"{folder}: {name}.mid or its CSV listed in {MARKER} is missing")
+        missing = [f.name for f in (mid, *csvs) if not f.is_file()]
+        if missing:
+            raise WbError(f"{folder}: {', '.join(missing)} listed in {MARKER} is missing")
         if png.is_file():
             items.append(Figure(png_data_uri(png.read_bytes()), "notes over the spectrogram"))
         tracks = []
@@ -79,11 +85,11 @@ def transcription_page(folder: Path) -> Page | None:
         for csv in csvs:
             lines = [ln.split(",") for ln in csv.read_text().splitlines()[1:] if ln.strip()]
             pitches = [int(float(x[2])) for x in lines]
-            voice = csv.stem[len(name) + 1 :] or "voice"
+            voice = csv.name[len(name) + 1 : -len(".csv")] or "voice"
             span = f"{min(pitches)}-{max(pitches)}" if pitches else "-"
             sounding = sum(float(x[1]) - float(x[0]) for x in lines)
             rows.append([voice, str(len(lines)), span, f"{sounding:.1f}"])
         items.append(Table(["voice", "notes", "MIDI range", "sounding (s)"], rows))
         sections.append(Section(name, items))
-    subtitle = f"wb transcribe with {info.get('model', '?')}: {len(inputs)} input(s)"
+    subtitle = f"wb transcribe with {', '.join(models)}: {len(inputs)} input(s)"
     return Page(f"Transcription: {Path(folder).name}", subtitle, sections, kind="transcription")

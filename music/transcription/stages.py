@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from wb.errors import WbError
+from wb.errors import ConfigError, WbError
 from wb.recipe import Option, StageContext
 
 RUNS = "runs/voice2midi"
@@ -45,6 +45,9 @@ def prepare(ctx: StageContext) -> None:
         jobs=int(d["jobs"]),
     )  # fmt: skip
     click.echo(f"synthetic lines in {d['synthetic']}: {summary}")
+    failed = sum(len(v) for v in (summary.get("failed") or {}).values())
+    if failed:
+        raise WbError(f"{failed} synthetic lines failed to render (rerun prepare to retry them)")
 
 
 def train(ctx: StageContext) -> None:
@@ -117,13 +120,19 @@ def _eval_sets(cfg: dict, names: list[str]) -> dict[str, list[tuple[str, Path, P
     from music.transcription.data import find_pairs
 
     sets = {}
+    keys = {"ssvd-valid": "ssvd", "synthetic-test": "synthetic"}
     for name in names:
-        if name == "ssvd-valid":
-            sets[name] = ssvd.split(cfg["data"]["ssvd"])["valid"]
-        elif name == "synthetic-test":
-            sets[name] = find_pairs(Path(cfg["data"]["synthetic"]) / "test")
-        else:
+        if name not in keys:
             raise WbError(f"unknown evaluation set {name!r} (ssvd-valid, synthetic-test)")
+        root = (cfg.get("data") or {}).get(keys[name])
+        if not root:
+            raise ConfigError(
+                f"data.{keys[name]} is not set: set it, or leave {name} out of --sets"
+            )
+        if name == "ssvd-valid":
+            sets[name] = ssvd.split(root)["valid"]
+        else:
+            sets[name] = find_pairs(Path(root) / "test")
     return sets
 
 

@@ -82,13 +82,26 @@ class Vocabulary:
         q = int(round(seconds / self.step))
         return self.time0 + min(max(q, 0), self.n_times - 1)
 
+    def _pitch(self, pitch: int) -> int:
+        if not self.min_pitch <= int(pitch) <= self.max_pitch:
+            raise ValueError(f"pitch {pitch} outside {self.min_pitch}..{self.max_pitch}")
+        return int(pitch) - self.min_pitch
+
     def on(self, pitch: int) -> int:
-        """Token of a note-on (pitch must be in range)."""
-        return self.on0 + int(pitch) - self.min_pitch
+        """Token of a note-on.
+
+        Raises:
+            ValueError: a pitch outside ``min_pitch..max_pitch``.
+        """
+        return self.on0 + self._pitch(pitch)
 
     def off(self, pitch: int) -> int:
-        """Token of a note-off (pitch must be in range)."""
-        return self.off0 + int(pitch) - self.min_pitch
+        """Token of a note-off.
+
+        Raises:
+            ValueError: a pitch outside ``min_pitch..max_pitch``.
+        """
+        return self.off0 + self._pitch(pitch)
 
     def describe(self, token: int) -> str:
         """Human-readable name of a token (``"time 1.23"``, ``"on 60"``, ``"EOS"`` ...)."""
@@ -110,7 +123,8 @@ def encode(notes: np.ndarray, start: float, vocab: Vocabulary) -> list[int]:
 
     Args:
         notes: ``(n, 3)`` onset_s, offset_s, MIDI pitch (rounded to the nearest integer;
-            notes outside the vocabulary's pitch range are left out).
+            notes outside the vocabulary's pitch range, and notes whose onset and offset fall
+            on the same time token, are left out).
         start: window start in seconds of the recording.
         vocab: the vocabulary.
 
@@ -124,6 +138,8 @@ def encode(notes: np.ndarray, start: float, vocab: Vocabulary) -> list[int]:
         p = int(round(pitch))
         if not vocab.min_pitch <= p <= vocab.max_pitch or offset <= start or onset >= end:
             continue
+        if vocab.time(onset - start) == vocab.time(offset - start) and onset >= start:
+            continue  # shorter than one time step: it would read as off-then-on
         if onset < start:
             ties.append(p)
         else:
@@ -228,7 +244,7 @@ class NoteStitcher:
         for p in sorted(window.ties):
             if p not in self.active:
                 self._open(p, start)
-        for t, is_on, p in window.events:
+        for t, is_on, p in sorted(window.events, key=lambda e: (e[0], e[1])):  # offs first
             if is_on:
                 self._open(p, start + t)
             elif p in self.active:

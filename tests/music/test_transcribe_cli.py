@@ -120,3 +120,35 @@ def test_separate_writes_one_track_per_voice(tmp_path, capsys):
     for voice in ("soprano", "alto", "tenor", "bass"):
         read_notes_csv = (out / f"chorale.{voice}.csv").read_text().splitlines()
         assert read_notes_csv[0].startswith("onset_s")
+
+
+def test_missing_input_silent_input_and_collisions_with_inputs(tmp_path, capsys):
+    code, _, err = run(capsys, str(tmp_path / "nope.wav"), "--out", str(tmp_path / "out"),
+                       "--model", "pyin")  # fmt: skip
+    assert code == 1 and "nope.wav" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    sf.write(tmp_path / "quiet.wav", np.zeros(16000, dtype=np.float32), 16000)
+    code, _, err = run(capsys, str(tmp_path / "quiet.wav"), "--out", str(tmp_path / "out"),
+                       "--model", "pyin")  # fmt: skip
+    assert code == 0, err
+    assert (
+        tmp_path / "out" / "quiet.csv"
+    ).read_text().strip() == "onset_s,offset_s,midi_pitch,velocity"
+    a = sung(tmp_path / "a.wav")
+    b = sung(tmp_path / "a.synth.wav")  # what --report would write for a.wav
+    before = (tmp_path / "a.synth.wav").read_bytes()
+    code, _, err = run(capsys, a, b, "--out", str(tmp_path), "--model", "pyin", "--report",
+                       "--overwrite")  # fmt: skip
+    assert code == 1 and "would overwrite an input" in err
+    assert (tmp_path / "a.synth.wav").read_bytes() == before
+    assert not (tmp_path / "a.mid").exists()
+
+
+def test_report_in_a_separated_track_folder_is_the_transcription_page(tmp_path, capsys):
+    folder = tmp_path / "separated" / "song"
+    folder.mkdir(parents=True)
+    (folder / ".wb-separate.json").write_text(json.dumps({"files": [], "input": "x"}))
+    src = sung(folder / "soprano.wav")
+    code, _, err = run(capsys, src, "--out", str(folder), "--model", "pyin", "--report")
+    assert code == 0, err
+    assert "Transcription: song" in (folder / "report.html").read_text()

@@ -45,6 +45,48 @@ def test_tokens_round_trip_across_windows(window):
     np.testing.assert_allclose(out, notes, atol=1e-9)
 
 
+@pytest.mark.parametrize(
+    "notes",
+    [
+        [[4.0, 5.0, 60]],  # onset exactly at a window start
+        [[3.0, 4.0, 60]],  # offset exactly at a window end
+        [[3.996, 5.0, 60]],  # onset in the last 5 ms of a window
+        [[3.0, 4.0, 60], [4.0, 5.0, 60]],  # a repeated pitch across the boundary
+        [[3.0, 4.004, 60]],  # a tie whose offset rounds to time 0
+        [[1.0, 1.003, 62], [2.0, 2.5, 64]],  # shorter than one time step: left out
+    ],
+)
+def test_tokens_at_window_boundaries(notes):
+    vocab = T.Vocabulary(window=4.0)
+    notes = np.array(notes, dtype=np.float64)
+    starts = [0.0, 4.0]
+    out = T.decode_windows([T.encode(notes, s, vocab) for s in starts], starts, vocab, 8.0)
+    keep = np.round(notes[:, 1] / 0.01) > np.round(notes[:, 0] / 0.01)
+    np.testing.assert_allclose(out, np.round(notes[keep] / 0.01) * 0.01, atol=1e-9)
+
+
+@pytest.mark.parametrize("window,hop", [(4.0, 160), (4.05, 160), (2.01, 160), (4.0, 300)])
+def test_frame_count_matches_the_encoder(window, hop):
+    model = Transcriber(**{**TINY, "window": window, "hop_length": hop}).eval()
+    with torch.no_grad():
+        memory, frames = model.encode(torch.zeros(1, model.samples))
+    assert memory.shape[1] == frames.shape[1] == model.frames
+    pitch, onset = frame_targets(np.zeros((0, 3)), 0.0, model.frames, model.frame_seconds,
+                                 model.vocab)  # fmt: skip
+    assert pitch.shape == onset.shape == (model.frames,)
+
+
+def test_bad_model_and_token_arguments_are_value_errors():
+    with pytest.raises(ValueError, match="multiple of n_heads"):
+        Transcriber(**{**TINY, "n_heads": 3})
+    vocab = T.Vocabulary()
+    with pytest.raises(ValueError, match="outside"):
+        vocab.on(vocab.max_pitch + 1)
+    model = Transcriber(**TINY).eval()
+    with pytest.raises(ValueError, match="max_tokens"):
+        model(torch.zeros(1, model.samples), torch.ones(1, model.max_tokens + 2, dtype=torch.long))
+
+
 def test_encode_orders_offs_before_ons_and_shares_time_tokens():
     vocab = T.Vocabulary()
     notes = np.array([[0.5, 1.0, 60], [1.0, 1.5, 62]])
@@ -103,6 +145,10 @@ def test_cached_greedy_decoding_matches_full_decoding():
     with torch.no_grad():
         memory, _ = model.encode(audio)
         seqs = model.generate(memory, max_len=12)
+        assert all(len(q) == 12 for q in seqs)
+        model.out.bias.data[T.EOS] += 1e4  # every window ends at once: the done/PAD path
+        assert model.generate(memory, max_len=12) == [[T.EOS]] * 3
+        model.out.bias.data[T.EOS] -= 1e4
         mem_kv = [layer.memory_kv(memory) for layer in model.decoder]
         for b, seq in enumerate(seqs):
             inp = torch.tensor([[T.BOS, *seq[:-1]]])
@@ -128,7 +174,8 @@ def test_frames_to_notes_segments_pitch_changes_and_onsets():
 def test_windows_dataset_targets_match_the_notes():
     vocab = T.Vocabulary(window=2.0)
     notes = np.array([[0.5, 1.0, 60.2], [1.5, 2.5, 64]])
-    rec = Recording("x", np.zeros(16000 * 3, dtype=np.float32), notes)
+    noise = np.random.default_rng(0).standard_normal(16000 * 3).astype(np.float32)
+    rec = Recording("x", noise, notes)
     ds = NoteWindows([[rec]], vocab, 16000, 50, 0.04, mode="eval")
     assert len(ds) == 2
     item = ds[1]

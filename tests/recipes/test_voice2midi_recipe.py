@@ -42,6 +42,11 @@ def test_evaluate_prints_the_side_by_side_table(quick, capsys):
     for system in ("seq2seq", "frames", "pyin"):
         assert any(line.startswith(system) for line in out.splitlines())
     metrics = json.loads((run / "metrics.json").read_text())
-    scores = metrics["synthetic-test"]["systems"]["pyin"]
-    assert 0.0 <= scores["conp_f"] <= 1.0 and scores["files"] == 2
+    for system in ("seq2seq", "frames", "pyin"):
+        scores = metrics["synthetic-test"]["systems"][system]
+        assert scores["files"] == 2
+        keys = ("conpoff_f", "conp_f", "con_f", "raw_pitch_accuracy", "raw_chroma_accuracy")
+        assert all(0.0 <= scores[k] <= 1.0 for k in keys)
     assert main(["evaluate", *common, "--run", str(run), "--systems", "nope"]) == 1
+    assert main(["evaluate", *common, "--run", str(run), "--systems", "pyin"]) == 1
+    assert "data.ssvd is not set" in capsys.readouterr().err

@@ -67,7 +67,7 @@ def test_odd_input_is_handled_or_refused_cleanly(tmp_path, classifier_file, comm
         assert proc.stdout.strip().startswith(str(path))
     elif command == "transcribe":  # a MIDI file and a CSV note list, perhaps without notes
         names = sorted(p.name for p in (tmp_path / "out").iterdir())
-        assert names == [f"{path.stem}.csv", f"{path.stem}.mid"]
+        assert names == [".wb-transcribe.json", f"{path.stem}.csv", f"{path.stem}.mid"]
     else:
         assert f"{sf.info(str(path)).samplerate} Hz" in proc.stdout
 

@@ -54,21 +54,20 @@ class _System:
     """
 
     def __init__(self, model: str) -> None:
+        from music.transcription import stages
         from music.transcription.inference import load_transcriber
-        from music.transcription.stages import SHIPPED
+
 
         self.net = None
         if model == "pyin":
             self.description = "pYIN baseline"
             return
-        path = SHIPPED if model == "shipped" else Path(model).expanduser()
-        if not path.is_file():
-            if model == "shipped":
-                raise WbError(
-                    f"the shipped voice2midi model is not installed ({path}); train one with "
-                    "`python -m recipes.voice2midi train` or pass --model FILE or --model pyin"
-                )
-            raise WbError(f"{path}: no such model file (or use --model shipped / pyin)")
+        if model == "shipped":
+            path = stages.shipped_model(stages.SHIPPED)
+        else:
+            path = Path(model).expanduser()
+            if not path.is_file():
+                raise WbError(f"{path}: no such model file (or use --model shipped / pyin)")
         self.net, _ = load_transcriber(path)
         self.description = path.name
 

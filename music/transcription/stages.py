@@ -6,6 +6,7 @@ The recipe module only wires these to :mod:`wb.recipe`; every stage reads the re
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -77,8 +78,6 @@ def export(ctx: StageContext) -> None:
     Raises:
         click.UsageError: no ``--run``.
     """
-    import shutil
-
     from music.transcription.train import export as export_model
 
     args = ctx.args
@@ -95,10 +94,46 @@ def export(ctx: StageContext) -> None:
     out = export_model(ckpt, args["out"] or run / "voice2midi.pt", meta)
     click.echo(f"model file: {out} ({out.stat().st_size / 2**20:.1f} MiB)")
     if args["install"]:
-        from wb.runs import atomic_write
-
-        atomic_write(SHIPPED, lambda tmp: shutil.copyfile(out, tmp))
+        install(out)
         click.echo(f"installed as {SHIPPED}")
+
+
+def install(model_file: str | os.PathLike, dest: Path | None = None) -> Path:
+    """Copy a model file to the shipped location and record its SHA-256 in the
+    ``manifest.json`` beside it (checked by :func:`shipped_model` before every load)."""
+    import shutil
+
+    from wb.runs import atomic_write, file_digest, write_json
+
+    dest = Path(dest or SHIPPED)
+    atomic_write(dest, lambda tmp: shutil.copyfile(model_file, tmp))
+    write_json(dest.with_name("manifest.json"), {dest.name: {"sha256": file_digest(dest)}})
+    return dest
+
+
+def shipped_model(path: Path | None = None) -> Path:
+    """The shipped model file, after checking its SHA-256 against ``manifest.json``.
+
+    Raises:
+        WbError: the file is missing, unlisted, or its checksum differs.
+    """
+    import json
+
+    from wb.runs import file_digest
+
+    path = Path(path or SHIPPED)
+    if not path.is_file():
+        raise WbError(
+            f"the shipped voice2midi model is not installed ({path}); train one with "
+            "`python -m recipes.voice2midi train` or pass --model FILE or --model pyin"
+        )
+    try:
+        want = json.loads(path.with_name("manifest.json").read_text())[path.name]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise WbError(f"{path}: not listed with a SHA-256 in its manifest.json") from None
+    if file_digest(path) != want:
+        raise WbError(f"{path}: SHA-256 differs from its manifest.json (a damaged file?)")
+    return path
 
 
 EVALUATE_OPTIONS = (
@@ -181,9 +216,9 @@ def evaluate(ctx: StageContext) -> None:
                 ckpt = Path(args["run"]) / "checkpoints" / "best.ckpt"
                 model, _ = load_transcriber(export_model(ckpt, Path(tmp) / "m.pt"))
         else:
-            path = Path(args["model"] or SHIPPED)
+            path = Path(args["model"]) if args["model"] else shipped_model()
             if not path.is_file():
-                raise WbError(f"{path}: no model file (train and export one, or give --model)")
+                raise WbError(f"{path}: no such model file")
             model, _ = load_transcriber(path)
         threads = (cfg.get("train") or {}).get("threads")
         if threads:

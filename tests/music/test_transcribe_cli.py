@@ -152,3 +152,17 @@ def test_report_in_a_separated_track_folder_is_the_transcription_page(tmp_path, 
     code, _, err = run(capsys, src, "--out", str(folder), "--model", "pyin", "--report")
     assert code == 0, err
     assert "Transcription: song" in (folder / "report.html").read_text()
+
+
+def test_shipped_model_is_checked_against_its_manifest(tmp_path, capsys, model_file, monkeypatch):
+    dest = stages.install(model_file, tmp_path / "pretrained" / "voice2midi.pt")
+    assert stages.shipped_model(dest) == dest
+    monkeypatch.setattr(stages, "SHIPPED", dest)
+    src = sung(tmp_path / "line.wav")
+    assert run(capsys, src, "--out", str(tmp_path / "ok"))[0] == 0
+    data = bytearray(dest.read_bytes())
+    data[-10] ^= 0xFF
+    dest.write_bytes(bytes(data))
+    code, _, err = run(capsys, src, "--out", str(tmp_path / "bad"))
+    assert code == 1 and "SHA-256 differs" in err
+    assert not (tmp_path / "bad").exists()

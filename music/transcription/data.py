@@ -209,7 +209,10 @@ class NoteWindows(Dataset):
             lengths = np.array([len(x.audio) for x in self.groups[g]], dtype=np.float64)
             rec = self.groups[g][int(rng.choice(len(lengths), p=lengths / lengths.sum()))]
             duration = len(rec.audio) / self.sample_rate
-            start = float(rng.uniform(-0.5, max(duration - self.vocab.window + 0.5, -0.4)))
+            if rng.random() < 0.1:  # a recording's last window, mostly padding (as inference)
+                start = float(rng.uniform(duration - self.vocab.window, max(duration - 0.5, 0)))
+            else:
+                start = float(rng.uniform(-0.5, max(duration - self.vocab.window + 0.5, -0.4)))
             start = round(start / self.vocab.step) * self.vocab.step
             x = self._crop(rec, start) * np.float32(10 ** (rng.uniform(*self.gain_db) / 20))
             if rng.random() < self.noise_probability:

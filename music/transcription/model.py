@@ -30,6 +30,22 @@ from torch import nn
 from music.transcription.tokens import BOS, EOS, PAD, Vocabulary
 
 
+def sinusoidal_time(seconds: torch.Tensor, d_model: int) -> torch.Tensor:
+    """Sinusoidal encoding of absolute times (Vaswani et al. 2017, with time in seconds in
+    place of the position): ``(..., d_model)`` for ``seconds`` of any shape; wavelengths from
+    20 ms to about 20 s, so 10 ms apart and 4 s apart are both told apart.
+
+    Raises:
+        ValueError: an odd ``d_model``.
+    """
+    if d_model % 2:
+        raise ValueError(f"d_model must be even for the time encoding, got {d_model}")
+    k = torch.arange(d_model // 2, dtype=torch.float32, device=seconds.device)
+    freq = (1 / 0.02) * (0.02 / 20.0) ** (k / max(d_model // 2 - 1, 1))  # rad/s / 2 pi
+    angle = 2 * math.pi * seconds.float()[..., None] * freq
+    return torch.cat([angle.sin(), angle.cos()], dim=-1)
+
+
 def log_frequency_filterbank(
     sample_rate: int, n_fft: int, fmin: float, fmax: float, bins_per_semitone: int
 ) -> torch.Tensor:
@@ -135,6 +151,11 @@ class Transcriber(nn.Module):
         min_pitch, max_pitch: MIDI pitch range of the vocabulary and the frame head.
         step: time resolution of the tokens in seconds.
         max_tokens: longest token sequence per window (positions of the decoder).
+        time_encoding: add the same sinusoidal encoding of absolute time (seconds into the
+            window, :func:`sinusoidal_time`) to each encoder frame (its centre) and to each
+            ``time`` token's embedding, so that a time token's query can find its frames by
+            content from the start of training (cross-attention otherwise has to learn that
+            alignment from scratch, which is slow on a CPU budget).
     """
 
     def __init__(
@@ -157,6 +178,7 @@ class Transcriber(nn.Module):
         max_pitch: int = 96,
         step: float = 0.01,
         max_tokens: int = 256,
+        time_encoding: bool = False,
     ) -> None:
         super().__init__()
         if d_model % n_heads:
@@ -200,6 +222,18 @@ class Transcriber(nn.Module):
         self.out = nn.Linear(d_model, self.vocab.size)
         nn.init.normal_(self.enc_pos, std=0.02)
         nn.init.normal_(self.dec_pos, std=0.02)
+        self.use_time_encoding = bool(time_encoding)
+        if self.use_time_encoding:  # fixed tables (not in the state dict: weights stay portable)
+            centres = (torch.arange(self.frames) + 0.25) * self.frame_seconds
+            self.register_buffer("frame_time", sinusoidal_time(centres, d_model), persistent=False)
+            token_time = torch.zeros(self.vocab.size)
+            token_time[self.vocab.time0 : self.vocab.on0] = (
+                torch.arange(self.vocab.n_times) * self.vocab.step
+            )
+            table = sinusoidal_time(token_time, d_model)
+            is_time = torch.zeros(self.vocab.size, 1)
+            is_time[self.vocab.time0 : self.vocab.on0] = 1.0
+            self.register_buffer("token_time", table * is_time, persistent=False)
 
     @property
     def samples(self) -> int:
@@ -233,6 +267,8 @@ class Transcriber(nn.Module):
         b, c, t, f = x.shape
         x = self.project(x.permute(0, 2, 1, 3).reshape(b, t, c * f))
         x = x + self.enc_pos[:, : x.shape[1]]
+        if self.use_time_encoding:
+            x = x + self.frame_time[: x.shape[1]]
         memory = self.enc_norm(self.encoder(x))
         return memory, self.frame_head(memory)
 
@@ -240,6 +276,8 @@ class Transcriber(nn.Module):
         if offset + tokens.shape[1] > self.max_tokens + 1:
             raise ValueError(f"token sequences longer than max_tokens ({self.max_tokens})")
         x = self.embed(tokens) + self.dec_pos[:, offset : offset + tokens.shape[1]]
+        if self.use_time_encoding:
+            x = x + self.token_time[tokens]
         for i, layer in enumerate(self.decoder):
             x = layer(x, mem_kv[i], None if caches is None else caches[i])
         return self.out(self.dec_norm(x))

@@ -138,9 +138,10 @@ def test_filterbank_peaks_at_the_tone():
         log_frequency_filterbank(sr, n_fft, 50.0, 9000.0, 2)
 
 
-def test_cached_greedy_decoding_matches_full_decoding():
+@pytest.mark.parametrize("time_encoding", [False, True])
+def test_cached_greedy_decoding_matches_full_decoding(time_encoding):
     torch.manual_seed(0)
-    model = Transcriber(**TINY).eval()
+    model = Transcriber(**TINY, time_encoding=time_encoding).eval()
     audio = torch.randn(3, model.samples) * 0.1
     with torch.no_grad():
         memory, _ = model.encode(audio)
@@ -156,6 +157,16 @@ def test_cached_greedy_decoding_matches_full_decoding():
             logits = model._decode(inp, kv, None, 0)[0]
             logits[:, [T.PAD, T.BOS]] = -torch.inf
             assert logits.argmax(-1).tolist() == seq
+
+
+def test_time_encoding_aligns_time_tokens_with_frames():
+    model = Transcriber(**TINY, time_encoding=True)
+    vocab = model.vocab
+    for t in (0.0, 0.5, 1.37):  # a time token is most similar to the frame that holds t
+        sim = model.frame_time @ model.token_time[vocab.time(t)]
+        assert abs(int(sim.argmax()) * model.frame_seconds - t) <= model.frame_seconds
+    assert model.token_time[vocab.on(60)].abs().sum() == 0  # only time tokens carry time
+    assert "frame_time" not in model.state_dict()  # weights stay portable
 
 
 def test_frames_to_notes_segments_pitch_changes_and_onsets():

@@ -57,7 +57,6 @@ class _System:
         from music.transcription import stages
         from music.transcription.inference import load_transcriber
 
-
         self.net = None
         if model == "pyin":
             self.description = "pYIN baseline"

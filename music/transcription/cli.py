@@ -53,13 +53,15 @@ class _System:
     file (a baseline).
     """
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, decoder: str | None = None) -> None:
         from music.transcription import stages
         from music.transcription.inference import load_transcriber
 
         self.net = None
         if model == "pyin":
             self.description = "pYIN baseline"
+            if decoder:
+                raise WbError("--decoder applies to a model file, not to --model pyin")
             return
         if model == "shipped":
             path = stages.shipped_model(stages.SHIPPED)
@@ -67,8 +69,9 @@ class _System:
             path = Path(model).expanduser()
             if not path.is_file():
                 raise WbError(f"{path}: no such model file (or use --model shipped / pyin)")
-        self.net, _ = load_transcriber(path)
-        self.description = path.name
+        self.net, info = load_transcriber(path)
+        self.decoder = decoder or (info.get("meta") or {}).get("decoder") or "seq2seq"
+        self.description = f"{path.name}, {self.decoder} decoder"
 
     def array(self, x: np.ndarray, sr: int) -> np.ndarray:
         """Notes of mono audio ``(samples,)`` at ``sr`` Hz."""
@@ -82,7 +85,7 @@ class _System:
             return pyin_notes(x, sr)
         if sr != self.net.sample_rate:
             x = resample(torch.from_numpy(x)[None], sr, self.net.sample_rate)[0].numpy()
-        return transcribe_array(self.net, x)
+        return transcribe_array(self.net, x, self.decoder)
 
     def file(self, path: Path) -> np.ndarray:
         """Notes of an audio file (downmixed to mono)."""
@@ -99,7 +102,7 @@ class _System:
             def advance(done: float) -> None:
                 bar.update(round(done, 1) - bar.n)
 
-            return transcribe_file(self.net, path, on_window=advance)[0]
+            return transcribe_file(self.net, path, self.decoder, on_window=advance)[0]
 
 
 def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
@@ -145,6 +148,9 @@ def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
               help="Output folder: <name>.mid and <name>.csv per input.")  # fmt: skip
 @click.option("--model", default="shipped", show_default=True,
               help="'shipped' (the trained encoder-decoder), a model file, or 'pyin'.")  # fmt: skip
+@click.option("--decoder", type=click.Choice(["seq2seq", "frames"]), default=None,
+              help="The model's event decoder (seq2seq) or its frame head (frames); default: "
+              "the one recorded in the model file.")  # fmt: skip
 @click.option("--plot", is_flag=True, help="Also write <name>.png: piano roll over spectrogram.")
 @click.option("--separate", "separate", is_flag=True,
               help="Separate the four voices of a chorale first (wb separate's SATB model), "
@@ -158,6 +164,7 @@ def transcribe(
     inputs: tuple[str, ...],
     out: str,
     model: str,
+    decoder: str | None,
     plot: bool,
     separate: bool,
     separator: str | None,
@@ -207,7 +214,7 @@ def transcribe(
 
         find_fluidsynth()
         check_soundfont(DEFAULT_SOUNDFONT)
-    system = _System(model)
+    system = _System(model, decoder)
     sep = None
     if separate:
         from separation.hub import load_separator

@@ -32,7 +32,9 @@ EXPORT_OPTIONS = (
     Option("--checkpoint", "best | last", default="best", type=click.Choice(["best", "last"])),
     Option("--out", "model file (default <run>/voice2midi.pt)"),
     Option("--install", "install as the shipped model (wb transcribe's default)", is_flag=True),
-)
+    Option("--decoder", "decoder wb transcribe uses by default with this file",
+           default="seq2seq", type=click.Choice(["seq2seq", "frames"])),
+)  # fmt: skip
 
 
 def prepare(ctx: StageContext) -> None:
@@ -86,7 +88,7 @@ def export(ctx: StageContext) -> None:
     run = Path(args["run"])
     ckpt = run / "checkpoints" / f"{args['checkpoint']}.ckpt"
     metrics = run / "metrics.json"
-    meta = {}
+    meta: dict = {"decoder": args["decoder"]}
     if metrics.is_file():
         import json
 

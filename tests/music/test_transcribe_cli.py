@@ -166,3 +166,13 @@ def test_shipped_model_is_checked_against_its_manifest(tmp_path, capsys, model_f
     code, _, err = run(capsys, src, "--out", str(tmp_path / "bad"))
     assert code == 1 and "SHA-256 differs" in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_decoder_choice(tmp_path, capsys, model_file):
+    src = sung(tmp_path / "line.wav")
+    code, _, err = run(capsys, src, "--out", str(tmp_path / "a"), "--model", model_file,
+                       "--decoder", "frames")  # fmt: skip
+    assert code == 0 and "frames decoder" in err
+    code, _, err = run(capsys, src, "--out", str(tmp_path / "b"), "--model", "pyin",
+                       "--decoder", "frames")  # fmt: skip
+    assert code == 1 and "--decoder applies to a model file" in err

@@ -228,3 +228,23 @@ def test_run_page_loads(driver, tmp_path):
     assert d.execute_script("return Array.from(document.images).every(i => i.naturalWidth > 0)")
     assert "alto" in d.find_element("css selector", "table").text
     shot()
+
+
+def test_transcription_page_plays_input_and_rendering_in_sync(driver, tmp_path):
+    from wb.cli import main
+
+    src = tmp_path / "line.wav"
+    t = np.arange(int(4 * SR)) / SR
+    sf.write(src, (0.3 * np.sin(2 * np.pi * 220 * t) * (t % 1 < 0.7)).astype(np.float32), SR)
+    out = tmp_path / "midi"
+    assert main(["--quiet", "transcribe", str(src), "--out", str(out), "--model", "pyin",
+                 "--report"]) == 0  # fmt: skip
+    d = driver
+    shot = _open(d, out / "report.html", "transcription")
+    assert d.execute_script("return document.body.dataset.reportKind") == "transcription"
+    assert d.execute_script("return Array.from(document.images).every(i => i.naturalWidth > 0)")
+    d.execute_script("document.querySelector('.play-all').click()")
+    time.sleep(1.0)
+    times = _times(d, ".synced audio")
+    assert len(times) == 2 and min(times) > 0.3 and max(times) - min(times) < 0.15, times
+    shot("_playing")

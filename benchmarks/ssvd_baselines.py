@@ -15,6 +15,8 @@ train: 52, all: 67).
 
     OMP_NUM_THREADS=1 python benchmarks/ssvd_baselines.py --part valid --systems pyin
     OMP_NUM_THREADS=1 python benchmarks/ssvd_baselines.py --tune --cache /tmp/pyin_cache
+    OMP_NUM_THREADS=1 python benchmarks/ssvd_baselines.py --part folder --root data/voices/test \
+        --systems basic-pitch
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ GRID = {
 
 
 def recordings(root: Path, part: str) -> list[tuple[str, Path, Path]]:
-    """The recordings of one part of the split (``valid``, ``train`` or ``all``)."""
+    """The recordings of one part of the split (``valid``, ``train`` or ``all``), or with
+    ``part == "folder"`` every ``<id>.flac`` + ``<id>.txt`` of ``root`` (e.g. the synthetic
+    test split ``data/voices/test``)."""
+    if part == "folder":  # (no torch import: basic-pitch may live in its own environment)
+        return [(a.stem, a, a.with_suffix(".txt")) for a in sorted(Path(root).glob("*.flac"))
+                if a.with_suffix(".txt").is_file()]  # fmt: skip
     if part == "all":
         return ssvd.list_recordings(root)
     return ssvd.split(root)[part]
@@ -81,7 +88,8 @@ def evaluate(args: argparse.Namespace) -> None:
     """Print the table of the chosen systems on the chosen part."""
     recs = recordings(Path(args.root), args.part)
     audio_s = sum(duration(a) for _, a, _ in recs)
-    print(f"SSVD {args.part}: {len(recs)} recordings, {audio_s / 60:.1f} min of audio")
+    what = args.root if args.part == "folder" else f"SSVD {args.part}"
+    print(f"{what}: {len(recs)} recordings, {audio_s / 60:.1f} min of audio")
     rows = {}
     for system in args.systems.split(","):
         if system == "basic-pitch" and not baselines.basic_pitch_available():
@@ -125,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the evaluation or the tuning grid."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default=str(ssvd.DEFAULT_ROOT), help="SSVD train_valid folder")
-    parser.add_argument("--part", choices=("valid", "train", "all"), default="valid")
+    parts = ("valid", "train", "all", "folder")
+    help_part = "folder: every recording of --root (<id>.flac + <id>.txt)"
+    parser.add_argument("--part", choices=parts, default="valid", help=help_part)
     parser.add_argument("--systems", default="pyin", help="comma-separated: pyin,basic-pitch")
     parser.add_argument("--cache", type=Path, default=None, help="folder for pYIN f0 tracks")
     parser.add_argument("--per-file", action="store_true", help="print each recording's scores")

@@ -142,8 +142,8 @@ EVALUATE_OPTIONS = (
     Option("--run", "evaluate this run folder's checkpoints/best.ckpt (exported on the fly)"),
     Option("--model", "model file (default: the shipped model)"),
     Option("--systems", "comma-separated systems (default: evaluate.systems)"),
-    Option("--sets", "comma-separated sets: ssvd-valid, synthetic-test (default: both)",
-           default="ssvd-valid,synthetic-test"),
+    Option("--sets", "comma-separated: ssvd-valid, synthetic-test, synthetic-valid (chooses "
+           "the default decoder)", default="ssvd-valid,synthetic-test"),
     Option("--out", "metrics JSON (default <run>/metrics.json with --run)"),
     Option("--max-files", "score only the first N files of each set", type=int),
 )  # fmt: skip
@@ -157,10 +157,10 @@ def _eval_sets(cfg: dict, names: list[str]) -> dict[str, list[tuple[str, Path, P
     from music.transcription.data import find_pairs
 
     sets = {}
-    keys = {"ssvd-valid": "ssvd", "synthetic-test": "synthetic"}
+    keys = {"ssvd-valid": "ssvd", "synthetic-test": "synthetic", "synthetic-valid": "synthetic"}
     for name in names:
         if name not in keys:
-            raise WbError(f"unknown evaluation set {name!r} (ssvd-valid, synthetic-test)")
+            raise WbError(f"unknown evaluation set {name!r} ({', '.join(keys)})")
         root = (cfg.get("data") or {}).get(keys[name])
         if not root:
             raise ConfigError(
@@ -169,7 +169,7 @@ def _eval_sets(cfg: dict, names: list[str]) -> dict[str, list[tuple[str, Path, P
         if name == "ssvd-valid":
             sets[name] = ssvd.split(root)["valid"]
         else:
-            sets[name] = find_pairs(Path(root) / "test")
+            sets[name] = find_pairs(Path(root) / name.split("-")[1])
     return sets
 
 

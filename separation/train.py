@@ -49,6 +49,7 @@ from wb.progress import quiet_default
 from wb.training.config import TrainConfig
 from wb.training.sampler import EpochSampler
 from wb.training.trainer import fit, make_trainer, world_size
+from wb.training.warm_start import init_weights
 
 
 @dataclass
@@ -233,63 +234,6 @@ class StemsDataModule(pl.LightningDataModule):
         """Fixed validation segments, sharded over DDP ranks."""
         assert self.valid_set is not None
         return self._loader(self.valid_set, EpochSampler(len(self.valid_set), with_epoch=False))
-
-
-def init_weights(
-    model: torch.nn.Module, path: str | os.PathLike, expect: Mapping[str, Any] | None = None
-) -> None:
-    """Copy weights from a wb model file or a Lightning checkpoint into ``model`` (in place).
-
-    Used by ``train.init_from`` to train a finished model further as a new run: a warm start
-    with a fresh AdamW state and a fresh learning-rate schedule (warm-up and cosine again).
-
-    Args:
-        model: the freshly built separation model.
-        path: a file written by :func:`wb.checkpoint.save_model` (``state_dict`` of the bare
-            model, ``meta``) or a Lightning ``.ckpt`` of :class:`SeparationSystem`
-            (``model.`` prefix, ``hyper_parameters``).
-        expect: ``{"sources": [...], "sample_rate": Hz, "audio_channels": n}`` of the new
-            run; each key the file records must be equal (weights of an 8 kHz model would
-            otherwise load silently into a 16 kHz one of the same shape).
-
-    Raises:
-        WbError: unreadable file; sources, sample rate or channel count differing from
-            ``expect``; or weights that do not fit the model (different architecture or
-            size), naming the first mismatching tensors.
-    """
-    from wb.checkpoint import load_torch_file
-
-    data = load_torch_file(path, "init_from")
-    state = data.get("state_dict") if isinstance(data, dict) else None
-    if not isinstance(state, Mapping):
-        raise WbError(f"{path}: init_from needs a wb model file or a Lightning checkpoint")
-    recorded = data.get("meta") or data.get("hyper_parameters") or {}
-    for key, want in (expect or {}).items():
-        have = recorded.get(key)
-        if have is not None and _plain(have) != _plain(want):
-            raise WbError(f"{path}: init_from has {key} {have}, the configured model {want}")
-    if any(k.startswith("model.") for k in state):
-        state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        detail = ", ".join(
-            f"{label}: {names[:3]}"
-            for label, names in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape differs", wrong),
-            )
-            if names
-        )
-        raise WbError(f"{path}: weights do not fit the configured model ({detail})")
-    model.load_state_dict(state)
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, list | tuple) else value
 
 
 def train(

@@ -45,6 +45,7 @@ from wb.progress import quiet_default
 from wb.training.config import OptimConfig, TrainConfig
 from wb.training.sampler import EpochSampler
 from wb.training.trainer import fit, make_trainer
+from wb.training.warm_start import init_weights
 
 MONITOR = "val/loss"
 CLASS_REF = "music.transcription.model:Transcriber"
@@ -302,29 +303,6 @@ def train(
         "last": str(last),
         "best_loss": None if score is None else float(score),
     }
-
-
-def init_weights(model: Transcriber, path: str | os.PathLike) -> None:
-    """Warm start (``train.init_from``): copy weights from a model file or a ``.ckpt``.
-
-    Raises:
-        WbError: unreadable file or weights that do not fit (names the first mismatches).
-    """
-    from wb.checkpoint import load_torch_file
-
-    data = load_torch_file(path, "init_from")
-    state = data.get("state_dict") if isinstance(data, dict) else None
-    if not isinstance(state, Mapping):
-        raise WbError(f"{path}: init_from needs a wb model file or a Lightning checkpoint")
-    if any(k.startswith("model.") for k in state):
-        state = {k[6:]: v for k, v in state.items() if k.startswith("model.")}
-    own = model.state_dict()
-    bad = sorted(set(own) ^ set(state)) + sorted(
-        k for k in set(own) & set(state) if own[k].shape != state[k].shape
-    )
-    if bad:
-        raise WbError(f"{path}: weights do not fit the configured model ({bad[:3]})")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
 
 
 def export(

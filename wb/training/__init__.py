@@ -5,6 +5,7 @@
   constant, one-cycle, plateau).
 - :mod:`wb.training.trainer`: one Trainer factory (``best.ckpt`` / ``last.ckpt`` for exact
   resume, epoch-end time limit, loggers, DDP strategy) and ``fit`` (``weights_only`` resume).
+- :mod:`wb.training.warm_start`: ``init_weights`` for ``train.init_from``.
 
 Each LightningModule keeps only its steps and metrics; these pieces are the rest.
 """

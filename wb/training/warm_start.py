@@ -1,0 +1,72 @@
+"""Warm starts (``train.init_from``): copy the weights of a finished model into a fresh one.
+
+Shared by every recipe family that trains a bare model inside a LightningModule under the
+attribute ``model`` (separation, voice-to-MIDI).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from wb.errors import WbError
+
+
+def init_weights(
+    model: torch.nn.Module, path: str | os.PathLike, expect: Mapping[str, Any] | None = None
+) -> None:
+    """Copy weights from a wb model file or a Lightning checkpoint into ``model`` (in place).
+
+    Used by ``train.init_from`` to train a finished model further as a new run: a warm start
+    with a fresh AdamW state and a fresh learning-rate schedule (warm-up and cosine again).
+
+    Args:
+        model: the freshly built model.
+        path: a file written by :func:`wb.checkpoint.save_model` (``state_dict`` of the bare
+            model, ``meta``) or a Lightning ``.ckpt`` of a training system
+            (``model.`` prefix, ``hyper_parameters``).
+        expect: ``{"sources": [...], "sample_rate": Hz, "audio_channels": n}`` of the new
+            run; each key the file records must be equal (weights of an 8 kHz model would
+            otherwise load silently into a 16 kHz one of the same shape).
+
+    Raises:
+        WbError: unreadable file; sources, sample rate or channel count differing from
+            ``expect``; or weights that do not fit the model (different architecture or
+            size), naming the first mismatching tensors.
+    """
+    from wb.checkpoint import load_torch_file
+
+    data = load_torch_file(path, "init_from")
+    state = data.get("state_dict") if isinstance(data, dict) else None
+    if not isinstance(state, Mapping):
+        raise WbError(f"{path}: init_from needs a wb model file or a Lightning checkpoint")
+    recorded = data.get("meta") or data.get("hyper_parameters") or {}
+    for key, want in (expect or {}).items():
+        have = recorded.get(key)
+        if have is not None and _plain(have) != _plain(want):
+            raise WbError(f"{path}: init_from has {key} {have}, the configured model {want}")
+    if any(k.startswith("model.") for k in state):
+        state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = ", ".join(
+            f"{label}: {names[:3]}"
+            for label, names in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape differs", wrong),
+            )
+            if names
+        )
+        raise WbError(f"{path}: weights do not fit the configured model ({detail})")
+    model.load_state_dict(state)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, list | tuple) else value

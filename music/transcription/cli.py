@@ -87,8 +87,9 @@ class _System:
             x = resample(torch.from_numpy(x)[None], sr, self.net.sample_rate)[0].numpy()
         return transcribe_array(self.net, x, self.decoder)
 
-    def file(self, path: Path) -> np.ndarray:
-        """Notes of an audio file (downmixed to mono)."""
+    def file(self, path: Path, scanned: tuple[float, float]) -> np.ndarray:
+        """Notes of an audio file (downmixed to mono); ``scanned``: its
+        :func:`~music.transcription.inference.scan` (duration, peak)."""
         from music.transcription.inference import transcribe_file
         from wb import audio as wb_audio
         from wb.progress import progress
@@ -96,13 +97,14 @@ class _System:
         if self.net is None:
             x, sr = wb_audio.load(path, channels=1)
             return self.array(x[0].numpy(), sr)
-        total = round(wb_audio.info(path).duration, 1)
-        with progress(total=total, desc=path.name, unit="s") as bar:
+        with progress(total=round(scanned[0], 1), desc=path.name, unit="s") as bar:
 
             def advance(done: float) -> None:
                 bar.update(round(done, 1) - bar.n)
 
-            return transcribe_file(self.net, path, self.decoder, on_window=advance)[0]
+            notes, _ = transcribe_file(self.net, path, self.decoder, on_window=advance,
+                                       scanned=scanned)  # fmt: skip
+            return notes
 
 
 def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
@@ -183,6 +185,7 @@ def transcribe(
     wb transcribe a.flac b.wav --out midi/ --plot
     wb transcribe chorale.wav --out midi/ --separate
     """
+    from music.transcription.inference import scan
     from wb import audio as wb_audio
     from wb.progress import progress
 
@@ -192,10 +195,9 @@ def transcribe(
         raise WbError(f"--out {out_dir}: exists and is not a folder")
     paths = [Path(p) for p in inputs]
     names: dict[str, Path] = {}
-    for p in paths:  # checks first: every input decodes, names
-        _, blocks = wb_audio.read_blocks(p)
-        for _ in blocks:
-            pass
+    scanned = {}
+    for p in paths:  # checks first: every input decodes (kept: length, peak), names
+        scanned[p] = scan(p)
         if p.stem in names and names[p.stem].resolve() != p.resolve():
             raise WbError(f"{p} and {names[p.stem]} would both write {p.stem}.mid; rename one")
         names[p.stem] = p
@@ -226,7 +228,7 @@ def transcribe(
     out_dir.mkdir(parents=True, exist_ok=True)
     for p in progress(list(names.values()), desc="transcribing", unit="file"):
         if sep is None:
-            tracks = {"voice": system.file(p)}
+            tracks = {"voice": system.file(p, scanned[p])}
         else:
             from separation.inference import separate_audio
 

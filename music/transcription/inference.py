@@ -192,36 +192,40 @@ def transcribe_array(
     return transcribe_blocks(model, iter([x]), duration, method, batch_windows, 1.0 / peak)
 
 
-def _file_blocks(path: Path, sample_rate: int) -> tuple[float, float, Callable[[], Iterator]]:
-    """``(duration_s, peak, make_blocks)`` of a file; blocks are mono float32 at
-    ``sample_rate`` (stream-resampled)."""
-    import soxr
+def scan(path: str | os.PathLike) -> tuple[float, float]:
+    """Decode a whole file once: ``(duration_s, peak)`` of its mono downmix (the peak at the
+    file's own rate, full scale 1). Also the check that every block decodes.
 
+    Raises:
+        AudioError: unreadable, truncated or empty input.
+    """
     from wb import audio as wb_audio
 
     info, blocks = wb_audio.read_blocks(path)
     peak, count = 0.0, 0
-    for block in blocks:  # first pass: the peak and the exact length
+    for block in blocks:
         if block.size:
             peak = max(peak, float(np.abs(block.mean(0)).max()))
             count += block.shape[1]
-    duration = count / info.sample_rate
+    return count / info.sample_rate, peak
 
-    def make() -> Iterator[np.ndarray]:
-        src_sr, gen = wb_audio.read_blocks(path)
-        sr = src_sr.sample_rate
-        stream = (
-            None
-            if sr == sample_rate
-            else soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ")
-        )
-        for block in gen:
-            mono = block.mean(0).astype(np.float32)
-            yield mono if stream is None else stream.resample_chunk(mono)
-        if stream is not None:
-            yield stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
-    return duration, peak, make
+def _mono_blocks(path: Path, sample_rate: int) -> Iterator[np.ndarray]:
+    """Mono float32 blocks of a file, stream-resampled to ``sample_rate``."""
+    import soxr
+
+    from wb import audio as wb_audio
+
+    info, gen = wb_audio.read_blocks(path)
+    sr = info.sample_rate
+    stream = None
+    if sr != sample_rate:
+        stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ")
+    for block in gen:
+        mono = block.mean(0).astype(np.float32)
+        yield mono if stream is None else stream.resample_chunk(mono)
+    if stream is not None:
+        yield stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
 
 def transcribe_file(
@@ -230,8 +234,10 @@ def transcribe_file(
     method: str = "seq2seq",
     batch_windows: int = 8,
     on_window: Callable[[float], None] | None = None,
+    scanned: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Transcribe an audio file of any length, streaming.
+    """Transcribe an audio file of any length, streaming: :func:`scan` (one decoding pass,
+    skipped when ``scanned`` gives its result), then a second pass that transcribes.
 
     The peak used for normalisation is measured at the file's own rate (before
     resampling), so it can differ very slightly from :func:`transcribe_array`'s.
@@ -242,8 +248,9 @@ def transcribe_file(
     Raises:
         AudioError: unreadable or empty input. WbError: an unknown method.
     """
-    duration, peak, make = _file_blocks(Path(path), model.sample_rate)
+    duration, peak = scanned or scan(path)
     if peak <= SILENT_PEAK:
         return np.zeros((0, 3)), duration
-    notes = transcribe_blocks(model, make(), duration, method, batch_windows, 1.0 / peak, on_window)
+    blocks = _mono_blocks(Path(path), model.sample_rate)
+    notes = transcribe_blocks(model, blocks, duration, method, batch_windows, 1.0 / peak, on_window)
     return notes, duration

@@ -118,8 +118,8 @@ def test_separate_writes_one_track_per_voice(tmp_path, capsys):
     pm = pretty_midi.PrettyMIDI(str(out / "chorale.mid"))
     assert [i.name for i in pm.instruments] == ["soprano", "alto", "tenor", "bass"]
     for voice in ("soprano", "alto", "tenor", "bass"):
-        read_notes_csv = (out / f"chorale.{voice}.csv").read_text().splitlines()
-        assert read_notes_csv[0].startswith("onset_s")
+        lines = (out / f"chorale.{voice}.csv").read_text().splitlines()
+        assert lines[0].startswith("onset_s")
 
 
 def test_missing_input_silent_input_and_collisions_with_inputs(tmp_path, capsys):

@@ -7,6 +7,12 @@ extraction costs one STFT per batch instead of one librosa call per file:
   (:class:`torchaudio.transforms.MelSpectrogram`) then decibels (``10 log10``, per-example
   ``top_db`` floor, as :func:`librosa.power_to_db`) or natural log ``log(x + eps)``.
 * ``kind="mfcc"``: DCT-II (orthonormal) of the dB log-mel, as :func:`librosa.feature.mfcc`.
+* ``kind="logfreq"``: a log-frequency (constant-Q-like) power spectrogram,
+  :func:`log_frequency_filterbank` over one STFT, ``bins_per_octave`` bins per octave from
+  ``f_min`` to ``f_max``, then the same log. Musical pitch is a shift along its frequency
+  axis, so a convolutional head sees a transposed chord as the same pattern (harmony,
+  texture); the mel scale is near-linear below 1 kHz, where one band spans several
+  semitones.
 * :class:`FrequencyNorm`: optional per-frequency-bin standardisation whose mean and standard
   deviation are fitted on the training folds only (:meth:`FrequencyNorm.fit`) and stored as
   buffers, so an exported model carries them.
@@ -32,8 +38,44 @@ from torch import nn
 
 from wb.errors import ConfigError
 
-FRONTEND_KINDS = ("logmel", "mfcc")
+FRONTEND_KINDS = ("logmel", "mfcc", "logfreq")
 PAD_MODES = ("zero", "repeat", "noise")
+
+
+def log_frequency_filterbank(
+    sample_rate: int, n_fft: int, fmin: float, fmax: float, bins_per_octave: int
+) -> torch.Tensor:
+    """Triangular filters centred on a log-frequency grid.
+
+    Filter ``k`` is centred on ``fmin * 2 ** (k / bins_per_octave)`` Hz; its
+    half-width is one grid step or one STFT bin, whichever is wider (so low filters, finer
+    than the STFT resolution, interpolate between bins instead of coming out empty). Each
+    filter sums to 1.
+
+    Applied to one STFT, this gives a log-frequency spectrogram: an approximation of the
+    constant-Q transform (Brown, JASA 1991) at the cost of one STFT, as madmom's
+    ``LogarithmicFilterbank`` builds it.
+
+    Args:
+        sample_rate: Hz; n_fft: STFT size in samples; fmin, fmax: grid range in Hz;
+        bins_per_octave: grid resolution (12: one bin per semitone).
+
+    Returns:
+        ``(n_fft // 2 + 1, n_bins)`` weights, ``n_bins = floor(bins_per_octave *
+        log2(fmax / fmin)) + 1``.
+
+    Raises:
+        ValueError: ``fmin`` not in ``(0, fmax)`` or ``fmax`` above the Nyquist frequency.
+    """
+    if not 0 < fmin < fmax <= sample_rate / 2:
+        raise ValueError(f"need 0 < fmin < fmax <= {sample_rate / 2} Hz, got {fmin}, {fmax}")
+    n_bins = int(math.floor(bins_per_octave * math.log2(fmax / fmin))) + 1
+    centres = fmin * 2.0 ** (torch.arange(n_bins, dtype=torch.float64) / bins_per_octave)
+    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    df = sample_rate / n_fft
+    width = torch.maximum(centres * (2.0 ** (1 / bins_per_octave) - 1), torch.tensor(df))
+    w = (1 - (freqs[:, None] - centres[None, :]).abs() / width[None, :]).clamp(min=0)
+    return (w / w.sum(0, keepdim=True).clamp(min=1e-12)).float()
 
 
 def as_batch(wave: torch.Tensor) -> torch.Tensor:
@@ -72,6 +114,7 @@ class Frontend(nn.Module):
         amin: floor before the dB conversion (power units).
         eps: offset for ``log="log"``.
         n_mfcc: number of cepstral coefficients when ``kind="mfcc"``.
+        bins_per_octave: resolution of ``kind="logfreq"`` (its ``f_min`` must be above 0).
         center: pad by ``n_fft // 2`` on both sides so frame ``t`` is centred at ``t * hop``.
         pad_mode: padding used with ``center`` (``"constant"`` as librosa >= 0.10, or
             ``"reflect"``).
@@ -86,11 +129,13 @@ class Frontend(nn.Module):
 
     Shapes:
         input ``(batch, samples)`` or ``(batch, 1, samples)`` ->
-        output ``(batch, 1, n_bins, frames)``, ``n_bins`` = ``n_mels`` or ``n_mfcc``.
+        output ``(batch, 1, n_bins, frames)``, ``n_bins`` = ``n_mels``, ``n_mfcc``, or for
+        ``logfreq`` ``floor(bins_per_octave * log2(f_max / f_min)) + 1``.
 
     Raises:
         ConfigError: unknown ``kind``/``log``/``mel_scale``, or inconsistent sizes
-            (``win_length > n_fft``, ``f_max`` above Nyquist, ``n_mfcc > n_mels``).
+            (``win_length > n_fft``, ``f_max`` above Nyquist, ``n_mfcc > n_mels``, ``logfreq``
+            with ``f_min`` 0).
     """
 
     def __init__(
@@ -111,6 +156,7 @@ class Frontend(nn.Module):
         amin: float = 1e-10,
         eps: float = 1e-6,
         n_mfcc: int = 20,
+        bins_per_octave: int = 36,
         center: bool = True,
         pad_mode: str = "constant",
         normalize: bool = False,
@@ -134,6 +180,8 @@ class Frontend(nn.Module):
                 f"frontend: need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min} "
                 f"f_max={f_max} at {sample_rate} Hz"
             )
+        if kind == "logfreq" and f_min <= 0:
+            raise ConfigError("frontend.f_min must be above 0 Hz for kind=logfreq (e.g. 32.7, C1)")
         if kind == "mfcc" and n_mfcc > n_mels:
             raise ConfigError(f"frontend.n_mfcc={n_mfcc} exceeds n_mels={n_mels}")
         if instance_norm not in ("none", "mean", "meanvar"):
@@ -144,7 +192,8 @@ class Frontend(nn.Module):
             kind=kind, sample_rate=int(sample_rate), n_fft=int(n_fft), win_length=win_length,
             hop_length=hop_length, n_mels=int(n_mels), f_min=float(f_min), f_max=f_max,
             power=float(power), mel_scale=mel_scale, norm=norm, log=log, top_db=top_db,
-            amin=float(amin), eps=float(eps), n_mfcc=int(n_mfcc), center=bool(center),
+            amin=float(amin), eps=float(eps), n_mfcc=int(n_mfcc),
+            bins_per_octave=int(bins_per_octave), center=bool(center),
             pad_mode=pad_mode, normalize=bool(normalize), instance_norm=instance_norm,
             active_db=float(active_db),
         )  # fmt: skip
@@ -153,6 +202,11 @@ class Frontend(nn.Module):
             hop_length=hop_length, f_min=float(f_min), f_max=f_max, n_mels=int(n_mels),
             power=float(power), center=center, pad_mode=pad_mode, norm=norm, mel_scale=mel_scale,
         )  # fmt: skip
+        if kind == "logfreq":
+            fb = log_frequency_filterbank(
+                int(sample_rate), int(n_fft), float(f_min), f_max, int(bins_per_octave)
+            )
+            self.register_buffer("logfreq", fb.T.contiguous(), persistent=False)  # (bins, freqs)
         if kind == "mfcc":
             dct = torchaudio.functional.create_dct(int(n_mfcc), int(n_mels), norm="ortho")
             self.register_buffer("dct", dct, persistent=False)  # (n_mels, n_mfcc)
@@ -160,7 +214,9 @@ class Frontend(nn.Module):
 
     @property
     def n_bins(self) -> int:
-        """Number of frequency rows in the output (``n_mels`` or ``n_mfcc``)."""
+        """Number of frequency rows in the output (``n_mels``, ``n_mfcc`` or log bins)."""
+        if self.config["kind"] == "logfreq":
+            return int(self.logfreq.shape[0])
         return self.config["n_mfcc"] if self.config["kind"] == "mfcc" else self.config["n_mels"]
 
     @property
@@ -202,7 +258,10 @@ class Frontend(nn.Module):
         """Features before the per-frequency normalisation: ``(batch, 1, n_bins, frames)``."""
         x = as_batch(wave).float()
         with torch.autocast(device_type=x.device.type, enabled=False):
-            power = self.mel(x)  # (batch, n_mels, frames)
+            if self.config["kind"] == "logfreq":  # the STFT of the mel transform, re-binned
+                power = torch.matmul(self.logfreq, self.mel.spectrogram(x))
+            else:
+                power = self.mel(x)  # (batch, n_mels, frames)
             feats = self._log(power)
             if self.config["kind"] == "mfcc":
                 feats = torch.einsum("bmt,mc->bct", feats, self.dct)

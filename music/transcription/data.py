@@ -135,6 +135,13 @@ class NoteWindows(Dataset):
         length: training windows per epoch.
         gain_db: random gain range in dB (train).
         noise_probability: chance of added white/pink noise at ``noise_snr_db`` (train).
+        shift_probability: chance a training window is *speed-perturbed* (train): played
+            ``2 ** (s / 12)`` times faster, ``s`` uniform in ``±shift_semitones``, so pitch
+            rises by ``s`` semitones and time shrinks by the same factor, as resampling does
+            (the speed perturbation of Ko et al., Interspeech 2015). The note list follows
+            exactly: times divided by the factor, pitches plus ``s`` (then rounded for the
+            targets, so a fractional ``s`` also varies the sung intonation).
+        shift_semitones: the largest shift in semitones.
         seed: base seed; a training item depends on ``(seed, epoch, index)`` only (the
             indices may be ``(index, epoch)`` pairs, as :class:`wb.training.sampler.EpochSampler`
             yields).
@@ -158,6 +165,8 @@ class NoteWindows(Dataset):
         noise_snr_db: tuple[float, float] = (10.0, 40.0),
         max_windows: int | None = None,
         seed: int = 0,
+        shift_probability: float = 0.0,
+        shift_semitones: float = 2.0,
     ) -> None:
         self.groups = [list(g) for g in groups if len(g)]
         if not self.groups:
@@ -174,6 +183,10 @@ class NoteWindows(Dataset):
         # epoch of plain integer indices; EpochSampler passes (index, epoch) pairs instead
         self.gain_db, self.noise_probability = tuple(gain_db), float(noise_probability)
         self.noise_snr_db = tuple(noise_snr_db)
+        self.shift_probability, self.shift_semitones = (
+            float(shift_probability),
+            float(shift_semitones),
+        )
         self.index: list[tuple[int, int, float]] = []
         if mode == "eval":
             for g, group in enumerate(self.groups):
@@ -187,13 +200,31 @@ class NoteWindows(Dataset):
     def __len__(self) -> int:
         return self.length if self.mode == "train" else len(self.index)
 
-    def _crop(self, rec: Recording, start: float) -> np.ndarray:
+    def _crop(self, rec: Recording, start: float, samples: int | None = None) -> np.ndarray:
+        samples = self.samples if samples is None else samples
         s = int(round(start * self.sample_rate))
-        out = np.zeros(self.samples, dtype=np.float32)
-        lo, hi = max(s, 0), min(s + self.samples, len(rec.audio))
+        out = np.zeros(samples, dtype=np.float32)
+        lo, hi = max(s, 0), min(s + samples, len(rec.audio))
         if hi > lo:
             out[lo - s : hi - s] = rec.audio[lo:hi]
         return out
+
+    def _shifted(
+        self, rec: Recording, start: float, semitones: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The window at ``start`` played ``2 ** (semitones / 12)`` times faster: float32
+        ``(samples,)`` audio and the recording's notes in the window's time (window start 0)."""
+        import soxr
+
+        factor = 2.0 ** (semitones / 12)
+        source = int(np.ceil(self.samples * factor)) + 16
+        x = soxr.resample(self._crop(rec, start, source), self.sample_rate * factor,
+                          self.sample_rate, quality="HQ")  # fmt: skip
+        x = np.pad(x, (0, max(0, self.samples - len(x))))[: self.samples].astype(np.float32)
+        notes = rec.notes.astype(np.float64).copy()
+        notes[:, :2] = (notes[:, :2] - start) / factor
+        notes[:, 2] += semitones
+        return x, notes
 
     def __getitem__(self, i: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch = self.epoch
@@ -202,7 +233,7 @@ class NoteWindows(Dataset):
         if self.mode == "eval":
             g, r, start = self.index[i]
             rec = self.groups[g][r]
-            x = self._crop(rec, start)
+            x, notes = self._crop(rec, start), rec.notes
         else:
             rng = np.random.default_rng([self.seed, int(epoch), int(i)])
             g = int(rng.choice(len(self.groups), p=self.weights))
@@ -214,11 +245,17 @@ class NoteWindows(Dataset):
             else:
                 start = float(rng.uniform(-0.5, max(duration - self.vocab.window + 0.5, -0.4)))
             start = round(start / self.vocab.step) * self.vocab.step
-            x = self._crop(rec, start) * np.float32(10 ** (rng.uniform(*self.gain_db) / 20))
+            if self.shift_probability and rng.random() < self.shift_probability:
+                shift = float(rng.uniform(-self.shift_semitones, self.shift_semitones))
+                x, notes = self._shifted(rec, start, shift)
+                start = 0.0
+            else:
+                x, notes = self._crop(rec, start), rec.notes
+            x = x * np.float32(10 ** (rng.uniform(*self.gain_db) / 20))
             if rng.random() < self.noise_probability:
                 x = x + _noise(rng, x, self.noise_snr_db)
-        tokens = encode(rec.notes, start, self.vocab)
-        pitch, onset = frame_targets(rec.notes, start, self.frames, self.frame_seconds, self.vocab)
+        tokens = encode(notes, start, self.vocab)
+        pitch, onset = frame_targets(notes, start, self.frames, self.frame_seconds, self.vocab)
         return {
             "audio": torch.from_numpy(x),
             "tokens": torch.tensor(tokens, dtype=torch.long),

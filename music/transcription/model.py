@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from classify.frontends import log_frequency_filterbank
 from music.transcription.tokens import BOS, EOS, PAD, Vocabulary
 
 
@@ -44,33 +45,6 @@ def sinusoidal_time(seconds: torch.Tensor, d_model: int) -> torch.Tensor:
     freq = (1 / 0.02) * (0.02 / 20.0) ** (k / max(d_model // 2 - 1, 1))  # rad/s / 2 pi
     angle = 2 * math.pi * seconds.float()[..., None] * freq
     return torch.cat([angle.sin(), angle.cos()], dim=-1)
-
-
-def log_frequency_filterbank(
-    sample_rate: int, n_fft: int, fmin: float, fmax: float, bins_per_semitone: int
-) -> torch.Tensor:
-    """Triangular filters centred on a log-frequency grid.
-
-    Filter ``k`` is centred on ``fmin * 2 ** (k / (12 * bins_per_semitone))`` Hz; its
-    half-width is one grid step or one STFT bin, whichever is wider (so low filters, finer
-    than the STFT resolution, interpolate between bins instead of coming out empty). Each
-    filter sums to 1.
-
-    Returns:
-        ``(n_fft // 2 + 1, n_bins)`` weights.
-
-    Raises:
-        ValueError: ``fmin`` not in ``(0, fmax)`` or ``fmax`` above the Nyquist frequency.
-    """
-    if not 0 < fmin < fmax <= sample_rate / 2:
-        raise ValueError(f"need 0 < fmin < fmax <= {sample_rate / 2} Hz, got {fmin}, {fmax}")
-    n_bins = int(math.floor(12 * bins_per_semitone * math.log2(fmax / fmin))) + 1
-    centres = fmin * 2.0 ** (torch.arange(n_bins, dtype=torch.float64) / (12 * bins_per_semitone))
-    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    df = sample_rate / n_fft
-    width = torch.maximum(centres * (2.0 ** (1 / (12 * bins_per_semitone)) - 1), torch.tensor(df))
-    w = (1 - (freqs[:, None] - centres[None, :]).abs() / width[None, :]).clamp(min=0)
-    return (w / w.sum(0, keepdim=True).clamp(min=1e-12)).float()
 
 
 class DecoderLayer(nn.Module):
@@ -187,7 +161,7 @@ class Transcriber(nn.Module):
         self.n_fft, self.hop_length = int(n_fft), int(hop_length)
         self.vocab = Vocabulary(window=window, step=step, min_pitch=min_pitch, max_pitch=max_pitch)
         self.max_tokens = int(max_tokens)
-        fb = log_frequency_filterbank(sample_rate, n_fft, fmin, fmax, bins_per_semitone)
+        fb = log_frequency_filterbank(sample_rate, n_fft, fmin, fmax, 12 * bins_per_semitone)
         self.register_buffer("filterbank", fb, persistent=False)
         self.register_buffer("stft_window", torch.hann_window(n_fft), persistent=False)
         c1, c2, c3 = conv_channels

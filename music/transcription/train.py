@@ -62,6 +62,9 @@ class TranscriptionTrainConfig(TrainConfig):
         gain_db: random gain range in dB applied to peak-normalised windows.
         noise_probability: chance a training window gets added white/pink noise.
         noise_snr_db: SNR range of that noise in dB.
+        shift_probability: chance a training window is speed-perturbed (pitch and tempo
+            together, :class:`~music.transcription.data.NoteWindows`).
+        shift_semitones: the largest such shift in semitones.
         frame_weight: weight of the frame head's losses.
         label_smoothing: of the token cross-entropy.
     """
@@ -75,6 +78,8 @@ class TranscriptionTrainConfig(TrainConfig):
     gain_db: tuple[float, float] = (-20.0, 0.0)
     noise_probability: float = 0.3
     noise_snr_db: tuple[float, float] = (10.0, 40.0)
+    shift_probability: float = 0.0
+    shift_semitones: float = 2.0
     frame_weight: float = 0.5
     label_smoothing: float = 0.05
 
@@ -211,7 +216,9 @@ class VoiceDataModule(pl.LightningDataModule):
         self.train_set = NoteWindows(
             groups, mode="train", weights=weights, length=int(s["samples_per_epoch"]),
             gain_db=tuple(s["gain_db"]), noise_probability=float(s["noise_probability"]),
-            noise_snr_db=tuple(s["noise_snr_db"]), seed=int(s["seed"]), **common,
+            noise_snr_db=tuple(s["noise_snr_db"]), seed=int(s["seed"]),
+            shift_probability=float(s["shift_probability"]),
+            shift_semitones=float(s["shift_semitones"]), **common,
         )  # fmt: skip
         if d.get("synthetic"):
             valid = load_recordings(

@@ -12,6 +12,7 @@ from classify.frontends import (
     LengthPolicy,
     build_frontend,
     eval_windows,
+    log_frequency_filterbank,
     pad_to,
     train_view,
 )
@@ -47,6 +48,42 @@ def test_rejects_bad_input_and_settings() -> None:
         Frontend(sample_rate=SR, f_max=6000)  # above Nyquist
     with pytest.raises(ConfigError):
         build_frontend(SR, n_fft=256, bogus=1)
+    with pytest.raises(ConfigError):
+        Frontend(kind="logfreq", sample_rate=SR, f_min=0.0)  # no log axis down to 0 Hz
+
+
+def test_filterbank_peaks_at_the_tone():
+    sr, n_fft = 16000, 2048
+    fb = log_frequency_filterbank(sr, n_fft, 50.0, 5000.0, 24)
+    assert torch.allclose(fb.sum(0), torch.ones(fb.shape[1]), atol=1e-5)  # no empty filter
+    freqs = torch.linspace(0, sr / 2, n_fft // 2 + 1)
+    for f in (82.4, 220.0, 1046.5):
+        spectrum = torch.exp(-0.5 * ((freqs - f) / 3.0) ** 2)  # a narrow peak at f
+        k = int((spectrum @ fb).argmax())
+        centre = 50.0 * 2 ** (k / 24)
+        assert abs(12 * np.log2(centre / f)) <= 0.5  # within half a semitone
+    with pytest.raises(ValueError):
+        log_frequency_filterbank(sr, n_fft, 50.0, 9000.0, 24)
+
+
+def test_logfreq_transposition_is_a_shift_of_rows() -> None:
+    # a harmonic tone a whole tone higher moves by 2 * bins_per_octave / 12 rows: what lets a
+    # convolutional head see a transposed chord as the same pattern
+    fe = Frontend("logfreq", sample_rate=16000, n_fft=4096, hop_length=512, f_min=65.4,
+                  f_max=4000.0, bins_per_octave=36, log="log")  # fmt: skip
+    assert fe.n_bins == int(np.floor(36 * np.log2(4000 / 65.4))) + 1
+
+    def profile(f0: float) -> np.ndarray:
+        t = np.arange(16000) / 16000
+        x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6)).astype(np.float32)
+        out = fe(torch.from_numpy(x)[None])[0, 0].mean(-1).numpy()
+        return out - out.mean()
+
+    low, high = profile(196.0), profile(196.0 * 2 ** (2 / 12))
+    shifts = range(-10, 11)
+    best = max(shifts, key=lambda k: float(np.dot(np.roll(low, k)[20:-20], high[20:-20])))
+    assert best == 6
+    assert int(low.argmax()) == round(36 * np.log2(196.0 / 65.4))  # the fundamental's row
 
 
 @pytest.mark.parametrize("mel_scale,norm,htk", [("slaney", "slaney", False), ("htk", None, True)])

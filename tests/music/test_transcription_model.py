@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
@@ -15,7 +16,7 @@ from music.transcription.inference import (
     transcribe_blocks,
     transcribe_file,
 )
-from music.transcription.model import Transcriber, log_frequency_filterbank
+from music.transcription.model import Transcriber
 
 TINY = dict(d_model=32, ff=64, n_heads=2, encoder_layers=1, decoder_layers=1,
             conv_channels=(4, 4, 4), window=2.0, max_tokens=64)  # fmt: skip
@@ -124,20 +125,6 @@ def test_stitcher_continues_only_tied_notes():
     np.testing.assert_allclose(out, [[1.0, 2.0, 60], [2.5, 4.0, 62]])
 
 
-def test_filterbank_peaks_at_the_tone():
-    sr, n_fft = 16000, 2048
-    fb = log_frequency_filterbank(sr, n_fft, 50.0, 5000.0, 2)
-    assert torch.allclose(fb.sum(0), torch.ones(fb.shape[1]), atol=1e-5)  # no empty filter
-    freqs = torch.linspace(0, sr / 2, n_fft // 2 + 1)
-    for f in (82.4, 220.0, 1046.5):
-        spectrum = torch.exp(-0.5 * ((freqs - f) / 3.0) ** 2)  # a narrow peak at f
-        k = int((spectrum @ fb).argmax())
-        centre = 50.0 * 2 ** (k / 24)
-        assert abs(12 * np.log2(centre / f)) <= 0.5  # within half a semitone
-    with pytest.raises(ValueError):
-        log_frequency_filterbank(sr, n_fft, 50.0, 9000.0, 2)
-
-
 @pytest.mark.parametrize("time_encoding", [False, True])
 def test_cached_greedy_decoding_matches_full_decoding(time_encoding):
     torch.manual_seed(0)
@@ -180,6 +167,58 @@ def test_frames_to_notes_segments_pitch_changes_and_onsets():
     logits[25, -1] = 10.0  # a repeated note: onset without a pitch change
     notes = frames_to_notes(logits, 0.02, 36)
     np.testing.assert_allclose(notes, [[0.1, 0.3, 60], [0.3, 0.5, 62], [0.5, 0.7, 62]])
+
+
+def test_frames_to_notes_ignores_scoops_and_brief_excursions():
+    n_p = 61
+    logits = np.full((60, n_p + 2), -10.0)
+    logits[:, n_p] = 10.0
+    logits[:, -1] = -10.0
+    logits[5:55, n_p] = -10.0
+    logits[5:55, 28] = 10.0  # one sung note, MIDI 64, 1 s long ...
+    logits[5:7, 28], logits[5:7, 26] = -10.0, 10.0  # ... scooped up from 62 for 40 ms
+    logits[30:36, 28], logits[30:36, 29] = -10.0, 10.0  # ... and 120 ms of it a semitone sharp
+    notes = frames_to_notes(logits, 0.02, 36)
+    np.testing.assert_allclose(notes, [[0.1, 1.1, 64]])
+    # a 200 ms excursion is a note of its own only when stable_frames asks for less
+    logits[30:36, 29] = -10.0
+    logits[30:40, 28], logits[30:40, 29] = -10.0, 10.0
+    np.testing.assert_allclose(frames_to_notes(logits, 0.02, 36), [[0.1, 1.1, 64]])
+    np.testing.assert_allclose(
+        frames_to_notes(logits, 0.02, 36, stable_frames=8),
+        [[0.1, 0.6, 64], [0.6, 0.8, 65], [0.8, 1.1, 64]],
+    )
+    # a change that holds to the end of the note (a legato step) does start a note
+    logits[30:55, 28], logits[30:55, 29] = -10.0, 10.0
+    np.testing.assert_allclose(frames_to_notes(logits, 0.02, 36), [[0.1, 0.6, 64], [0.6, 1.1, 65]])
+
+
+def test_speed_perturbed_windows_keep_audio_and_targets_aligned():
+    sr, vocab = 16000, T.Vocabulary(window=2.0)
+    t = np.arange(sr * 3) / sr
+    notes = np.array([[0.25, 1.0, 60.0], [1.0, 2.0, 64.0], [2.0, 3.0, 67.0]])
+    midi = np.select([t < 1.0, t < 2.0], [60.0, 64.0], 67.0)
+    tone = np.sin(2 * np.pi * np.cumsum(440 * 2 ** ((midi - 69) / 12)) / sr) * (t >= 0.25)
+    rec = Recording("tone", tone.astype(np.float32), notes)
+    ds = NoteWindows([[rec]], vocab, sr, 50, 0.04, mode="train", length=6, seed=1,
+                     gain_db=(0.0, 0.0), noise_probability=0.0, shift_probability=1.0,
+                     shift_semitones=2.0)  # fmt: skip
+    shifts = set()
+    for i in range(6):
+        item = ds[i]
+        audio, pitch = item["audio"].numpy(), item["pitch"].numpy()
+        f0 = librosa.yin(audio, fmin=150, fmax=700, sr=sr, frame_length=1280, hop_length=320)
+        sung = librosa.hz_to_midi(f0[1:100:2])  # at the 40 ms target frames' centres
+        inner = [
+            j
+            for j in range(2, 48)  # sounding frames away from note changes
+            if pitch[j] < vocab.n_pitches and len(set(pitch[j - 2 : j + 3])) == 1
+        ]
+        assert len(inner) > 5
+        target = pitch[inner] + vocab.min_pitch
+        assert np.abs(sung[inner] - target).max() <= 0.55  # the target is the rounded sung pitch
+        shifts.add(round(float(np.median(sung[inner] - np.rint(sung[inner]))), 2))
+    assert len(shifts) > 1  # fractional shifts: not all windows on the semitone grid
 
 
 def test_windows_dataset_targets_match_the_notes():

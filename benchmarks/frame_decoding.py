@@ -31,7 +31,12 @@ import torch
 
 from music.transcription import metrics, ssvd
 from music.transcription.data import find_pairs
-from music.transcription.inference import frames_to_notes, load_transcriber, transcribe_array
+from music.transcription.inference import (
+    clip_notes,
+    frames_to_notes,
+    load_transcriber,
+    transcribe_array,
+)
 from music.transcription.notes import read_notes
 from music.transcription.stages import shipped_model
 from wb import audio as wb_audio
@@ -39,10 +44,13 @@ from wb.progress import progress
 
 #: The grid (frames_to_notes keyword arguments).
 GRID = {
-    "stable_frames": (1, 8, 12, 20),
-    "onset_threshold": (0.4, 0.5, 0.65),
+    "stable_frames": (8, 12, 20),
+    "onset_threshold": (0.4, 0.5),
     "voicing_threshold": (0.5, 0.6, 0.7),
     "min_duration": (0.1, 0.15, 0.2),
+    "max_gap": (0, 2),
+    "median_frames": (3, 5),
+    "skip_frames": (0, 2),
 }
 
 
@@ -53,23 +61,25 @@ def _keep(kept: list, logits: np.ndarray) -> np.ndarray:
 
 
 def frame_logits(model, pairs: list[tuple[str, Path, Path]], desc: str) -> list:
-    """``[(logits (frames, n_pitches + 2), reference notes (n, 3))]`` per recording."""
+    """``[(logits (frames, n_pitches + 2), reference notes (n, 3), duration_s)]`` per
+    recording."""
 
     out = []
     for _, audio_path, notes_path in progress(pairs, desc=desc, unit="file"):
         x = wb_audio.load(audio_path, sample_rate=model.sample_rate, channels=1)[0][0].numpy()
         kept: list[np.ndarray] = []
         transcribe_array(model, x, "frames", frame_decoder=partial(_keep, kept))
-        out.append((kept[0] if kept else None, read_notes(notes_path)))
+        out.append((kept[0] if kept else None, read_notes(notes_path), len(x) / model.sample_rate))
     return out
 
 
 def score(items: list, frame_seconds: float, min_pitch: int, **kwargs) -> tuple[float, ...]:
     """Mean COnPOff, COnP and COn F1 over ``items`` decoded with ``kwargs``."""
     per = []
-    for logits, ref in items:
+    for logits, ref, duration in items:
         est = np.zeros((0, 3)) if logits is None else frames_to_notes(
             logits, frame_seconds, min_pitch, **kwargs)  # fmt: skip
+        est = clip_notes(est, duration)  # as transcribe_blocks does
         per.append(metrics.note_scores(ref, est))
     agg = metrics.aggregate(per)
     return agg["conpoff_f"], agg["conp_f"], agg["con_f"]

@@ -97,7 +97,7 @@ class Frontend(nn.Module):
     """Batched log-mel or MFCC front end.
 
     Args:
-        kind: ``"logmel"`` or ``"mfcc"``.
+        kind: ``"logmel"``, ``"mfcc"`` or ``"logfreq"``.
         sample_rate: input sample rate in Hz.
         n_fft: FFT size in samples.
         win_length: window length in samples (``None``: ``n_fft``); Hann window.
@@ -180,6 +180,8 @@ class Frontend(nn.Module):
                 f"frontend: need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min} "
                 f"f_max={f_max} at {sample_rate} Hz"
             )
+        if kind == "logfreq" and int(bins_per_octave) <= 0:
+            raise ConfigError(f"frontend.bins_per_octave={bins_per_octave}: must be at least 1")
         if kind == "logfreq" and f_min <= 0:
             raise ConfigError("frontend.f_min must be above 0 Hz for kind=logfreq (e.g. 32.7, C1)")
         if kind == "mfcc" and n_mfcc > n_mels:

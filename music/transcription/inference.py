@@ -54,6 +54,7 @@ def frames_to_notes(
     min_duration: float = 0.1,
     start: float = 0.0,
     voicing_threshold: float = 0.5,
+    max_gap: int = 0,
     median_frames: int = 5,
     stable_frames: int = 12,
     skip_frames: int = 2,
@@ -61,12 +62,14 @@ def frames_to_notes(
     """Segment frame-head outputs into notes (one voice).
 
     1. *Voicing*: a frame is voiced when its "no note" probability (softmax over the pitch
-       block) is below ``voicing_threshold``; each voiced run is cut into notes.
+       block) is below ``voicing_threshold``; unvoiced gaps of at most ``max_gap`` frames
+       between voiced frames can be filled. Each voiced run is cut into notes.
     2. *Boundaries* inside a run: an onset probability that is a local maximum at or above
        ``onset_threshold``, or a change of the frame pitch (arg-max, median-filtered over
-       ``median_frames``) that then holds for ``stable_frames`` frames, once the current note
-       has lasted ``min_duration``. A glide, a scoop or vibrato that crosses a semitone
-       briefly does not start a note; a sung legato step does.
+       ``median_frames``) that holds for ``stable_frames`` frames (or to the end of the run).
+       A pitch change also needs the notes before and after it to last ``min_duration``: a
+       scoop into a note, a glide, vibrato that crosses a semitone briefly or a fall-off at
+       the release stays with the note; a sung legato step does not.
     3. *Pitch* of a note: the arg-max of the pitch probabilities summed over its frames,
        leaving out the first ``skip_frames`` (the attack, where singers scoop).
     4. Neighbouring notes of one pitch that no onset separates are joined; notes shorter
@@ -81,7 +84,15 @@ def frames_to_notes(
         frame_logits: ``(frames, n_pitches + 2)`` logits (pitch classes, "no note", onset).
         frame_seconds: frame spacing in seconds.
         min_pitch: MIDI pitch of class 0.
+        onset_threshold: onset probability a peak must reach to start a note.
+        min_duration: shortest note in seconds (also the shortest note a boundary may leave).
         start: time of frame 0 in seconds.
+        voicing_threshold: "no note" probability under which a frame is voiced.
+        max_gap: longest unvoiced gap filled inside a note, in frames (0: none; on SSVD
+            train filling even 2-frame gaps joined sung notes).
+        median_frames: median filter over the frame pitch (rounded up to an odd size).
+        stable_frames: frames a new pitch must hold to start a note.
+        skip_frames: attack frames left out of a note's pitch.
 
     Returns:
         ``(n, 3)`` notes: onset_s, offset_s, MIDI pitch.
@@ -93,10 +104,15 @@ def frames_to_notes(
     prob = np.exp(z)
     prob /= np.maximum(prob.sum(1, keepdims=True), 1e-30)
     voiced = prob[:, -1] < voicing_threshold
+    edges = np.flatnonzero(np.diff(np.r_[0, voiced.astype(np.int8), 0]))
+    for lo, hi in zip(edges[1:-1:2], edges[2::2], strict=True):  # the unvoiced gaps
+        if hi - lo <= max_gap:
+            voiced[lo:hi] = True
     pitch_prob = prob[:, :-1]
     cls = pitch_prob.argmax(1) if len(prob) else np.zeros(0, dtype=np.int64)
-    if median_frames > 1 and len(cls) >= median_frames:
-        cls = medfilt(cls.astype(np.float64), median_frames).astype(np.int64)
+    k = int(median_frames) | 1
+    if k > 1 and len(cls) >= k:
+        cls = medfilt(cls.astype(np.float64), k).astype(np.int64)
     onset = 1 / (1 + np.exp(-logits[:, -1]))
     left = np.r_[-np.inf, onset[:-1]]
     right = np.r_[onset[1:], -np.inf]
@@ -108,11 +124,11 @@ def frames_to_notes(
         bounds, current = [int(a)], cls[a]
         for t in range(a + 1, b):
             since = t - bounds[-1]
-            if peak[t] and since >= 2:
+            if peak[t] and since >= 2:  # (min_duration here too loses more than it saves)
                 bounds.append(t)
                 current = cls[t]
             elif cls[t] != current and np.all(cls[t : min(t + stable_frames, b)] == cls[t]):
-                if since >= shortest:  # a shorter start (a scoop) stays with the note
+                if since >= shortest and b - t >= shortest:
                     bounds.append(t)
                 current = cls[t]
         bounds.append(int(b))
@@ -209,6 +225,12 @@ def transcribe_blocks(
             notes = frames_to_notes(logits, model.frame_seconds, model.vocab.min_pitch)
         else:
             notes = frame_decoder(logits)
+    return clip_notes(notes, duration)
+
+
+def clip_notes(notes: np.ndarray, duration: float) -> np.ndarray:
+    """Notes ``(n, 3)`` that start before ``duration`` seconds, their offsets cut there (the
+    zero padding of the last window holds no notes)."""
     if len(notes):
         notes = notes[notes[:, 0] < duration]
         notes[:, 1] = np.minimum(notes[:, 1], duration)

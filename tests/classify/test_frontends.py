@@ -50,6 +50,8 @@ def test_rejects_bad_input_and_settings() -> None:
         build_frontend(SR, n_fft=256, bogus=1)
     with pytest.raises(ConfigError):
         Frontend(kind="logfreq", sample_rate=SR, f_min=0.0)  # no log axis down to 0 Hz
+    with pytest.raises(ConfigError):
+        Frontend(kind="logfreq", sample_rate=SR, f_min=50.0, bins_per_octave=0)
 
 
 def test_filterbank_peaks_at_the_tone():

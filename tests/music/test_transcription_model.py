@@ -193,6 +193,48 @@ def test_frames_to_notes_ignores_scoops_and_brief_excursions():
     np.testing.assert_allclose(frames_to_notes(logits, 0.02, 36), [[0.1, 0.6, 64], [0.6, 1.1, 65]])
 
 
+def _one_note_logits(frames: int = 60, pitch: int = 28, a: int = 5, b: int = 55) -> np.ndarray:
+    """Frame logits of one note (class ``pitch``) over frames ``a:b``, silence around it."""
+    logits = np.full((frames, 63), -10.0)
+    logits[:, 61] = 10.0
+    logits[a:b, 61] = -10.0
+    logits[a:b, pitch] = 10.0
+    return logits
+
+
+def test_frames_to_notes_release_gaps_and_attack():
+    # a fall-off a whole tone down over the last 80 ms stays with the note (not cut off)
+    logits = _one_note_logits()
+    logits[51:55, 28], logits[51:55, 26] = -10.0, 10.0
+    np.testing.assert_allclose(frames_to_notes(logits, 0.02, 36), [[0.1, 1.1, 64]])
+    # a one-frame voicing dropout cuts the note unless max_gap fills it
+    logits = _one_note_logits()
+    logits[30, 28], logits[30, 61] = -10.0, 10.0
+    assert len(frames_to_notes(logits, 0.02, 36)) == 2
+    np.testing.assert_allclose(frames_to_notes(logits, 0.02, 36, max_gap=1), [[0.1, 1.1, 64]])
+    # the pitch of a short note comes from its body, not its attack
+    logits = _one_note_logits(b=13)  # 160 ms
+    logits[5:9, 28], logits[5:9, 27] = -10.0, 10.0  # 80 ms scooped a semitone low
+    np.testing.assert_allclose(frames_to_notes(logits, 0.02, 36, skip_frames=4), [[0.1, 0.26, 64]])
+    np.testing.assert_allclose(frames_to_notes(logits, 0.02, 36, skip_frames=0), [[0.1, 0.26, 63]])
+
+
+def test_frame_decoder_hook_sees_the_whole_streams_logits():
+    torch.manual_seed(0)
+    model = Transcriber(**TINY).eval()
+    audio = np.random.default_rng(0).standard_normal(int(model.sample_rate * 5.0)) * 0.1
+    seen = []
+
+    def decoder(logits):
+        seen.append(logits.shape)
+        return np.array([[0.5, 9.0, 60.0], [6.0, 7.0, 62.0]])
+
+    notes = transcribe_array(model, audio, "frames", frame_decoder=decoder)
+    windows = int(np.ceil(5.0 / model.window))
+    assert seen == [(windows * model.frames, model.vocab.n_pitches + 2)]
+    np.testing.assert_allclose(notes, [[0.5, 5.0, 60.0]])  # clipped to the 5 s input
+
+
 def test_speed_perturbed_windows_keep_audio_and_targets_aligned():
     sr, vocab = 16000, T.Vocabulary(window=2.0)
     t = np.arange(sr * 3) / sr

@@ -118,9 +118,16 @@ def render_excerpt(
     seed: int,
     sample_rate: int = 16000,
     seconds: float = 30.0,
+    offset: float = 0.0,
 ) -> dict[str, Any]:
     """Render ``seconds`` of a work with random programs, sound font, tempo and
     transposition (a work shorter than that is repeated), as a float WAV, peak 0.9.
+
+    Args:
+        parts: per part, ``(MIDI pitch, onset, duration)`` notes in quarter lengths.
+        dest: the WAV to write; seed: draws the rendition; sample_rate: Hz.
+        seconds: excerpt length; offset: where the excerpt starts in the performance, in
+            seconds (past the end the work starts again).
 
     Raises:
         WbError: no notes, or the render came out silent.
@@ -143,13 +150,16 @@ def render_excerpt(
         program = int(rng.choice(PROGRAMS))
         programs.append(program)
         inst = pretty_midi.Instrument(program=program)
-        for rep in range(int(np.ceil(seconds / length))):
+        for rep in range(int(np.ceil((offset + seconds) / length))):
             for pitch, onset, dur in part:
-                start = rep * length + onset * spq
+                start = rep * length + onset * spq - offset
                 if start >= seconds:
                     break
                 vel = int(np.clip(80 + rng.integers(-12, 13), 1, 127))
                 end = min(start + dur * spq, seconds)
+                if end <= 0:
+                    continue
+                start = max(start, 0.0)
                 key = int(np.clip(pitch + shift, 21, 108))
                 inst.notes.append(pretty_midi.Note(vel, key, start, max(end - 0.01, start + 0.02)))
         pm.instruments.append(inst)
@@ -195,28 +205,37 @@ def prepare_styles(
     seed: int = 0,
     jobs: int | None = None,
     quiet: bool | None = None,
+    renditions: int = 1,
 ) -> dict[str, int]:
-    """Render ``per_class`` excerpts of each style into ``root/<style>/``.
+    """Render ``renditions`` excerpts of each of ``per_class`` works per style into
+    ``root/<style>/``.
 
     Works are drawn in a seeded order; a work that cannot be parsed or has too few parts is
-    replaced by the next one. Excerpts already rendered are kept (resumable).
+    replaced by the next one. Rendition ``k`` of a work starts ``k * seconds`` into the
+    performance with its own programs, sound font, tempo and transposition; rendition 0 is
+    the excerpt a one-rendition set has, so raising ``renditions`` adds files and keeps the
+    old ones. All renditions of a work carry its group in their names
+    (``<group>__<work>[__<k>].wav``), so folds stay work-disjoint. Excerpts already rendered
+    are kept (resumable).
 
     Returns:
         ``{style: excerpts in the folder}``.
 
     Raises:
-        ConfigError: an unknown style.
+        ConfigError: an unknown style, or ``renditions`` below 1.
     """
     from concurrent.futures import ProcessPoolExecutor
 
     from music.chorale_corpus import mp_context
     from wb.progress import progress
 
+    if renditions < 1:
+        raise ConfigError(f"renditions={renditions}: must be at least 1")
     root = Path(root)
     chosen = list(styles or STYLES)
     counts = {}
-    bar = progress(total=per_class * len(chosen), desc="rendering styles", unit="excerpt",
-                   quiet=quiet)  # fmt: skip
+    bar = progress(total=per_class * renditions * len(chosen), desc="rendering styles",
+                   unit="excerpt", quiet=quiet)  # fmt: skip
     with bar, ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1,
                                   mp_context=mp_context()) as pool:  # fmt: skip
         for style in chosen:
@@ -229,12 +248,46 @@ def prepare_styles(
                 batch = []
                 for i in order[cursor : cursor + (per_class - done)]:
                     group, work, path, opus = works[int(i)]
-                    s = zlib.crc32(f"{seed}:{style}:{work}".encode())
-                    batch.append((style, group, work, path, opus, str(root), s, seconds))
+                    batch.append((style, group, work, path, opus, str(root), seed, seconds,
+                                  renditions))  # fmt: skip
                 cursor += len(batch)
                 for _dest, error in pool.map(_job, batch):
                     if error is None:
                         done += 1
-                        bar.update(1)
-            counts[style] = done
+                        bar.update(renditions)
+            counts[style] = done * renditions
     return counts
+
+
+def excerpt_name(group: str, work: str, rendition: int = 0) -> str:
+    """File name of a work's excerpt: ``<group>__<work>.wav`` (``<work>__0.wav`` when the
+    work is its own group), with ``__<k>`` before ``.wav`` for rendition ``k > 0``."""
+    if group == work:
+        return f"{work}__{rendition}.wav"
+    return f"{group}__{work}.wav" if rendition == 0 else f"{group}__{work}__{rendition}.wav"
+
+
+def _job(
+    item: tuple[str, str, str, str, int | None, str, int, float, int],
+) -> tuple[str, str | None]:
+    """Render the missing renditions of one work (parsed once); ``(first file, error)``."""
+    style, group, work, path, opus, root, seed, seconds, renditions = item
+    dests = [Path(root) / style / excerpt_name(group, work, k) for k in range(renditions)]
+    if all(d.is_file() for d in dests):
+        return str(dests[0]), None
+    try:
+        parts = _parts(path, opus)
+        if not parts or len(parts) < STYLES[style].get("min_parts", 1):
+            return str(dests[0]), f"{len(parts)} parts"
+        dests[0].parent.mkdir(parents=True, exist_ok=True)
+        for k, dest in enumerate(dests):
+            if dest.is_file():
+                continue
+            key = f"{seed}:{style}:{work}" + (f":{k}" if k else "")
+            tmp = dest.with_name(f".{dest.name}.tmp.wav")
+            render_excerpt(parts, tmp, zlib.crc32(key.encode()), seconds=seconds,
+                           offset=k * seconds)  # fmt: skip
+            os.replace(tmp, dest)
+        return str(dests[0]), None
+    except Exception as exc:  # noqa: BLE001 - reported per work, the set goes on
+        return str(dests[0]), f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"

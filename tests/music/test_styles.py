@@ -30,6 +30,48 @@ def test_render_excerpt_repeats_short_works_to_the_length(tmp_path):
     assert len(meta["programs"]) == 2 and 60 <= meta["bpm"] <= 140
 
 
+def test_render_excerpt_offset_starts_later_in_the_work(tmp_path):
+    import librosa
+
+    parts = [[(57, 0.0, 1.0), (69, 1.0, 1.0)]]  # A3 for one quarter, then A4
+    meta = render_excerpt(parts, tmp_path / "a.wav", seed=5, sample_rate=8000, seconds=2.0)
+    quarter = 60.0 / meta["bpm"]
+    render_excerpt(parts, tmp_path / "b.wav", seed=5, sample_rate=8000, seconds=2.0,
+                   offset=quarter)  # fmt: skip
+
+    def first_pitch(name: str) -> float:
+        x, sr = sf.read(tmp_path / name)
+        f0 = librosa.yin(x[: int(0.25 * sr)], fmin=100, fmax=1000, sr=sr, frame_length=1024)
+        return float(np.median(librosa.hz_to_midi(f0)))
+
+    shift = meta["transpose"]
+    assert abs(first_pitch("a.wav") - (57 + shift)) < 0.5
+    assert abs(first_pitch("b.wav") - (69 + shift)) < 0.5
+
+
+def test_renditions_add_files_in_the_works_group(tmp_path):
+    from classify.datasets import get_dataset
+
+    one = prepare_styles(tmp_path, per_class=2, styles=["fiddle_tune"], seconds=2.0, jobs=1,
+                         quiet=True)  # fmt: skip
+    before = {p.name: p.read_bytes() for p in (tmp_path / "fiddle_tune").glob("*.wav")}
+    two = prepare_styles(tmp_path, per_class=2, styles=["fiddle_tune"], seconds=2.0, jobs=1,
+                         quiet=True, renditions=2)  # fmt: skip
+    assert one == {"fiddle_tune": 2} and two == {"fiddle_tune": 4}
+    after = {p.name: p.read_bytes() for p in (tmp_path / "fiddle_tune").glob("*.wav")}
+    assert all(after[name] == data for name, data in before.items())  # rendition 0 kept
+    new = sorted(set(after) - set(before))
+    assert len(new) == 2 and all(name.endswith("__1.wav") for name in new)
+    other = tmp_path / "other"
+    other.mkdir()
+    sf.write(other / "x__0.wav", np.zeros(800, dtype=np.float32), 8000)  # a second class
+    ds = get_dataset("folder", tmp_path, folds=2, group_regex="^(.+?)__")
+    groups = [c.group for c in ds.clips if c.label == ds.classes.index("fiddle_tune")]
+    assert len(set(groups)) == 2 and all(groups.count(g) == 2 for g in groups)
+    with pytest.raises(Exception, match="renditions"):
+        prepare_styles(tmp_path, per_class=1, styles=["fiddle_tune"], renditions=0)
+
+
 def test_prepare_and_folder_groups(tmp_path):
     from classify.datasets import get_dataset
 

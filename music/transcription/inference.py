@@ -50,13 +50,13 @@ def frames_to_notes(
     frame_logits: np.ndarray,
     frame_seconds: float,
     min_pitch: int,
-    onset_threshold: float = 0.5,
-    min_duration: float = 0.1,
+    onset_threshold: float = 0.4,
+    min_duration: float = 0.15,
     start: float = 0.0,
     voicing_threshold: float = 0.5,
-    max_gap: int = 0,
-    median_frames: int = 5,
-    stable_frames: int = 12,
+    max_gap: int = 2,
+    median_frames: int = 3,
+    stable_frames: int = 20,
     skip_frames: int = 2,
 ) -> np.ndarray:
     """Segment frame-head outputs into notes (one voice).
@@ -88,8 +88,7 @@ def frames_to_notes(
         min_duration: shortest note in seconds (also the shortest note a boundary may leave).
         start: time of frame 0 in seconds.
         voicing_threshold: "no note" probability under which a frame is voiced.
-        max_gap: longest unvoiced gap filled inside a note, in frames (0: none; on SSVD
-            train filling even 2-frame gaps joined sung notes).
+        max_gap: longest unvoiced gap filled inside a note, in frames (0: none).
         median_frames: median filter over the frame pitch (rounded up to an odd size).
         stable_frames: frames a new pitch must hold to start a note.
         skip_frames: attack frames left out of a note's pitch.

@@ -391,9 +391,18 @@ class ClipDataModule(pl.LightningDataModule):
             rank=tr.global_rank if tr else 0, world=tr.world_size if tr else 1,
         )  # fmt: skip
         return DataLoader(
-            self.train_set, batch_size=t.batch_size, sampler=sampler, drop_last=False,
+            self.train_set, batch_size=t.batch_size, sampler=sampler,
+            drop_last=lone_last_batch(len(sampler), t.batch_size),
             num_workers=t.num_workers, persistent_workers=t.num_workers > 0,
         )  # fmt: skip
+
+
+def lone_last_batch(n_examples: int, batch_size: int) -> bool:
+    """Whether an epoch of ``n_examples`` in batches of ``batch_size`` ends with a batch of
+    one example, which the training loader then drops: batch normalisation over a batch of
+    one fails (``Expected more than 1 value per channel``) or normalises it to zero. Any
+    other last batch is kept, so no example is lost more often than needed."""
+    return batch_size > 1 and n_examples > batch_size and n_examples % batch_size == 1
 
     def val_dataloader(self) -> DataLoader | list:
         """Whole validation clips as window batches (none without a validation set)."""

@@ -19,7 +19,7 @@ from classify.metrics import (
     write_confusion_csv,
 )
 from classify.system import average_windows, soft_cross_entropy
-from classify.train import TrainConfig, _carve_validation, train_fold
+from classify.train import TrainConfig, _carve_validation, lone_last_batch, train_fold
 from wb.errors import ConfigError, WbError
 
 SR = 8000
@@ -206,3 +206,14 @@ def test_chunk_accuracy_counts_windows_on_their_own():
     logits = predict_logits(Sign(), ds, batch_size=2, device="cpu", chunks=chunks)
     assert (logits.argmax(-1) == [1, 0]).all()
     assert chunks == {"correct": 4, "total": 6}
+
+
+def test_a_lone_last_training_batch_is_dropped():
+    # 417 clips in batches of 16 leave one clip last: batch norm cannot train on it
+    assert lone_last_batch(417, 16) and not lone_last_batch(416, 16)
+    assert not lone_last_batch(418, 16) and not lone_last_batch(1, 16)
+    assert not lone_last_batch(17, 1)
+    from torch import nn
+
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchNorm1d(4).train()(torch.zeros(1, 4))

@@ -396,14 +396,6 @@ class ClipDataModule(pl.LightningDataModule):
             num_workers=t.num_workers, persistent_workers=t.num_workers > 0,
         )  # fmt: skip
 
-
-def lone_last_batch(n_examples: int, batch_size: int) -> bool:
-    """Whether an epoch of ``n_examples`` in batches of ``batch_size`` ends with a batch of
-    one example, which the training loader then drops: batch normalisation over a batch of
-    one fails (``Expected more than 1 value per channel``) or normalises it to zero. Any
-    other last batch is kept, so no example is lost more often than needed."""
-    return batch_size > 1 and n_examples > batch_size and n_examples % batch_size == 1
-
     def val_dataloader(self) -> DataLoader | list:
         """Whole validation clips as window batches (none without a validation set)."""
         if self.val_set is None:
@@ -412,6 +404,14 @@ def lone_last_batch(n_examples: int, batch_size: int) -> bool:
             self.val_set, batch_size=self.tcfg.eval_batch_size, collate_fn=eval_collate,
             num_workers=self.tcfg.num_workers,
         )  # fmt: skip
+
+
+def lone_last_batch(n_examples: int, batch_size: int) -> bool:
+    """Whether an epoch of ``n_examples`` in batches of ``batch_size`` ends with a batch of
+    one example, which the training loader then drops: batch normalisation over a batch of
+    one fails (``Expected more than 1 value per channel``) or normalises it to zero. Any
+    other last batch is kept, so no example is lost more often than needed."""
+    return batch_size > 1 and n_examples > batch_size and n_examples % batch_size == 1
 
 
 def _finished_fold(result_file: Path, split, say: Say) -> FoldResult:

@@ -217,3 +217,13 @@ def test_a_lone_last_training_batch_is_dropped():
 
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         nn.BatchNorm1d(4).train()(torch.zeros(1, 4))
+
+
+def test_the_data_module_serves_validation_batches():
+    import pytorch_lightning as pl
+
+    from classify.train import ClipDataModule
+
+    # its own val_dataloader, not Lightning's placeholder: validation runs and picks checkpoints
+    assert ClipDataModule.val_dataloader is not pl.LightningDataModule.val_dataloader
+    assert ClipDataModule(None, None, TrainConfig()).val_dataloader() == []

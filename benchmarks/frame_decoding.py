@@ -63,7 +63,6 @@ def _keep(kept: list, logits: np.ndarray) -> np.ndarray:
 def frame_logits(model, pairs: list[tuple[str, Path, Path]], desc: str) -> list:
     """``[(logits (frames, n_pitches + 2), reference notes (n, 3), duration_s)]`` per
     recording."""
-
     out = []
     for _, audio_path, notes_path in progress(pairs, desc=desc, unit="file"):
         x = wb_audio.load(audio_path, sample_rate=model.sample_rate, channels=1)[0][0].numpy()

@@ -94,7 +94,7 @@ def as_batch(wave: torch.Tensor) -> torch.Tensor:
 
 
 class Frontend(nn.Module):
-    """Batched log-mel or MFCC front end.
+    """Batched log-mel, MFCC or log-frequency front end.
 
     Args:
         kind: ``"logmel"``, ``"mfcc"`` or ``"logfreq"``.

@@ -183,10 +183,8 @@ class NoteWindows(Dataset):
         # epoch of plain integer indices; EpochSampler passes (index, epoch) pairs instead
         self.gain_db, self.noise_probability = tuple(gain_db), float(noise_probability)
         self.noise_snr_db = tuple(noise_snr_db)
-        self.shift_probability, self.shift_semitones = (
-            float(shift_probability),
-            float(shift_semitones),
-        )
+        self.shift_probability = float(shift_probability)
+        self.shift_semitones = float(shift_semitones)
         self.index: list[tuple[int, int, float]] = []
         if mode == "eval":
             for g, group in enumerate(self.groups):
@@ -217,7 +215,7 @@ class NoteWindows(Dataset):
         import soxr
 
         factor = 2.0 ** (semitones / 12)
-        source = int(np.ceil(self.samples * factor)) + 16
+        source = int(np.ceil(self.samples * factor)) + 16  # a few samples for the filter edge
         x = soxr.resample(self._crop(rec, start, source), self.sample_rate * factor,
                           self.sample_rate, quality="HQ")  # fmt: skip
         x = np.pad(x, (0, max(0, self.samples - len(x))))[: self.samples].astype(np.float32)

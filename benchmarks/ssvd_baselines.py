@@ -9,12 +9,22 @@ the table shows the mean over recordings (:func:`~music.transcription.metrics.ag
 ``--part`` picks the fixed split of :mod:`music.transcription.ssvd` (valid: 15 recordings,
 train: 52, all: 67).
 
+``--systems oracle-timing,oracle-timing-bias,oracle-timing-file-bias`` measure the
+reference itself: "systems" that copy each annotated note's onset and offset and take its
+pitch from what was sung (the median pYIN pitch over the note's voiced frames, rounded), as
+is, plus the median annotation - pYIN offset of the *train* part (``-bias``), or plus each
+recording's own median offset (``-file-bias``, an oracle that reads the labels). Their COnP
+F1 is what perfect timing and a perfectly heard sung pitch can reach against these labels;
+the offsets themselves are printed.
+
 ``--tune`` re-runs the small grid that chose the segmentation defaults of
 :mod:`music.transcription.baselines`, on the *train* part only (pYIN runs once per recording;
 ``--cache DIR`` keeps its f0 tracks for reuse), ranked by mean COnP F1.
 
     OMP_NUM_THREADS=1 python benchmarks/ssvd_baselines.py --part valid --systems pyin
     OMP_NUM_THREADS=1 python benchmarks/ssvd_baselines.py --tune --cache /tmp/pyin_cache
+    OMP_NUM_THREADS=1 python benchmarks/ssvd_baselines.py --part all --cache /tmp/pyin_cache \
+        --systems oracle-timing,oracle-timing-bias,oracle-timing-file-bias
     OMP_NUM_THREADS=1 python benchmarks/ssvd_baselines.py --part folder --root data/voices/test \
         --systems basic-pitch
 """
@@ -75,8 +85,68 @@ def pyin_track(audio_path: Path, cache: Path | None) -> tuple[np.ndarray, np.nda
     return midi, voiced
 
 
+#: The systems that read the reference's timing (see the module docstring).
+ORACLES = ("oracle-timing", "oracle-timing-bias", "oracle-timing-file-bias")
+
+
+def sung_pitch(ref: np.ndarray, midi: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    """Median pYIN pitch (MIDI, fractional) over each reference note's voiced frames; NaN for
+    a note with fewer than 3 voiced frames. ``ref`` is ``(n, 3)``; ``midi`` / ``voiced`` are
+    :func:`~music.transcription.baselines.pyin_f0` tracks (frame ``i`` at ``i`` hops)."""
+    t = np.arange(len(midi)) * baselines.PYIN_HOP_LENGTH / baselines.PYIN_SAMPLE_RATE
+    out = np.full(len(ref), np.nan)
+    for i, (on, off, _) in enumerate(ref):
+        m = (t >= on) & (t < off) & voiced
+        if m.sum() >= 3:
+            out[i] = np.median(midi[m])
+    return out
+
+
+def train_bias(root: Path, cache: Path | None) -> float:
+    """Median (annotated - sung pYIN) pitch in semitones over the notes of the train part."""
+    diffs = []
+    for _, audio, txt in ssvd.split(root)["train"]:
+        ref = read_notes(txt)
+        diffs.append(ref[:, 2] - sung_pitch(ref, *pyin_track(audio, cache)))
+    d = np.concatenate(diffs)
+    return float(np.median(d[np.isfinite(d)]))
+
+
+def oracle_notes(system: str, ref: np.ndarray, sung: np.ndarray, bias: float) -> np.ndarray:
+    """Reference timing with the rounded sung pitch (+ ``bias``, or + the recording's own
+    median offset for ``oracle-timing-file-bias``); notes without a pitch are left out."""
+    keep = np.isfinite(sung)
+    if system == "oracle-timing-file-bias":
+        bias = float(np.median(ref[keep, 2] - sung[keep])) if keep.any() else 0.0
+    elif system == "oracle-timing":
+        bias = 0.0
+    out = ref[keep].copy()
+    out[:, 2] = np.rint(sung[keep] + bias)
+    return out
+
+
+def print_offsets(recs: list[tuple[str, Path, Path]], cache: Path | None) -> None:
+    """Print how far the annotated pitches lie from the sung (pYIN) pitch."""
+    per_file, within = [], []
+    for _, audio, txt in recs:
+        ref = read_notes(txt)
+        d = ref[:, 2] - sung_pitch(ref, *pyin_track(audio, cache))
+        d = d[np.isfinite(d)]
+        if len(d):
+            per_file.append(np.median(d))
+            within.extend(np.abs(d - np.median(d)))
+    q1, q3 = np.percentile(per_file, [25, 75])
+    print(
+        f"annotated - sung pitch (pYIN), semitones: per-recording median "
+        f"{np.median(per_file):+.3f} "
+        f"(quartiles {q1:+.3f}, {q3:+.3f}; {np.sum(np.abs(per_file) > 0.75)} of {len(per_file)} "
+        f"recordings beyond 0.75); within a recording, median |deviation| "
+        f"{np.median(within):.3f}, 90th percentile {np.percentile(within, 90):.3f}"
+    )
+
+
 def transcribe(system: str, audio_path: Path, cache: Path | None) -> np.ndarray:
-    """Notes of one recording by one system."""
+    """Notes of one recording by one system (not the oracles)."""
     if system == "pyin":
         return baselines.segment_notes(*pyin_track(audio_path, cache))
     if system == "basic-pitch":
@@ -91,13 +161,27 @@ def evaluate(args: argparse.Namespace) -> None:
     what = args.root if args.part == "folder" else f"SSVD {args.part}"
     print(f"{what}: {len(recs)} recordings, {audio_s / 60:.1f} min of audio")
     rows = {}
-    for system in args.systems.split(","):
+    systems = args.systems.split(",")
+    if any(s in ORACLES for s in systems):
+        if args.part == "folder":
+            raise SystemExit("error: the oracle systems need an SSVD part (train, valid, all)")
+        print_offsets(recs, args.cache)
+        bias = train_bias(Path(args.root), args.cache)
+        print(f"oracle-timing-bias adds the train part's median offset, {bias:+.3f} semitones")
+    for system in systems:
         if system == "basic-pitch" and not baselines.basic_pitch_available():
             print("basic-pitch: not installed, skipped (pip install basic-pitch)")
             continue
         t0, per_file = time.perf_counter(), []
         for rid, audio, txt in recs:
-            s = metrics.score(read_notes(txt), transcribe(system, audio, args.cache))
+            ref = read_notes(txt)
+            if system in ORACLES:
+                est = oracle_notes(
+                    system, ref, sung_pitch(ref, *pyin_track(audio, args.cache)), bias
+                )
+            else:
+                est = transcribe(system, audio, args.cache)
+            s = metrics.score(ref, est)
             per_file.append(s)
             if args.per_file:
                 print(f"  {system} {rid}: " + " ".join(f"{k}={s[k]:.3f}" for k in args.keys))
@@ -136,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     parts = ("valid", "train", "all", "folder")
     help_part = "folder: every recording of --root (<id>.flac + <id>.txt)"
     parser.add_argument("--part", choices=parts, default="valid", help=help_part)
-    parser.add_argument("--systems", default="pyin", help="comma-separated: pyin,basic-pitch")
+    help_systems = "comma-separated: pyin, basic-pitch, " + ", ".join(ORACLES)
+    parser.add_argument("--systems", default="pyin", help=help_systems)
     parser.add_argument("--cache", type=Path, default=None, help="folder for pYIN f0 tracks")
     parser.add_argument("--per-file", action="store_true", help="print each recording's scores")
     parser.add_argument("--tune", action="store_true", help="grid-search pyin on the train part")

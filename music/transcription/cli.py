@@ -53,15 +53,15 @@ class _System:
     file (a baseline).
     """
 
-    def __init__(self, model: str, decoder: str | None = None) -> None:
+    def __init__(self, model: str, decoder: str | None = None, beam: int = 1) -> None:
         from music.transcription import stages
         from music.transcription.inference import load_transcriber
 
         self.net = None
         if model == "pyin":
             self.description = "pYIN baseline"
-            if decoder:
-                raise WbError("--decoder applies to a model file, not to --model pyin")
+            if decoder or beam != 1:
+                raise WbError("--decoder and --beam apply to a model file, not to --model pyin")
             return
         if model == "shipped":
             path = stages.shipped_model(stages.SHIPPED)
@@ -71,7 +71,11 @@ class _System:
                 raise WbError(f"{path}: no such model file (or use --model shipped / pyin)")
         self.net, info = load_transcriber(path)
         self.decoder = decoder or (info.get("meta") or {}).get("decoder") or "seq2seq"
-        self.description = f"{path.name}, {self.decoder} decoder"
+        if beam < 1 or (beam > 1 and self.decoder != "seq2seq"):
+            raise WbError(f"--beam {beam}: needs a value >= 1, and above 1 the seq2seq decoder")
+        self.beam = beam
+        search = f", beam {beam}" if beam > 1 else ""
+        self.description = f"{path.name}, {self.decoder} decoder{search}"
 
     def array(self, x: np.ndarray, sr: int) -> np.ndarray:
         """Notes of mono audio ``(samples,)`` at ``sr`` Hz."""
@@ -85,7 +89,7 @@ class _System:
             return pyin_notes(x, sr)
         if sr != self.net.sample_rate:
             x = resample(torch.from_numpy(x)[None], sr, self.net.sample_rate)[0].numpy()
-        return transcribe_array(self.net, x, self.decoder)
+        return transcribe_array(self.net, x, self.decoder, beam=self.beam)
 
     def file(self, path: Path, scanned: tuple[float, float]) -> np.ndarray:
         """Notes of an audio file (downmixed to mono); ``scanned``: its
@@ -103,7 +107,7 @@ class _System:
                 bar.update(round(done, 1) - bar.n)
 
             notes, _ = transcribe_file(self.net, path, self.decoder, on_window=advance,
-                                       scanned=scanned)  # fmt: skip
+                                       scanned=scanned, beam=self.beam)  # fmt: skip
             return notes
 
 
@@ -153,6 +157,8 @@ def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
 @click.option("--decoder", type=click.Choice(["seq2seq", "frames"]), default=None,
               help="The model's event decoder (seq2seq) or its frame head (frames); default: "
               "the one recorded in the model file.")  # fmt: skip
+@click.option("--beam", type=int, default=1, show_default=True,
+              help="seq2seq decoder: beam-search prefixes per window (1: greedy).")  # fmt: skip
 @click.option("--plot", is_flag=True, help="Also write <name>.png: piano roll over spectrogram.")
 @click.option("--separate", "separate", is_flag=True,
               help="Separate the four voices of a chorale first (wb separate's SATB model), "
@@ -167,6 +173,7 @@ def transcribe(
     out: str,
     model: str,
     decoder: str | None,
+    beam: int,
     plot: bool,
     separate: bool,
     separator: str | None,
@@ -216,7 +223,7 @@ def transcribe(
 
         find_fluidsynth()
         check_soundfont(DEFAULT_SOUNDFONT)
-    system = _System(model, decoder)
+    system = _System(model, decoder, beam)
     sep = None
     if separate:
         from separation.hub import load_separator

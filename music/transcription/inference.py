@@ -9,7 +9,8 @@ with the length of the input. The input is peak-normalised first (one extra deco
 over the file), as the training windows were. (The ``frames`` decoder keeps every window's
 frame logits, 63 floats per 20 ms, about 0.8 MB per minute, before segmenting them.)
 
-Two decoders share the encoder: ``seq2seq`` (the autoregressive event decoder, greedy) and
+Two decoders share the encoder: ``seq2seq`` (the autoregressive event decoder, greedy, or
+beam search with ``beam > 1``: :meth:`~music.transcription.model.Transcriber.beam_search`) and
 ``frames`` (the frame head: per-frame pitch class and onset probability, segmented into notes
 by :func:`frames_to_notes`).
 """
@@ -168,6 +169,8 @@ def transcribe_blocks(
     scale: float = 1.0,
     on_window: Callable[[float], None] | None = None,
     frame_decoder: Callable[[np.ndarray], np.ndarray] | None = None,
+    beam: int = 1,
+    length_penalty: float = 0.0,
 ) -> np.ndarray:
     """Transcribe a mono stream at ``model.sample_rate``.
 
@@ -181,15 +184,19 @@ def transcribe_blocks(
         on_window: called with the seconds of audio done after each batch (progress).
         frame_decoder: ``frames`` only: turns the whole stream's ``(frames, n_pitches + 2)``
             frame logits into notes (default :func:`frames_to_notes` with its defaults).
+        beam: ``seq2seq`` only: 1 decodes greedily, more runs a beam search with that many
+            prefixes per window; length_penalty: its GNMT exponent.
 
     Returns:
         ``(n, 3)`` notes: onset_s, offset_s, MIDI pitch.
 
     Raises:
-        WbError: an unknown method.
+        WbError: an unknown method, or ``beam < 1``.
     """
     if method not in METHODS:
         raise WbError(f"unknown method {method!r}: choose {' or '.join(METHODS)}")
+    if int(beam) < 1:
+        raise WbError(f"beam must be at least 1, got {beam}")
     model.eval()
     stitcher, frame_rows, batch, k = NoteStitcher(monophonic=True), [], [], 0
 
@@ -198,7 +205,11 @@ def transcribe_blocks(
         x = torch.from_numpy(np.stack(batch))
         memory, frames = model.encode(x)
         if method == "seq2seq":
-            for seq in model.generate(memory):
+            seqs = (
+                model.generate(memory) if beam == 1
+                else model.beam_search(memory, int(beam), length_penalty=length_penalty)
+            )  # fmt: skip
+            for seq in seqs:
                 stitcher.add(parse(seq, model.vocab), k * model.window)
                 k += 1
         else:
@@ -242,13 +253,14 @@ def transcribe_array(
     method: str = "seq2seq",
     batch_windows: int = 8,
     frame_decoder: Callable[[np.ndarray], np.ndarray] | None = None,
+    beam: int = 1,
 ) -> np.ndarray:
     """Transcribe mono audio ``(samples,)`` already at ``model.sample_rate`` (peak-normalised
     here); returns ``(n, 3)`` notes (none for a silent input, see :data:`SILENT_PEAK`).
-    ``frame_decoder`` as in :func:`transcribe_blocks`.
+    ``frame_decoder`` and ``beam`` as in :func:`transcribe_blocks`.
 
     Raises:
-        WbError: an unknown method.
+        WbError: an unknown method, or ``beam < 1``.
     """
     x = np.asarray(audio, dtype=np.float32).reshape(-1)
     peak = float(np.abs(x).max()) if len(x) else 0.0
@@ -256,8 +268,9 @@ def transcribe_array(
         return np.zeros((0, 3))
     duration = len(x) / model.sample_rate
     return transcribe_blocks(
-        model, iter([x]), duration, method, batch_windows, 1.0 / peak, frame_decoder=frame_decoder
-    )
+        model, iter([x]), duration, method, batch_windows, 1.0 / peak,
+        frame_decoder=frame_decoder, beam=beam,
+    )  # fmt: skip
 
 
 def scan(path: str | os.PathLike) -> tuple[float, float]:
@@ -303,22 +316,28 @@ def transcribe_file(
     batch_windows: int = 8,
     on_window: Callable[[float], None] | None = None,
     scanned: tuple[float, float] | None = None,
+    beam: int = 1,
+    length_penalty: float = 0.0,
 ) -> tuple[np.ndarray, float]:
     """Transcribe an audio file of any length, streaming: :func:`scan` (one decoding pass,
     skipped when ``scanned`` gives its result), then a second pass that transcribes.
 
     The peak used for normalisation is measured at the file's own rate (before
-    resampling), so it can differ very slightly from :func:`transcribe_array`'s.
+    resampling), so it can differ very slightly from :func:`transcribe_array`'s. ``beam``
+    and ``length_penalty`` as in :func:`transcribe_blocks`.
 
     Returns:
         ``(notes (n, 3), duration_s)``; no notes for a silent file (:data:`SILENT_PEAK`).
 
     Raises:
-        AudioError: unreadable or empty input. WbError: an unknown method.
+        AudioError: unreadable or empty input. WbError: an unknown method, or ``beam < 1``.
     """
     duration, peak = scanned or scan(path)
     if peak <= SILENT_PEAK:
         return np.zeros((0, 3)), duration
     blocks = _mono_blocks(Path(path), model.sample_rate)
-    notes = transcribe_blocks(model, blocks, duration, method, batch_windows, 1.0 / peak, on_window)
+    notes = transcribe_blocks(
+        model, blocks, duration, method, batch_windows, 1.0 / peak, on_window,
+        beam=beam, length_penalty=length_penalty,
+    )  # fmt: skip
     return notes, duration

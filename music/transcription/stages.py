@@ -148,8 +148,9 @@ EVALUATE_OPTIONS = (
     Option("--max-files", "score only the first N files of each set", type=int),
 )  # fmt: skip
 
-#: Systems :func:`evaluate` knows: the model's two decoders and the two baselines.
-SYSTEMS = ("seq2seq", "frames", "pyin", "basic-pitch")
+#: Systems :func:`evaluate` knows: the model's decoders (the event decoder greedy and with beam
+#: search, the frame head) and the two baselines.
+SYSTEMS = ("seq2seq", "seq2seq-beam", "frames", "pyin", "basic-pitch")
 
 
 def _eval_sets(cfg: dict, names: list[str]) -> dict[str, list[tuple[str, Path, Path]]]:
@@ -176,11 +177,12 @@ def _eval_sets(cfg: dict, names: list[str]) -> dict[str, list[tuple[str, Path, P
 def evaluate(ctx: StageContext) -> None:
     """Score every system on every set with mir_eval and print one table per set.
 
-    Systems: ``seq2seq`` (the encoder-decoder, greedy), ``frames`` (the frame head on the
-    same encoder), ``pyin`` (librosa pYIN + note segmentation) and ``basic-pitch`` (when the
-    package is installed; otherwise left out with a note). Scores are means over files of
-    COnPOff / COnP / COn F1 (onset 50 ms, pitch 50 cents, offset 20 %) and raw pitch / raw
-    chroma accuracy (:mod:`music.transcription.metrics`).
+    Systems: ``seq2seq`` (the encoder-decoder, greedy), ``seq2seq-beam`` (beam search with
+    ``evaluate.beam`` prefixes and GNMT ``evaluate.length_penalty``), ``frames`` (the frame
+    head on the same encoder), ``pyin`` (librosa pYIN + note segmentation) and
+    ``basic-pitch`` (when the package is installed; otherwise left out with a note). Scores
+    are means over files of COnPOff / COnP / COn F1 (onset 50 ms, pitch 50 cents, offset
+    20 %) and raw pitch / raw chroma accuracy (:mod:`music.transcription.metrics`).
 
     Writes ``{set: {"systems": {system: scores}, "files": {system: [per-file scores]}}}`` as
     JSON to ``--out`` (default ``<run>/metrics.json`` with ``--run``).
@@ -210,7 +212,7 @@ def evaluate(ctx: StageContext) -> None:
         click.echo("basic-pitch is not installed: left out (pip install basic-pitch)", err=True)
         systems.remove("basic-pitch")
     model = None
-    if {"seq2seq", "frames"} & set(systems):
+    if {"seq2seq", "seq2seq-beam", "frames"} & set(systems):
         if args["run"]:
             from music.transcription.train import export as export_model
 
@@ -235,10 +237,12 @@ def evaluate(ctx: StageContext) -> None:
             ref = read_notes(notes_path)
             x16 = None
             for system in systems:
-                if system in ("seq2seq", "frames"):
+                if system in ("seq2seq", "seq2seq-beam", "frames"):
+                    beam = int(ev.get("beam", 4)) if system == "seq2seq-beam" else 1
                     est, _ = transcribe_file(
-                        model, audio_path, system, int(ev.get("batch_windows", 8))
-                    )
+                        model, audio_path, system.split("-")[0], int(ev.get("batch_windows", 8)),
+                        beam=beam, length_penalty=float(ev.get("length_penalty", 0.0)),
+                    )  # fmt: skip
                 elif system == "pyin":
                     if x16 is None:
                         x16 = wb_audio.load(audio_path, sample_rate=16000, channels=1)[0][0].numpy()

@@ -175,4 +175,12 @@ def test_decoder_choice(tmp_path, capsys, model_file):
     assert code == 0 and "frames decoder" in err
     code, _, err = run(capsys, src, "--out", str(tmp_path / "b"), "--model", "pyin",
                        "--decoder", "frames")  # fmt: skip
-    assert code == 1 and "--decoder applies to a model file" in err
+    assert code == 1 and "--decoder and --beam apply to a model file" in err
+    code, _, err = run(capsys, src, "--out", str(tmp_path / "c"), "--model", model_file,
+                       "--decoder", "seq2seq", "--beam", "3")  # fmt: skip
+    assert code == 0 and "seq2seq decoder, beam 3" in err
+    assert (tmp_path / "c" / "line.mid").is_file()
+    for bad in (("--decoder", "frames", "--beam", "2"), ("--beam", "0")):
+        code, _, err = run(capsys, src, "--out", str(tmp_path / "d"), "--model", model_file, *bad)
+        assert code == 1 and "--beam" in err and "Traceback" not in err
+        assert not (tmp_path / "d").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import librosa
 import numpy as np
 import pytest
@@ -325,3 +327,89 @@ def test_training_lowers_the_loss_on_a_fixed_batch():
         loss.backward()
         opt.step()
     assert float(loss.detach()) < 0.5 * first
+
+
+def _peaky_model(seed: int, scale: float = 5.0, **kw) -> Transcriber:
+    """A random model whose next-token distributions are sharp enough for paths to differ."""
+    torch.manual_seed(seed)
+    model = Transcriber(**kw).eval()
+    model.out.weight.data *= scale
+    return model
+
+
+def test_beam_search_with_beam_one_is_greedy():
+    model = _peaky_model(0, **TINY)
+    with torch.no_grad():
+        memory, _ = model.encode(torch.randn(3, model.samples) * 0.1)
+        assert model.beam_search(memory, beam=1, max_len=12) == model.generate(memory, max_len=12)
+        model.out.bias.data[T.EOS] += 1e4
+        assert model.beam_search(memory, beam=3, max_len=12) == [[T.EOS]] * 3
+    with pytest.raises(ValueError, match="beam"):
+        model.beam_search(memory, beam=0)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_search_is_exhaustive_when_the_beam_holds_every_prefix(alpha):
+    # a 14-token vocabulary; with max_len 3 and beam V * V nothing is ever pruned, so the
+    # result must be the best finished sequence of a brute-force search (teacher forcing, no
+    # cache), ranked with the GNMT length penalty
+    model = _peaky_model(3, window=0.05, n_fft=512, min_pitch=60, max_pitch=61, d_model=32,
+                         ff=64, n_heads=2, encoder_layers=1, decoder_layers=2,
+                         conv_channels=(4, 4, 4), max_tokens=8)  # fmt: skip
+    v = model.vocab.size
+    special = (T.EOS, T.PAD, T.BOS)
+    pairs = torch.tensor(list(itertools.product(range(v), repeat=2)))
+    with torch.no_grad():
+        memory, _ = model.encode(torch.randn(2, model.samples) * 0.1)
+        got = model.beam_search(memory, beam=v * v, max_len=3, length_penalty=alpha)
+        for b in range(2):
+            kv = [
+                tuple(t[b : b + 1].expand(len(pairs), -1, -1, -1) for t in layer.memory_kv(memory))
+                for layer in model.decoder
+            ]
+            inp = torch.cat([torch.full((len(pairs), 1), T.BOS), pairs], 1)
+            logp = model._decode(inp, kv, None, 0).log_softmax(-1)
+            logp[..., [T.PAD, T.BOS]] = -torch.inf
+
+            def ranked(score: torch.Tensor, n: int) -> float:
+                return float(score) / ((5 + n) / 6) ** alpha
+
+            best = {(T.EOS,): ranked(logp[0, 0, T.EOS], 1)}
+            for (a, c), row in zip(pairs.tolist(), logp, strict=True):
+                if a in special or c in (T.PAD, T.BOS):
+                    continue
+                best[(a, T.EOS)] = ranked(row[0, a] + row[1, T.EOS], 2)
+                if c != T.EOS:
+                    best[(a, c, T.EOS)] = ranked(row[0, a] + row[1, c] + row[2, T.EOS], 3)
+            assert tuple(got[b]) == max(best, key=best.get)
+    assert any(len(g) > 1 for g in got) or alpha == 0.0  # the penalty changes the answer
+
+
+def test_cached_beam_search_matches_a_beam_search_without_cache():
+    # flat distributions: the beams overtake each other, so the cache rows must follow them
+    model = _peaky_model(1, scale=1.0, **TINY)
+    k, max_len = 4, 8
+    with torch.no_grad():
+        memory, _ = model.encode(torch.randn(4, model.samples) * 0.1)
+        got = model.beam_search(memory, beam=k, max_len=max_len)
+        mem_kv = [layer.memory_kv(memory) for layer in model.decoder]
+        for b in range(4):
+            kv = [(kk[b : b + 1], vv[b : b + 1]) for kk, vv in mem_kv]
+            beams = [([], 0.0, False)]  # (tokens, log-prob, finished): re-decoded every step
+            for _ in range(max_len):
+                cands = []
+                for toks, s, fin in beams:
+                    if fin:
+                        cands.append((toks, s, True))
+                        continue
+                    logp = model._decode(torch.tensor([[T.BOS, *toks]]), kv, None, 0)[0, -1]
+                    logp = logp.log_softmax(-1)
+                    logp[[T.PAD, T.BOS]] = -torch.inf
+                    for t in logp.topk(k).indices.tolist():
+                        cands.append((toks + [t], s + float(logp[t]), t == T.EOS))
+                beams = sorted(cands, key=lambda c: -c[1])[:k]
+                if all(fin for _, _, fin in beams):
+                    break
+            finished = [c for c in beams if c[2]] or beams
+            want = max(finished, key=lambda c: c[1])[0]
+            assert got[b] == want

@@ -35,14 +35,14 @@ def test_prepare_train_export(quick):
 def test_evaluate_prints_the_side_by_side_table(quick, capsys):
     _, run, common = quick
     argv = ["evaluate", *common, "--run", str(run), "--sets", "synthetic-test",
-            "--systems", "seq2seq,frames,pyin"]  # fmt: skip
+            "--systems", "seq2seq,seq2seq-beam,frames,pyin"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "synthetic-test (2 files" in out
-    for system in ("seq2seq", "frames", "pyin"):
+    for system in ("seq2seq", "seq2seq-beam", "frames", "pyin"):
         assert any(line.startswith(system) for line in out.splitlines())
     metrics = json.loads((run / "metrics.json").read_text())
-    for system in ("seq2seq", "frames", "pyin"):
+    for system in ("seq2seq", "seq2seq-beam", "frames", "pyin"):
         scores = metrics["synthetic-test"]["systems"][system]
         assert scores["files"] == 2
         keys = ("conpoff_f", "conp_f", "con_f", "raw_pitch_accuracy", "raw_chroma_accuracy")

@@ -2,8 +2,9 @@
 
 Transcribes the real SSVD validation recordings from their files, as ``wb transcribe``
 does (streamed decoding, stream resampling to 16 kHz, windows encoded and decoded in
-batches), and prints one row per decoder: audio seconds, wall seconds, times faster than
-real time. The goal of the voice2midi issue is >= 20x on 2 threads.
+batches), and prints one row per decoder (the event decoder greedy and with a beam search of
+``--beam`` prefixes, the frame head): audio seconds, wall seconds, times faster than real
+time. The goal of the voice2midi issue is >= 20x on 2 threads.
 
     python benchmarks/transcribe_speed.py --threads 2
     python benchmarks/transcribe_speed.py --model runs/voice2midi/<run>/voice2midi.pt
@@ -30,21 +31,24 @@ def main() -> None:
     parser.add_argument("--root", default=str(ssvd.DEFAULT_ROOT), help="SSVD recordings")
     parser.add_argument("--files", type=int, default=15, help="SSVD validation files to use")
     parser.add_argument("--batch-windows", type=int, default=8)
+    parser.add_argument("--beam", type=int, default=4, help="prefixes of the beam-search row")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, _ = load_transcriber(args.model)
     files = [a for _, a, _ in ssvd.split(args.root)["valid"]][: args.files]
     print(f"model {Path(args.model).name}, {args.threads} threads, {len(files)} SSVD files\n")
     print("| decoder | audio (s) | wall (s) | x real time |\n|---|---:|---:|---:|")
-    for method in ("seq2seq", "frames"):
-        transcribe_file(model, files[0], method, args.batch_windows)  # warm-up
+    rows = (("seq2seq", 1), ("seq2seq", args.beam), ("frames", 1))
+    for method, beam in rows:
+        transcribe_file(model, files[0], method, args.batch_windows, beam=beam)  # warm-up
         audio = wall = 0.0
         for f in files:
             t0 = time.perf_counter()
-            _, duration = transcribe_file(model, f, method, args.batch_windows)
+            _, duration = transcribe_file(model, f, method, args.batch_windows, beam=beam)
             wall += time.perf_counter() - t0
             audio += duration
-        print(f"| {method} | {audio:.1f} | {wall:.1f} | {audio / wall:.1f} |")
+        name = f"{method}, beam {beam}" if beam > 1 else method
+        print(f"| {name} | {audio:.1f} | {wall:.1f} | {audio / wall:.1f} |")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@
   2017) with learned positions.
 * **Decoder**: an autoregressive pre-norm Transformer decoder over the MT3-style event
   tokens of :mod:`music.transcription.tokens` (Gardner et al. 2022), trained with teacher
-  forcing; greedy decoding with a key/value cache (:meth:`Transcriber.generate`).
+  forcing; greedy decoding (:meth:`Transcriber.generate`) or beam search
+  (:meth:`Transcriber.beam_search`), both with a key/value cache.
 * **Frame head** on the same encoder (the baseline the issue asks for): per encoder frame,
   a pitch class (``n_pitches`` pitches + "no note") and an onset probability.
 

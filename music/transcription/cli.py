@@ -70,9 +70,10 @@ class _System:
             if not path.is_file():
                 raise WbError(f"{path}: no such model file (or use --model shipped / pyin)")
         self.net, info = load_transcriber(path)
-        self.decoder = decoder or (info.get("meta") or {}).get("decoder") or "seq2seq"
-        if beam < 1 or (beam > 1 and self.decoder != "seq2seq"):
-            raise WbError(f"--beam {beam}: needs a value >= 1, and above 1 the seq2seq decoder")
+        recorded = (info.get("meta") or {}).get("decoder") or "seq2seq"
+        self.decoder = decoder or ("seq2seq" if beam > 1 else recorded)
+        if beam > 1 and self.decoder != "seq2seq":
+            raise WbError(f"--beam {beam} searches the seq2seq decoder; drop --decoder frames")
         self.beam = beam
         search = f", beam {beam}" if beam > 1 else ""
         self.description = f"{path.name}, {self.decoder} decoder{search}"
@@ -157,8 +158,9 @@ def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
 @click.option("--decoder", type=click.Choice(["seq2seq", "frames"]), default=None,
               help="The model's event decoder (seq2seq) or its frame head (frames); default: "
               "the one recorded in the model file.")  # fmt: skip
-@click.option("--beam", type=int, default=1, show_default=True,
-              help="seq2seq decoder: beam-search prefixes per window (1: greedy).")  # fmt: skip
+@click.option("--beam", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Beam-search prefixes per window for the seq2seq decoder (1: greedy); "
+              "above 1 implies --decoder seq2seq.")  # fmt: skip
 @click.option("--plot", is_flag=True, help="Also write <name>.png: piano roll over spectrogram.")
 @click.option("--separate", "separate", is_flag=True,
               help="Separate the four voices of a chorale first (wb separate's SATB model), "

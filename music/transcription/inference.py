@@ -185,18 +185,22 @@ def transcribe_blocks(
         frame_decoder: ``frames`` only: turns the whole stream's ``(frames, n_pitches + 2)``
             frame logits into notes (default :func:`frames_to_notes` with its defaults).
         beam: ``seq2seq`` only: 1 decodes greedily, more runs a beam search with that many
-            prefixes per window; length_penalty: its GNMT exponent.
+            prefixes per window; length_penalty: its GNMT exponent (>= 0).
 
     Returns:
         ``(n, 3)`` notes: onset_s, offset_s, MIDI pitch.
 
     Raises:
-        WbError: an unknown method, or ``beam < 1``.
+        WbError: an unknown method, ``beam < 1``, ``beam > 1`` with ``frames``, or a
+            negative ``length_penalty``.
     """
     if method not in METHODS:
         raise WbError(f"unknown method {method!r}: choose {' or '.join(METHODS)}")
-    if int(beam) < 1:
-        raise WbError(f"beam must be at least 1, got {beam}")
+    if int(beam) < 1 or (int(beam) > 1 and method != "seq2seq") or length_penalty < 0:
+        raise WbError(
+            f"beam {beam}, length penalty {length_penalty}: need beam >= 1 (above 1 only "
+            "with the seq2seq decoder) and length penalty >= 0"
+        )
     model.eval()
     stitcher, frame_rows, batch, k = NoteStitcher(monophonic=True), [], [], 0
 
@@ -254,13 +258,14 @@ def transcribe_array(
     batch_windows: int = 8,
     frame_decoder: Callable[[np.ndarray], np.ndarray] | None = None,
     beam: int = 1,
+    length_penalty: float = 0.0,
 ) -> np.ndarray:
     """Transcribe mono audio ``(samples,)`` already at ``model.sample_rate`` (peak-normalised
     here); returns ``(n, 3)`` notes (none for a silent input, see :data:`SILENT_PEAK`).
-    ``frame_decoder`` and ``beam`` as in :func:`transcribe_blocks`.
+    ``frame_decoder``, ``beam`` and ``length_penalty`` as in :func:`transcribe_blocks`.
 
     Raises:
-        WbError: an unknown method, or ``beam < 1``.
+        WbError: as :func:`transcribe_blocks`.
     """
     x = np.asarray(audio, dtype=np.float32).reshape(-1)
     peak = float(np.abs(x).max()) if len(x) else 0.0
@@ -269,7 +274,7 @@ def transcribe_array(
     duration = len(x) / model.sample_rate
     return transcribe_blocks(
         model, iter([x]), duration, method, batch_windows, 1.0 / peak,
-        frame_decoder=frame_decoder, beam=beam,
+        frame_decoder=frame_decoder, beam=beam, length_penalty=length_penalty,
     )  # fmt: skip
 
 
@@ -330,7 +335,7 @@ def transcribe_file(
         ``(notes (n, 3), duration_s)``; no notes for a silent file (:data:`SILENT_PEAK`).
 
     Raises:
-        AudioError: unreadable or empty input. WbError: an unknown method, or ``beam < 1``.
+        AudioError: unreadable or empty input. WbError: as :func:`transcribe_blocks`.
     """
     duration, peak = scanned or scan(path)
     if peak <= SILENT_PEAK:

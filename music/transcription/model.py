@@ -315,20 +315,27 @@ class Transcriber(nn.Module):
     ) -> list[list[int]]:
         """Beam-search decoding of each window's token sequence.
 
-        Keeps the ``beam`` best prefixes per window (sum of token log-probabilities); a
-        prefix that emits ``EOS`` is finished and keeps its score. The result is the
-        finished sequence (or, at ``max_len``, the unfinished one) with the best score divided
-        by the length penalty ``((5 + length) / 6) ** length_penalty`` of Wu et al. 2016
-        (GNMT); ``0`` ranks by the plain sum. ``beam=1`` is :meth:`generate`'s greedy search.
+        Per window, ``beam`` live prefixes are kept, ranked by their summed token
+        log-probabilities. At each step every live prefix is extended by every token; the
+        ``beam`` best extensions that are not ``EOS`` become the live prefixes, and an ``EOS``
+        extension that ranks among the ``beam`` best of all extensions joins the window's
+        *finished* pool, scored by its sum divided by the GNMT length penalty
+        ``((5 + length) / 6) ** length_penalty`` (Wu et al. 2016; ``length`` counts the
+        tokens including ``EOS``; ``0`` ranks by the plain sum). A window stops once its pool
+        holds ``beam`` sequences; the search stops when every window has stopped or at
+        ``max_len``. The result is the pool's best sequence, or, for a window that finished
+        none, its best live prefix. This is the usual finished-pool design (as in fairseq);
+        ``beam=1`` gives :meth:`generate`'s greedy sequence.
 
         Args:
             memory: ``(batch, frames, d_model)`` from :meth:`encode`.
-            beam: prefixes kept per window (>= 1).
+            beam: live prefixes per window (>= 1).
             max_len: most tokens per window (default :attr:`max_tokens`).
             length_penalty: the GNMT exponent (>= 0; larger favours longer sequences).
 
         Returns:
-            One token list per window, as :meth:`generate`.
+            One token list per window, as :meth:`generate` (ends with ``EOS`` unless none
+            finished within ``max_len``).
 
         Raises:
             ValueError: ``beam < 1`` or a negative ``length_penalty``.
@@ -338,8 +345,7 @@ class Transcriber(nn.Module):
                 f"need beam >= 1 and length_penalty >= 0, got {beam}, {length_penalty}"
             )
         max_len = min(int(max_len or self.max_tokens), self.max_tokens)
-        b, dev = memory.shape[0], memory.device
-        k = int(beam)
+        b, dev, k = memory.shape[0], memory.device, int(beam)
         mem_kv = [
             tuple(t.repeat_interleave(k, dim=0) for t in layer.memory_kv(memory))
             for layer in self.decoder
@@ -347,35 +353,32 @@ class Transcriber(nn.Module):
         caches: list[dict] = [{} for _ in self.decoder]
         score = torch.full((b, k), -torch.inf, device=dev)
         score[:, 0] = 0.0  # the k copies of BOS are one prefix
-        done = torch.zeros(b, k, dtype=torch.bool, device=dev)
-        length = torch.zeros(b, k, device=dev)
         seqs = torch.zeros(b, k, 0, dtype=torch.long, device=dev)
         tok = torch.full((b * k, 1), BOS, dtype=torch.long, device=dev)
         rows = torch.arange(b, device=dev)[:, None] * k
+        pool: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
         for i in range(max_len):
             logp = self._decode(tok, mem_kv, caches, i)[:, -1].float().log_softmax(-1)
             logp[:, PAD] = -torch.inf
             logp[:, BOS] = -torch.inf
-            logp = logp.view(b, k, -1)
-            finished = torch.full_like(logp[0, 0], -torch.inf)
-            finished[PAD] = 0.0  # a finished prefix only pads, at no cost
-            logp = torch.where(done[..., None], finished, logp)
-            cand = (score[..., None] + logp).view(b, -1)
-            score, flat = cand.topk(k, dim=-1)
-            parent, nxt = flat // logp.shape[-1], flat % logp.shape[-1]
-            done = done.gather(1, parent)
-            length = length.gather(1, parent) + (~done).float()
+            cand = score[..., None] + logp.view(b, k, -1)  # (b, k, vocab)
+            kth = cand.view(b, -1).topk(k, dim=-1).values[:, -1]
+            eos = cand[..., EOS]
+            penalty = ((5 + i + 1) / 6) ** length_penalty
+            for w, j in ((eos >= kth[:, None]) & eos.isfinite()).nonzero().tolist():
+                if len(pool[w]) < k:
+                    pool[w].append((float(eos[w, j]) / penalty, [*seqs[w, j].tolist(), EOS]))
+            cand[..., EOS] = -torch.inf
+            score, flat = cand.view(b, -1).topk(k, dim=-1)
+            parent, nxt = flat // cand.shape[-1], flat % cand.shape[-1]
             seqs = torch.cat([seqs.gather(1, parent[..., None].expand_as(seqs)), nxt[..., None]], 2)
-            done = done | (nxt == EOS)
             index = (rows + parent).reshape(-1)
             for cache in caches:
                 cache["k"], cache["v"] = cache["k"][index], cache["v"][index]
-            if bool(done.all()):
+            if all(len(p) >= k for p in pool):
                 break
             tok = nxt.reshape(-1, 1)
-        ranked = score / ((5 + length) / 6) ** length_penalty if length_penalty else score
-        # finished sequences first; unfinished ones only where none finished
-        ranked = torch.where(done | ~done.any(1, keepdim=True), ranked, -torch.inf)
-        best = ranked.argmax(1)
-        out = seqs[torch.arange(b, device=dev), best].tolist()
-        return [[t for t in s if t != PAD] for s in out]
+        return [
+            max(pool[w], key=lambda c: c[0])[1] if pool[w] else seqs[w, 0].tolist()
+            for w in range(b)
+        ]

@@ -208,6 +208,13 @@ def evaluate(ctx: StageContext) -> None:
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         raise WbError(f"unknown system {unknown[0]!r} (choose from {', '.join(SYSTEMS)})")
+    try:
+        beam, length_penalty = int(ev.get("beam", 4)), float(ev.get("length_penalty", 0.0))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"evaluate.beam / evaluate.length_penalty: {e}") from None
+    if beam < 1 or length_penalty < 0:
+        raise ConfigError(f"need evaluate.beam >= 1 and evaluate.length_penalty >= 0, got "
+                          f"{beam}, {length_penalty}")  # fmt: skip
     if "basic-pitch" in systems and not baselines.basic_pitch_available():
         click.echo("basic-pitch is not installed: left out (pip install basic-pitch)", err=True)
         systems.remove("basic-pitch")
@@ -238,10 +245,10 @@ def evaluate(ctx: StageContext) -> None:
             x16 = None
             for system in systems:
                 if system in ("seq2seq", "seq2seq-beam", "frames"):
-                    beam = int(ev.get("beam", 4)) if system == "seq2seq-beam" else 1
                     est, _ = transcribe_file(
                         model, audio_path, system.split("-")[0], int(ev.get("batch_windows", 8)),
-                        beam=beam, length_penalty=float(ev.get("length_penalty", 0.0)),
+                        beam=beam if system == "seq2seq-beam" else 1,
+                        length_penalty=length_penalty,
                     )  # fmt: skip
                 elif system == "pyin":
                     if x16 is None:

@@ -168,7 +168,7 @@ def test_shipped_model_is_checked_against_its_manifest(tmp_path, capsys, model_f
     assert not (tmp_path / "bad").exists()
 
 
-def test_decoder_choice(tmp_path, capsys, model_file):
+def test_decoder_choice(tmp_path, capsys, model_file, monkeypatch):
     src = sung(tmp_path / "line.wav")
     code, _, err = run(capsys, src, "--out", str(tmp_path / "a"), "--model", model_file,
                        "--decoder", "frames")  # fmt: skip
@@ -176,11 +176,26 @@ def test_decoder_choice(tmp_path, capsys, model_file):
     code, _, err = run(capsys, src, "--out", str(tmp_path / "b"), "--model", "pyin",
                        "--decoder", "frames")  # fmt: skip
     assert code == 1 and "--decoder and --beam apply to a model file" in err
-    code, _, err = run(capsys, src, "--out", str(tmp_path / "c"), "--model", model_file,
-                       "--decoder", "seq2seq", "--beam", "3")  # fmt: skip
-    assert code == 0 and "seq2seq decoder, beam 3" in err
+    calls = []
+    search = Transcriber.beam_search
+
+    def spy(self, memory, beam=4, **kw):
+        calls.append(beam)
+        return search(self, memory, beam, **kw)
+
+    monkeypatch.setattr(Transcriber, "beam_search", spy)
+    frames_model = tmp_path / "frames.pt"  # a model file whose recorded decoder is frames
+    save_model(frames_model, CLASS_REF, TINY, Transcriber(**TINY).state_dict(),
+               {"window": 2.0, "decoder": "frames"})  # fmt: skip
+    code, _, err = run(capsys, src, "--out", str(tmp_path / "c"), "--model", str(frames_model),
+                       "--beam", "3")  # fmt: skip
+    assert code == 0 and "seq2seq decoder, beam 3" in err  # --beam implies seq2seq
+    assert calls and set(calls) == {3}
     assert (tmp_path / "c" / "line.mid").is_file()
-    for bad in (("--decoder", "frames", "--beam", "2"), ("--beam", "0")):
-        code, _, err = run(capsys, src, "--out", str(tmp_path / "d"), "--model", model_file, *bad)
-        assert code == 1 and "--beam" in err and "Traceback" not in err
-        assert not (tmp_path / "d").exists()
+    code, _, err = run(capsys, src, "--out", str(tmp_path / "d"), "--model", model_file,
+                       "--decoder", "frames", "--beam", "2")  # fmt: skip
+    assert code == 1 and "drop --decoder frames" in err and "Traceback" not in err
+    code, _, err = run(capsys, src, "--out", str(tmp_path / "d"), "--model", model_file,
+                       "--beam", "0")  # fmt: skip
+    assert code == 2 and "--beam" in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()

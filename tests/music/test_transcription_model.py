@@ -337,32 +337,41 @@ def _peaky_model(seed: int, scale: float = 5.0, **kw) -> Transcriber:
     return model
 
 
-def test_beam_search_with_beam_one_is_greedy():
+def _memories(model: Transcriber, n: int) -> torch.Tensor:
+    """``n`` clearly different encoder outputs ``(n, frames, d_model)``."""
+    return torch.randn(n, model.frames, model.embed.embedding_dim) * 3.0
+
+
+def test_beam_search_with_beam_one_is_greedy_and_windows_do_not_mix():
     model = _peaky_model(0, **TINY)
     with torch.no_grad():
-        memory, _ = model.encode(torch.randn(3, model.samples) * 0.1)
-        assert model.beam_search(memory, beam=1, max_len=12) == model.generate(memory, max_len=12)
+        memory = _memories(model, 4)
+        greedy = model.generate(memory, max_len=12)
+        assert len({tuple(g) for g in greedy}) > 1  # the windows differ
+        assert model.beam_search(memory, beam=1, max_len=12) == greedy
+        batched = model.beam_search(memory, beam=3, max_len=12)
+        assert batched == [model.beam_search(memory[w : w + 1], beam=3, max_len=12)[0]
+                           for w in range(4)]  # fmt: skip
         model.out.bias.data[T.EOS] += 1e4
-        assert model.beam_search(memory, beam=3, max_len=12) == [[T.EOS]] * 3
+        assert model.beam_search(memory, beam=3, max_len=12) == [[T.EOS]] * 4
     with pytest.raises(ValueError, match="beam"):
         model.beam_search(memory, beam=0)
 
 
-@pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_beam_search_is_exhaustive_when_the_beam_holds_every_prefix(alpha):
-    # a 14-token vocabulary; with max_len 3 and beam V * V nothing is ever pruned, so the
-    # result must be the best finished sequence of a brute-force search (teacher forcing, no
-    # cache), ranked with the GNMT length penalty
+@torch.no_grad()
+def test_beam_search_is_exhaustive_when_the_beam_holds_every_prefix():
+    # a 14-token vocabulary; with max_len 3 and a beam of V ** 3 nothing is ever pruned, so
+    # the result must be the best finished sequence of a brute-force search (teacher forcing,
+    # no cache) under the GNMT length penalty, the length counting EOS
     model = _peaky_model(3, window=0.05, n_fft=512, min_pitch=60, max_pitch=61, d_model=32,
                          ff=64, n_heads=2, encoder_layers=1, decoder_layers=2,
                          conv_channels=(4, 4, 4), max_tokens=8)  # fmt: skip
     v = model.vocab.size
-    special = (T.EOS, T.PAD, T.BOS)
     pairs = torch.tensor(list(itertools.product(range(v), repeat=2)))
-    with torch.no_grad():
-        memory, _ = model.encode(torch.randn(2, model.samples) * 0.1)
-        got = model.beam_search(memory, beam=v * v, max_len=3, length_penalty=alpha)
-        for b in range(2):
+    answers, memory = {}, _memories(model, 8)
+    for alpha in (0.0, 0.5, 1.0, 2.0, 3.0, 5.0):
+        got = answers[alpha] = model.beam_search(memory, beam=v**3, max_len=3, length_penalty=alpha)
+        for b in range(len(memory)):
             kv = [
                 tuple(t[b : b + 1].expand(len(pairs), -1, -1, -1) for t in layer.memory_kv(memory))
                 for layer in model.decoder
@@ -371,45 +380,49 @@ def test_beam_search_is_exhaustive_when_the_beam_holds_every_prefix(alpha):
             logp = model._decode(inp, kv, None, 0).log_softmax(-1)
             logp[..., [T.PAD, T.BOS]] = -torch.inf
 
-            def ranked(score: torch.Tensor, n: int) -> float:
+            def ranked(score: torch.Tensor, n: int, alpha: float = alpha) -> float:
                 return float(score) / ((5 + n) / 6) ** alpha
 
             best = {(T.EOS,): ranked(logp[0, 0, T.EOS], 1)}
             for (a, c), row in zip(pairs.tolist(), logp, strict=True):
-                if a in special or c in (T.PAD, T.BOS):
+                if a in (T.EOS, T.PAD, T.BOS) or c in (T.PAD, T.BOS):
                     continue
                 best[(a, T.EOS)] = ranked(row[0, a] + row[1, T.EOS], 2)
                 if c != T.EOS:
                     best[(a, c, T.EOS)] = ranked(row[0, a] + row[1, c] + row[2, T.EOS], 3)
             assert tuple(got[b]) == max(best, key=best.get)
-    assert any(len(g) > 1 for g in got) or alpha == 0.0  # the penalty changes the answer
+    assert answers[0.0] != answers[3.0]  # the penalty changes some answer
 
 
 def test_cached_beam_search_matches_a_beam_search_without_cache():
-    # flat distributions: the beams overtake each other, so the cache rows must follow them
+    # flat distributions (the beams overtake each other, so the cache rows must follow
+    # them) and a likely EOS (beams finish mid-search while others go on)
     model = _peaky_model(1, scale=1.0, **TINY)
-    k, max_len = 4, 8
+    model.out.bias.data[T.EOS] += 1.0
+    k, max_len, alpha = 4, 10, 1.0
     with torch.no_grad():
-        memory, _ = model.encode(torch.randn(4, model.samples) * 0.1)
-        got = model.beam_search(memory, beam=k, max_len=max_len)
+        memory = _memories(model, 4)
+        got = model.beam_search(memory, beam=k, max_len=max_len, length_penalty=alpha)
         mem_kv = [layer.memory_kv(memory) for layer in model.decoder]
+        lengths = set()
         for b in range(4):
             kv = [(kk[b : b + 1], vv[b : b + 1]) for kk, vv in mem_kv]
-            beams = [([], 0.0, False)]  # (tokens, log-prob, finished): re-decoded every step
-            for _ in range(max_len):
+            live, pool = [([], 0.0)], []  # re-decoded from BOS at every step
+            for i in range(max_len):
                 cands = []
-                for toks, s, fin in beams:
-                    if fin:
-                        cands.append((toks, s, True))
-                        continue
+                for toks, s in live:
                     logp = model._decode(torch.tensor([[T.BOS, *toks]]), kv, None, 0)[0, -1]
                     logp = logp.log_softmax(-1)
                     logp[[T.PAD, T.BOS]] = -torch.inf
-                    for t in logp.topk(k).indices.tolist():
-                        cands.append((toks + [t], s + float(logp[t]), t == T.EOS))
-                beams = sorted(cands, key=lambda c: -c[1])[:k]
-                if all(fin for _, _, fin in beams):
+                    cands += [(toks + [t], s + float(logp[t])) for t in range(len(logp))]
+                kth = sorted((c[1] for c in cands), reverse=True)[k - 1]
+                for toks, s in cands:
+                    if toks[-1] == T.EOS and s >= kth and len(pool) < k:
+                        pool.append((s / ((5 + i + 1) / 6) ** alpha, toks))
+                live = sorted((c for c in cands if c[0][-1] != T.EOS), key=lambda c: -c[1])[:k]
+                if len(pool) >= k:
                     break
-            finished = [c for c in beams if c[2]] or beams
-            want = max(finished, key=lambda c: c[1])[0]
+            want = max(pool, key=lambda c: c[0])[1] if pool else live[0][0]
             assert got[b] == want
+            lengths.add(len(want))
+    assert len(lengths) > 1 and min(lengths) < max_len  # finished at different steps

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from music.transcription.inference import load_transcriber
+from music.transcription.model import Transcriber
 from recipes.voice2midi.__main__ import main
 
 
@@ -32,8 +33,16 @@ def test_prepare_train_export(quick):
     assert (run / "voice2midi.pt").stat().st_size < 20 * 2**20
 
 
-def test_evaluate_prints_the_side_by_side_table(quick, capsys):
+def test_evaluate_prints_the_side_by_side_table(quick, capsys, monkeypatch):
     _, run, common = quick
+    calls = []
+    search = Transcriber.beam_search
+
+    def spy(self, memory, beam=4, **kw):
+        calls.append((beam, kw.get("length_penalty")))
+        return search(self, memory, beam, **kw)
+
+    monkeypatch.setattr(Transcriber, "beam_search", spy)
     argv = ["evaluate", *common, "--run", str(run), "--sets", "synthetic-test",
             "--systems", "seq2seq,seq2seq-beam,frames,pyin"]  # fmt: skip
     assert main(argv) == 0
@@ -47,6 +56,10 @@ def test_evaluate_prints_the_side_by_side_table(quick, capsys):
         assert scores["files"] == 2
         keys = ("conpoff_f", "conp_f", "con_f", "raw_pitch_accuracy", "raw_chroma_accuracy")
         assert all(0.0 <= scores[k] <= 1.0 for k in keys)
+    assert calls and set(calls) == {(4, 0.0)}  # seq2seq-beam: conf.yml's beam and penalty
     assert main(["evaluate", *common, "--run", str(run), "--systems", "nope"]) == 1
+    bad = ["--set", "evaluate.beam=0", "--sets", "synthetic-test", "--systems", "seq2seq-beam"]
+    assert main(["evaluate", *common, "--run", str(run), *bad]) == 1
+    assert "evaluate.beam >= 1" in capsys.readouterr().err
     assert main(["evaluate", *common, "--run", str(run), "--systems", "pyin"]) == 1
     assert "data.ssvd is not set" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 Stages (library code in :mod:`music.transcription.stages`; the runner is :mod:`wb.recipe`):
 ``prepare`` renders the synthetic sung lines, ``train`` trains the encoder-decoder,
-``evaluate`` prints the side-by-side table (encoder-decoder, frame head, pYIN, basic-pitch),
+``evaluate`` prints the side-by-side table (encoder-decoder greedy and with beam search, frame
+head, pYIN, basic-pitch),
 ``export`` writes a small model file.
 """
 

@@ -56,7 +56,7 @@ def test_evaluate_prints_the_side_by_side_table(quick, capsys, monkeypatch):
         assert scores["files"] == 2
         keys = ("conpoff_f", "conp_f", "con_f", "raw_pitch_accuracy", "raw_chroma_accuracy")
         assert all(0.0 <= scores[k] <= 1.0 for k in keys)
-    assert calls and set(calls) == {(4, 0.0)}  # seq2seq-beam: conf.yml's beam and penalty
+    assert calls and set(calls) == {(4, 1.0)}  # seq2seq-beam: conf.yml's beam and penalty
     assert main(["evaluate", *common, "--run", str(run), "--systems", "nope"]) == 1
     bad = ["--set", "evaluate.beam=0", "--sets", "synthetic-test", "--systems", "seq2seq-beam"]
     assert main(["evaluate", *common, "--run", str(run), *bad]) == 1

@@ -70,8 +70,15 @@ def duration(path: Path) -> float:
     return float(sf.info(str(path)).duration)
 
 
+#: pYIN tracks computed in this process (the oracle systems read each recording's several times).
+_TRACKS: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
+
+
 def pyin_track(audio_path: Path, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """``pyin_f0`` of a recording (mono, resampled to 16 kHz), from ``cache`` when there."""
+    """``pyin_f0`` of a recording (mono, resampled to 16 kHz), from this process's memory or
+    from ``cache`` when there."""
+    if audio_path in _TRACKS:
+        return _TRACKS[audio_path]
     hit = cache / f"{audio_path.stem}.npz" if cache else None
     if hit is not None and hit.is_file():
         with np.load(hit) as z:
@@ -83,6 +90,7 @@ def pyin_track(audio_path: Path, cache: Path | None) -> tuple[np.ndarray, np.nda
     if hit is not None:
         hit.parent.mkdir(parents=True, exist_ok=True)
         np.savez(hit, midi=midi, v=voiced)
+    _TRACKS[audio_path] = midi, voiced
     return midi, voiced
 
 
@@ -128,10 +136,11 @@ def oracle_notes(system: str, ref: np.ndarray, sung: np.ndarray, bias: float) ->
 
 def print_offsets(recs: list[tuple[str, Path, Path]], cache: Path | None) -> None:
     """Print how far the annotated pitches lie from the sung (pYIN) pitch."""
-    per_file, within = [], []
+    per_file, within, n_notes = [], [], 0
     for _, audio, txt in recs:
         ref = read_notes(txt)
         d = ref[:, 2] - sung_pitch(ref, *pyin_track(audio, cache))
+        n_notes += len(d)
         d = d[np.isfinite(d)]
         if len(d):
             per_file.append(np.median(d))
@@ -145,7 +154,9 @@ def print_offsets(recs: list[tuple[str, Path, Path]], cache: Path | None) -> Non
         f"{np.median(per_file):+.3f} "
         f"(quartiles {q1:+.3f}, {q3:+.3f}; {np.sum(np.abs(per_file) > 0.75)} of {len(per_file)} "
         f"recordings beyond 0.75); within a recording, median |deviation| "
-        f"{np.median(within):.3f}, 90th percentile {np.percentile(within, 90):.3f}"
+        f"{np.median(within):.3f}, 90th percentile {np.percentile(within, 90):.3f}; "
+        f"{len(within)} of {n_notes} notes have >= 3 voiced pYIN frames (the others are left "
+        f"out of the oracles)"
     )
 
 

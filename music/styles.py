@@ -206,9 +206,11 @@ def prepare_styles(
     jobs: int | None = None,
     quiet: bool | None = None,
     renditions: int = 1,
+    excerpts_per_class: int | None = None,
 ) -> dict[str, int]:
     """Render ``renditions`` excerpts of each of ``per_class`` works per style into
-    ``root/<style>/``.
+    ``root/<style>/``, or, with ``excerpts_per_class``, exactly that many excerpts per style
+    spread over as many works as the style has (up to ``per_class``).
 
     Works are drawn in a seeded order; a work that cannot be parsed or has too few parts is
     replaced by the next one. Rendition ``k`` of a work starts ``k * seconds`` into the
@@ -218,11 +220,31 @@ def prepare_styles(
     (``<group>__<work>[__<k>].wav``), so folds stay work-disjoint. Excerpts already rendered
     are kept (resumable).
 
+    ``excerpts_per_class`` balances the classes by excerpts rather than by works, so that a
+    style with many works in the corpus contributes many different works: with ``E`` excerpts
+    and ``n = min(per_class, E, works of the style)`` works, every work gets ``E // n``
+    renditions and the first ``E % n`` (in the seeded order) one more. If works fail to
+    render and the style runs out of replacements, the rest are spread over the works that
+    rendered, so the class still gets ``E``. Render such a set into its own ``root``: excerpts
+    left there by other settings are not counted and would unbalance the classes.
+
+    Args:
+        root: output folder; ``root/<style>/<group>__<work>[__<k>].wav`` (30 s float WAV).
+        per_class: works per style (with ``excerpts_per_class``: at most this many).
+        styles: keys of :data:`STYLES` (default all).
+        seconds: excerpt length in seconds.
+        seed: seeds the work order and every rendition's draws.
+        jobs: render processes (default: one per core).
+        quiet: hide the progress bar.
+        renditions: excerpts per work; must stay 1 with ``excerpts_per_class``.
+        excerpts_per_class: excerpts per style, or None for ``per_class * renditions``.
+
     Returns:
-        ``{style: excerpts in the folder}``.
+        ``{style: excerpts rendered for it}``.
 
     Raises:
-        ConfigError: an unknown style, or ``renditions`` below 1.
+        ConfigError: an unknown style, ``renditions`` or ``excerpts_per_class`` below 1, or
+            both ``renditions > 1`` and ``excerpts_per_class``.
     """
     from concurrent.futures import ProcessPoolExecutor
 
@@ -231,11 +253,20 @@ def prepare_styles(
 
     if renditions < 1:
         raise ConfigError(f"renditions={renditions}: must be at least 1")
+    if excerpts_per_class is not None:
+        if excerpts_per_class < 1:
+            raise ConfigError(f"excerpts_per_class={excerpts_per_class}: must be at least 1")
+        if renditions != 1:
+            raise ConfigError(
+                f"renditions={renditions} with excerpts_per_class={excerpts_per_class}: "
+                "choose one (excerpts_per_class sets the renditions of every work)"
+            )
     root = Path(root)
     chosen = list(styles or STYLES)
+    quota = excerpts_per_class or per_class * renditions
     counts = {}
-    bar = progress(total=per_class * renditions * len(chosen), desc="rendering styles",
-                   unit="excerpt", quiet=quiet)  # fmt: skip
+    bar = progress(total=quota * len(chosen), desc="rendering styles", unit="excerpt",
+                   quiet=quiet)  # fmt: skip
     with bar, ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1,
                                   mp_context=mp_context()) as pool:  # fmt: skip
         for style in chosen:
@@ -243,19 +274,33 @@ def prepare_styles(
             order = np.random.default_rng(zlib.crc32(f"{seed}:{style}".encode())).permutation(
                 len(works)
             )
-            done, cursor = 0, 0
-            while done < per_class and cursor < len(works):
+            wanted = min(per_class, quota, len(works)) if excerpts_per_class else per_class
+            first = quota // max(wanted, 1)  # renditions of every work in the first pass
+            rendered: list[tuple] = []  # the items of the works that rendered, in order
+            cursor = 0
+            while len(rendered) < wanted and cursor < len(works):
                 batch = []
-                for i in order[cursor : cursor + (per_class - done)]:
+                for i in order[cursor : cursor + (wanted - len(rendered))]:
                     group, work, path, opus = works[int(i)]
                     batch.append((style, group, work, path, opus, str(root), seed, seconds,
-                                  renditions))  # fmt: skip
+                                  first))  # fmt: skip
                 cursor += len(batch)
-                for _dest, error in pool.map(_job, batch):
+                for item, (_dest, error) in zip(batch, pool.map(_job, batch)):
                     if error is None:
-                        done += 1
-                        bar.update(renditions)
-            counts[style] = done * renditions
+                        rendered.append(item)
+                        bar.update(first)
+            n = len(rendered)
+            if excerpts_per_class and n:
+                # the remainder (and what failed works left over) on the first works in order
+                share = [quota // n + (j < quota % n) for j in range(n)]
+                more = [item[:-1] + (r,) for item, r in zip(rendered, share) if r > first]
+                for item, (_dest, error) in zip(more, pool.map(_job, more)):
+                    if error is not None:
+                        raise WbError(f"{style}: {item[2]} rendered before, now fails: {error}")
+                    bar.update(item[-1] - first)
+                counts[style] = quota
+            else:
+                counts[style] = n * first
     return counts
 
 

@@ -112,3 +112,38 @@ def test_recipe_train_forwards_to_wb_classify(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "folder" and len(metrics["folds"]) == 2
     assert len(json.loads((out / "details.json").read_text())["classes"]) == 7
+
+
+def test_excerpts_per_class_spreads_a_quota_over_works(tmp_path, monkeypatch):
+    """E excerpts over min(per_class, E, works) works: E // n renditions each, the first E % n
+    one more; a work that fails is replaced, and when replacements run out the works that
+    rendered take its share, so every class still gets E."""
+    import music.styles as styles
+
+    counts = prepare_styles(tmp_path / "a", per_class=3, styles=["fiddle_tune"], seconds=1.0,
+                            jobs=1, quiet=True, excerpts_per_class=5)  # fmt: skip
+    assert counts == {"fiddle_tune": 5}
+    names = sorted(p.name for p in (tmp_path / "a" / "fiddle_tune").glob("*.wav"))
+    per_work: dict[str, int] = {}
+    for name in names:
+        work = name.rsplit("__", 1)[0]
+        per_work[work] = per_work.get(work, 0) + 1
+    assert sorted(per_work.values()) == [1, 2, 2] and len(names) == 5
+    # the same works as a set without the quota (3 works x 1 rendition)
+    prepare_styles(tmp_path / "b", per_class=3, styles=["fiddle_tune"], seconds=1.0, jobs=1,
+                   quiet=True)  # fmt: skip
+    plain = {p.name for p in (tmp_path / "b" / "fiddle_tune").glob("*.wav")}
+    assert len(plain) == 3 and plain <= set(names)
+
+    works = candidates("fiddle_tune")[:3]
+    broken = (works[0][0], works[0][1], "/nonexistent/tune.abc", None)
+    monkeypatch.setattr(styles, "candidates", lambda style: [broken, *works[1:]])
+    counts = prepare_styles(tmp_path / "c", per_class=3, styles=["fiddle_tune"], seconds=1.0,
+                            jobs=1, quiet=True, excerpts_per_class=5)  # fmt: skip
+    assert counts == {"fiddle_tune": 5}
+    assert len(list((tmp_path / "c" / "fiddle_tune").glob("*.wav"))) == 5  # 2 works: 3 + 2
+
+    with pytest.raises(Exception, match="choose one"):
+        prepare_styles(tmp_path, styles=["fiddle_tune"], renditions=2, excerpts_per_class=4)
+    with pytest.raises(Exception, match="at least 1"):
+        prepare_styles(tmp_path, styles=["fiddle_tune"], excerpts_per_class=0)

@@ -285,7 +285,7 @@ def prepare_styles(
                     batch.append((style, group, work, path, opus, str(root), seed, seconds,
                                   first))  # fmt: skip
                 cursor += len(batch)
-                for item, (_dest, error) in zip(batch, pool.map(_job, batch)):
+                for item, (_dest, error) in zip(batch, pool.map(_job, batch), strict=True):
                     if error is None:
                         rendered.append(item)
                         bar.update(first)
@@ -293,8 +293,9 @@ def prepare_styles(
             if excerpts_per_class and n:
                 # the remainder (and what failed works left over) on the first works in order
                 share = [quota // n + (j < quota % n) for j in range(n)]
-                more = [item[:-1] + (r,) for item, r in zip(rendered, share) if r > first]
-                for item, (_dest, error) in zip(more, pool.map(_job, more)):
+                pairs = zip(rendered, share, strict=True)
+                more = [item[:-1] + (r,) for item, r in pairs if r > first]
+                for item, (_dest, error) in zip(more, pool.map(_job, more), strict=True):
                     if error is not None:
                         raise WbError(f"{style}: {item[2]} rendered before, now fails: {error}")
                     bar.update(item[-1] - first)

@@ -101,7 +101,8 @@ def test_recipe_train_forwards_to_wb_classify(tmp_path, capsys):
 
     data = tmp_path / "styles"
     assert main(["prepare", "-q", "--root", str(data), "--set", "per_class=2",
-                 "--set", "seconds=2.0", "--set", "renditions=1"]) == 0  # fmt: skip
+                 "--set", "seconds=2.0", "--set", "excerpts_per_class=2"]) == 0  # fmt: skip
+    assert sum(1 for _ in data.glob("*/*.wav")) == 14  # 2 works x 1 excerpt x 7 styles
     out = tmp_path / "run"
     argv = ["train", "--data-dir", str(data), "--epochs", "1", "--out", str(out),
             "--set", "dataset_options.folds=2", "--set", f"cache_dir={tmp_path / 'cache'}",

@@ -70,7 +70,7 @@ def duration(path: Path) -> float:
     return float(sf.info(str(path)).duration)
 
 
-#: pYIN tracks computed in this process (the oracle systems read each recording's several times).
+#: pYIN tracks computed in this process (the oracle systems read each recording several times).
 _TRACKS: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
 
 

@@ -13,6 +13,10 @@ split keeps each such singer wholly on one side (both are in train). The numeric
 singer information, so for them the split is by recording: it cannot promise that a numeric-id
 singer is absent from the other part. The sight-singing exercises recur, so some melodies are
 sung in both parts.
+
+Development part: :func:`split` with ``dev=n`` moves ``n`` training recordings into a ``dev``
+part (whole singer groups, drawn with a seeded shuffle), so that a fine-tune on real singing can
+choose its checkpoint on real singing without ever looking at the validation part.
 """
 
 from __future__ import annotations
@@ -72,15 +76,55 @@ def list_recordings(root: str | os.PathLike = DEFAULT_ROOT) -> list[tuple[str, P
     return out
 
 
-def split(root: str | os.PathLike = DEFAULT_ROOT) -> dict[str, list[tuple[str, Path, Path]]]:
-    """The fixed train / valid split of the recordings in ``root``.
+def take_groups(ids: list[str], n: int, seed: int) -> list[str]:
+    """About ``n`` of ``ids``, whole singer groups (:func:`singer`) at a time.
+
+    The sorted group names are shuffled with ``random.Random(seed)`` and taken in that order,
+    skipping any group that would overshoot ``n``, until ``n`` ids are reached or the groups
+    run out (the procedure that drew :data:`VALID_IDS`, with seed 0).
 
     Returns:
-        ``{"train": [...], "valid": [...]}``, items as in :func:`list_recordings`; ``valid``
-        holds exactly :data:`VALID_IDS` (in that order), ``train`` every other recording.
+        The chosen ids, sorted as strings.
+    """
+    import random
+
+    groups: dict[str, list[str]] = {}
+    for i in sorted(ids):
+        groups.setdefault(singer(i), []).append(i)
+    names = sorted(groups)
+    random.Random(seed).shuffle(names)
+    chosen: list[str] = []
+    for name in names:
+        if len(chosen) + len(groups[name]) <= n:
+            chosen += groups[name]
+        if len(chosen) == n:
+            break
+    return sorted(chosen)
+
+
+#: Seed of :func:`take_groups` for the development part of :func:`split`.
+DEV_SEED = 1
+
+
+def split(
+    root: str | os.PathLike = DEFAULT_ROOT, dev: int = 0
+) -> dict[str, list[tuple[str, Path, Path]]]:
+    """The fixed train / valid split of the recordings in ``root``, and optionally a
+    development part taken out of train.
+
+    Args:
+        root: the ``train_valid`` folder.
+        dev: how many training recordings to move into ``dev`` (whole singer groups,
+            :func:`take_groups` with :data:`DEV_SEED`); 0 for none.
+
+    Returns:
+        ``{"train": [...], "dev": [...], "valid": [...]}``, items as in
+        :func:`list_recordings`; ``valid`` holds exactly :data:`VALID_IDS` (in that order),
+        ``dev`` the ``dev`` drawn recordings, ``train`` every other recording.
 
     Raises:
-        WbError: as :func:`list_recordings`, or a :data:`VALID_IDS` recording is missing.
+        WbError: as :func:`list_recordings`; a :data:`VALID_IDS` recording is missing;
+            ``dev`` is negative or leaves no training recording.
     """
     recs = list_recordings(root)
     by_id = {r[0]: r for r in recs}
@@ -91,7 +135,12 @@ def split(root: str | os.PathLike = DEFAULT_ROOT) -> dict[str, list[tuple[str, P
             f"(need <id>.flac + <id>.txt)"
         )
     valid = set(VALID_IDS)
+    train = [r for r in recs if r[0] not in valid]
+    if dev < 0 or (dev and dev >= len(train)):
+        raise WbError(f"data.ssvd_dev={dev}: need 0 <= dev < {len(train)} training recordings")
+    held = set(take_groups([r[0] for r in train], dev, DEV_SEED)) if dev else set()
     return {
-        "train": [r for r in recs if r[0] not in valid],
+        "train": [r for r in train if r[0] not in held],
+        "dev": [r for r in train if r[0] in held],
         "valid": [by_id[i] for i in VALID_IDS],
     }

@@ -143,7 +143,8 @@ EVALUATE_OPTIONS = (
     Option("--model", "model file (default: the shipped model)"),
     Option("--systems", "comma-separated systems (default: evaluate.systems)"),
     Option("--sets", "comma-separated: ssvd-valid, synthetic-test, synthetic-valid (chooses "
-           "the default decoder)", default="ssvd-valid,synthetic-test"),
+           "the default decoder), ssvd-dev (the data.ssvd_dev recordings)",
+           default="ssvd-valid,synthetic-test"),
     Option("--out", "metrics JSON (default <run>/metrics.json with --run)"),
     Option("--max-files", "score only the first N files of each set", type=int),
 )  # fmt: skip
@@ -158,7 +159,8 @@ def _eval_sets(cfg: dict, names: list[str]) -> dict[str, list[tuple[str, Path, P
     from music.transcription.data import find_pairs
 
     sets = {}
-    keys = {"ssvd-valid": "ssvd", "synthetic-test": "synthetic", "synthetic-valid": "synthetic"}
+    keys = {"ssvd-valid": "ssvd", "ssvd-dev": "ssvd", "synthetic-test": "synthetic",
+            "synthetic-valid": "synthetic"}  # fmt: skip
     for name in names:
         if name not in keys:
             raise WbError(f"unknown evaluation set {name!r} ({', '.join(keys)})")
@@ -169,6 +171,11 @@ def _eval_sets(cfg: dict, names: list[str]) -> dict[str, list[tuple[str, Path, P
             )
         if name == "ssvd-valid":
             sets[name] = ssvd.split(root)["valid"]
+        elif name == "ssvd-dev":
+            n_dev = int((cfg.get("data") or {}).get("ssvd_dev") or 0)
+            if n_dev <= 0:
+                raise ConfigError("ssvd-dev needs data.ssvd_dev > 0 (set it, or pass --run)")
+            sets[name] = ssvd.split(root, dev=n_dev)["dev"]
         else:
             sets[name] = find_pairs(Path(root) / name.split("-")[1])
     return sets

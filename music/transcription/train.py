@@ -7,14 +7,17 @@ Config groups read by :func:`train` (``recipes/voice2midi/conf.yml`` holds every
       ssvd: ../shared/data/ssvd/train_valid  # real recordings; the fixed split of
                                       # music.transcription.ssvd decides train / valid
       ssvd_weight: 0.5                # share of training windows drawn from SSVD train
+      ssvd_dev: 0                     # SSVD train recordings held out to choose the checkpoint
     model: {...}                      # Transcriber kwargs (music.transcription.model)
     train: {...}                      # TranscriptionTrainConfig
 
 The loss is the cross-entropy of the teacher-forced event tokens plus ``frame_weight`` times
 the frame head's losses (pitch-class cross-entropy and onset binary cross-entropy): the frame
 head is both a baseline and an auxiliary loss that speeds up the encoder's training. The
-checkpoint monitor is the validation token loss on the *synthetic* validation split: the SSVD
-validation recordings are kept for the evaluation stage and never choose a checkpoint.
+checkpoint monitor is the validation token loss on the *synthetic* validation split, or, with
+``data.ssvd_dev: n``, on ``n`` real recordings taken out of SSVD train (every window of each;
+:func:`music.transcription.ssvd.split`). The SSVD validation recordings are kept for the
+evaluation stage and never choose a checkpoint.
 
 The run folder receives ``config.yml``, ``checkpoints/{best,last}.ckpt``, CSV and TensorBoard
 logs (as every recipe of the spine, :mod:`wb.training`).
@@ -177,9 +180,10 @@ def model_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class VoiceDataModule(pl.LightningDataModule):
-    """Training windows (synthetic train + SSVD train, weighted) and validation windows
-    (synthetic valid; without synthetic data, consecutive windows of the SSVD training
-    recordings, which then measure the training fit only).
+    """Training windows (synthetic train + SSVD train, weighted) and validation windows:
+    every window of the SSVD development recordings when ``data.ssvd_dev`` > 0; else the
+    synthetic valid split; without either, consecutive windows of the SSVD training
+    recordings, which then measure the training fit only.
 
     Args:
         data: the ``data:`` group; settings: :func:`train_settings`; model: the built model
@@ -202,12 +206,21 @@ class VoiceDataModule(pl.LightningDataModule):
         sr = m.sample_rate
         groups, weights = [], []
         w_real = float(d.get("ssvd_weight", 0.5))
+        try:
+            n_dev = int(d.get("ssvd_dev") or 0)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"data.ssvd_dev must be a whole number, got {d.get('ssvd_dev')!r}"
+            ) from None
+        if n_dev and not d.get("ssvd"):
+            raise ConfigError("data.ssvd_dev needs data.ssvd (the SSVD train_valid folder)")
+        parts = ssvd.split(d["ssvd"], dev=n_dev) if d.get("ssvd") else {}
         if d.get("synthetic") and w_real < 1:
             root = Path(d["synthetic"])
             groups.append(load_recordings(find_pairs(root / "train"), sr, "synthetic train"))
             weights.append(1 - w_real)
         if d.get("ssvd") and w_real > 0:
-            groups.append(load_recordings(ssvd.split(d["ssvd"])["train"], sr, "SSVD train"))
+            groups.append(load_recordings(parts["train"], sr, "SSVD train"))
             weights.append(w_real)
         if not groups:
             raise ConfigError("data: set data.synthetic and/or data.ssvd to train on")
@@ -220,13 +233,16 @@ class VoiceDataModule(pl.LightningDataModule):
             shift_probability=float(s["shift_probability"]),
             shift_semitones=float(s["shift_semitones"]), **common,
         )  # fmt: skip
-        if d.get("synthetic"):
+        max_windows = s["valid_windows"]
+        if n_dev:
+            valid, max_windows = load_recordings(parts["dev"], sr, "SSVD dev"), None
+        elif d.get("synthetic"):
             valid = load_recordings(
                 find_pairs(Path(d["synthetic"]) / "valid"), sr, "synthetic valid"
             )
         else:  # SSVD only (a warm-up): no held-out windows; val/loss is then the training fit
             valid = groups[-1]
-        self.valid_set = NoteWindows([valid], mode="eval", max_windows=s["valid_windows"], **common)
+        self.valid_set = NoteWindows([valid], mode="eval", max_windows=max_windows, **common)
 
     def _loader(self, dataset, sampler) -> DataLoader:
         return DataLoader(

@@ -215,6 +215,57 @@ def test_valid_ids_constant():
     assert ssvd.singer("man1_twinkle") == "man1" and ssvd.singer("1078") == "1078"
 
 
+def _fake_ssvd(root: Path, train_ids: list[str]) -> None:
+    import soundfile as sf
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i in (*ssvd.VALID_IDS, *train_ids):
+        sf.write(root / f"{i}.wav", np.zeros(1600, dtype=np.float32), 16000)
+        (root / f"{i}.txt").write_text("0.01\t0.05\t60\n")
+
+
+def test_dev_part_takes_whole_singer_groups_out_of_train(tmp_path):
+    train_ids = ["2001", "2002", "2003", "2004", "man7_a", "man7_b", "man7_c", "man8_a"]
+    _fake_ssvd(tmp_path, train_ids)
+    plain = ssvd.split(tmp_path)
+    assert [r[0] for r in plain["train"]] == sorted(train_ids) and plain["dev"] == []
+    for n in (1, 3, 4):
+        parts = ssvd.split(tmp_path, dev=n)
+        dev, train = [r[0] for r in parts["dev"]], [r[0] for r in parts["train"]]
+        assert len(dev) == n and sorted(dev + train) == sorted(train_ids)
+        assert not {ssvd.singer(i) for i in dev} & {ssvd.singer(i) for i in train}
+        assert [r[0] for r in parts["valid"]] == list(ssvd.VALID_IDS)
+        assert parts == ssvd.split(tmp_path, dev=n)  # fixed, not drawn anew
+    for bad in (-1, len(train_ids)):
+        with pytest.raises(WbError, match="ssvd_dev"):
+            ssvd.split(tmp_path, dev=bad)
+
+
+def test_take_groups_with_seed_0_redraws_the_validation_ids():
+    if not SSVD_ROOT.is_dir():
+        pytest.skip(f"{SSVD_ROOT} absent")
+    ids = [r[0] for r in ssvd.list_recordings(SSVD_ROOT)]
+    assert ssvd.take_groups(ids, 15, 0) == sorted(ssvd.VALID_IDS)
+
+
+def test_ssvd_dev_recordings_become_the_validation_windows(tmp_path):
+    from music.transcription.model import Transcriber
+    from music.transcription.train import VoiceDataModule, train_settings
+    from wb.errors import ConfigError
+
+    _fake_ssvd(tmp_path / "ssvd", ["2001", "2002", "2003"])
+    model = Transcriber(d_model=32, ff=64, encoder_layers=1, decoder_layers=1, n_heads=2)
+    settings = train_settings({"train": {"samples_per_epoch": 4}})
+    dm = VoiceDataModule({"ssvd": str(tmp_path / "ssvd"), "ssvd_weight": 1.0, "ssvd_dev": 1},
+                         settings, model)  # fmt: skip
+    dm.setup("fit")
+    dev = {r.name for r in dm.valid_set.groups[0]}
+    train = {r.name for g in dm.train_set.groups for r in g}
+    assert len(dev) == 1 and train == {"2001", "2002", "2003"} - dev
+    with pytest.raises(ConfigError, match="needs data.ssvd"):
+        VoiceDataModule({"synthetic": str(tmp_path), "ssvd_dev": 2}, settings, model).setup()
+
+
 def test_real_split_is_disjoint():
     if not SSVD_ROOT.is_dir():
         pytest.skip(f"{SSVD_ROOT} absent")

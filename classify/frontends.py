@@ -13,6 +13,11 @@ extraction costs one STFT per batch instead of one librosa call per file:
   axis, so a convolutional head sees a transposed chord as the same pattern (harmony,
   texture); the mel scale is near-linear below 1 kHz, where one band spans several
   semitones.
+* ``kind="chroma"``: the ``logfreq`` power folded onto one octave: row ``r`` sums the log
+  bins ``k`` with ``k % bins_per_octave == r`` (pitch-class energy, as the chromagram of
+  Bartsch & Wakefield, IEEE WASPAA 2001, and the pitch histograms of Tzanetakis & Cook,
+  IEEE TSAP 2002, use for genre and style), then the same log. Row 0 is the pitch class of
+  ``f_min`` (32.70 Hz: C). It keeps harmony and drops register and most of the timbre.
 * :class:`FrequencyNorm`: optional per-frequency-bin standardisation whose mean and standard
   deviation are fitted on the training folds only (:meth:`FrequencyNorm.fit`) and stored as
   buffers, so an exported model carries them.
@@ -38,7 +43,7 @@ from torch import nn
 
 from wb.errors import ConfigError
 
-FRONTEND_KINDS = ("logmel", "mfcc", "logfreq")
+FRONTEND_KINDS = ("logmel", "mfcc", "logfreq", "chroma")
 PAD_MODES = ("zero", "repeat", "noise")
 
 
@@ -94,10 +99,10 @@ def as_batch(wave: torch.Tensor) -> torch.Tensor:
 
 
 class Frontend(nn.Module):
-    """Batched log-mel, MFCC or log-frequency front end.
+    """Batched log-mel, MFCC, log-frequency or chroma front end.
 
     Args:
-        kind: ``"logmel"``, ``"mfcc"`` or ``"logfreq"``.
+        kind: ``"logmel"``, ``"mfcc"``, ``"logfreq"`` or ``"chroma"``.
         sample_rate: input sample rate in Hz.
         n_fft: FFT size in samples.
         win_length: window length in samples (``None``: ``n_fft``); Hann window.
@@ -114,7 +119,8 @@ class Frontend(nn.Module):
         amin: floor before the dB conversion (power units).
         eps: offset for ``log="log"``.
         n_mfcc: number of cepstral coefficients when ``kind="mfcc"``.
-        bins_per_octave: resolution of ``kind="logfreq"`` (its ``f_min`` must be above 0).
+        bins_per_octave: resolution of ``kind="logfreq"`` and ``"chroma"`` (their ``f_min``
+            must be above 0; ``chroma`` needs at least an octave up to ``f_max``).
         center: pad by ``n_fft // 2`` on both sides so frame ``t`` is centred at ``t * hop``.
         pad_mode: padding used with ``center`` (``"constant"`` as librosa >= 0.10, or
             ``"reflect"``).
@@ -130,12 +136,13 @@ class Frontend(nn.Module):
     Shapes:
         input ``(batch, samples)`` or ``(batch, 1, samples)`` ->
         output ``(batch, 1, n_bins, frames)``, ``n_bins`` = ``n_mels``, ``n_mfcc``, or for
-        ``logfreq`` ``floor(bins_per_octave * log2(f_max / f_min)) + 1``.
+        ``logfreq`` ``floor(bins_per_octave * log2(f_max / f_min)) + 1``, for ``chroma``
+        ``bins_per_octave``.
 
     Raises:
         ConfigError: unknown ``kind``/``log``/``mel_scale``, or inconsistent sizes
             (``win_length > n_fft``, ``f_max`` above Nyquist, ``n_mfcc > n_mels``, ``logfreq``
-            with ``f_min`` 0).
+            or ``chroma`` with ``f_min`` 0, ``chroma`` over less than an octave).
     """
 
     def __init__(
@@ -180,10 +187,10 @@ class Frontend(nn.Module):
                 f"frontend: need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min} "
                 f"f_max={f_max} at {sample_rate} Hz"
             )
-        if kind == "logfreq" and int(bins_per_octave) <= 0:
+        if kind in ("logfreq", "chroma") and int(bins_per_octave) <= 0:
             raise ConfigError(f"frontend.bins_per_octave={bins_per_octave}: must be at least 1")
-        if kind == "logfreq" and f_min <= 0:
-            raise ConfigError("frontend.f_min must be above 0 Hz for kind=logfreq (e.g. 32.7, C1)")
+        if kind in ("logfreq", "chroma") and f_min <= 0:
+            raise ConfigError(f"frontend.f_min must be above 0 Hz for kind={kind} (e.g. 32.7, C1)")
         if kind == "mfcc" and n_mfcc > n_mels:
             raise ConfigError(f"frontend.n_mfcc={n_mfcc} exceeds n_mels={n_mels}")
         if instance_norm not in ("none", "mean", "meanvar"):
@@ -204,11 +211,21 @@ class Frontend(nn.Module):
             hop_length=hop_length, f_min=float(f_min), f_max=f_max, n_mels=int(n_mels),
             power=float(power), center=center, pad_mode=pad_mode, norm=norm, mel_scale=mel_scale,
         )  # fmt: skip
-        if kind == "logfreq":
+        if kind in ("logfreq", "chroma"):
             fb = log_frequency_filterbank(
                 int(sample_rate), int(n_fft), float(f_min), f_max, int(bins_per_octave)
-            )
-            self.register_buffer("logfreq", fb.T.contiguous(), persistent=False)  # (bins, freqs)
+            ).T  # (log bins, freqs)
+            if kind == "chroma":  # fold the octaves: (bins_per_octave, log bins) @ fb
+                bpo = int(bins_per_octave)
+                if fb.shape[0] < bpo:
+                    raise ConfigError(
+                        f"frontend: kind=chroma needs f_min..f_max to span an octave, got "
+                        f"{f_min}..{f_max} Hz"
+                    )
+                fold = torch.zeros(bpo, fb.shape[0])
+                fold[torch.arange(fb.shape[0]) % bpo, torch.arange(fb.shape[0])] = 1.0
+                fb = fold @ fb
+            self.register_buffer("logfreq", fb.contiguous(), persistent=False)  # (bins, freqs)
         if kind == "mfcc":
             dct = torchaudio.functional.create_dct(int(n_mfcc), int(n_mels), norm="ortho")
             self.register_buffer("dct", dct, persistent=False)  # (n_mels, n_mfcc)
@@ -216,8 +233,9 @@ class Frontend(nn.Module):
 
     @property
     def n_bins(self) -> int:
-        """Number of frequency rows in the output (``n_mels``, ``n_mfcc`` or log bins)."""
-        if self.config["kind"] == "logfreq":
+        """Number of frequency rows in the output (``n_mels``, ``n_mfcc``, log bins or
+        ``bins_per_octave`` pitch classes)."""
+        if self.config["kind"] in ("logfreq", "chroma"):
             return int(self.logfreq.shape[0])
         return self.config["n_mfcc"] if self.config["kind"] == "mfcc" else self.config["n_mels"]
 
@@ -260,7 +278,7 @@ class Frontend(nn.Module):
         """Features before the per-frequency normalisation: ``(batch, 1, n_bins, frames)``."""
         x = as_batch(wave).float()
         with torch.autocast(device_type=x.device.type, enabled=False):
-            if self.config["kind"] == "logfreq":  # the STFT of the mel transform, re-binned
+            if self.config["kind"] in ("logfreq", "chroma"):  # the mel's STFT, re-binned
                 power = torch.matmul(self.logfreq, self.mel.spectrogram(x))
             else:
                 power = self.mel(x)  # (batch, n_mels, frames)

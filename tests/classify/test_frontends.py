@@ -88,6 +88,23 @@ def test_logfreq_transposition_is_a_shift_of_rows() -> None:
     assert int(low.argmax()) == round(36 * np.log2(196.0 / 65.4))  # the fundamental's row
 
 
+def test_chroma_folds_octaves_onto_pitch_classes() -> None:
+    fe = Frontend("chroma", sample_rate=16000, n_fft=4096, hop_length=512, f_min=32.70,
+                  f_max=4000.0, bins_per_octave=36, log="log")  # fmt: skip
+    assert fe.n_bins == 36
+
+    def row(f0: float) -> int:
+        t = np.arange(16000) / 16000
+        x = np.sin(2 * np.pi * f0 * t).astype(np.float32)
+        return int(fe(torch.from_numpy(x)[None])[0, 0].mean(-1).argmax())
+
+    # pitch class rows counted from f_min's C: A is 9 semitones up, 3 rows per semitone
+    assert row(220.0) == row(440.0) == row(880.0) == 27
+    assert row(261.63) == row(130.81) == 0 and row(293.66) == 6
+    with pytest.raises(ConfigError, match="span an octave"):
+        Frontend("chroma", sample_rate=16000, f_min=100.0, f_max=150.0)
+
+
 @pytest.mark.parametrize("mel_scale,norm,htk", [("slaney", "slaney", False), ("htk", None, True)])
 def test_logmel_matches_librosa(mel_scale: str, norm: str | None, htk: bool) -> None:
     y = _speechlike()

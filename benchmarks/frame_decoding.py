@@ -7,7 +7,9 @@ grid of segmentation settings with mir_eval (mean over files of COnPOff / COnP /
 :mod:`music.transcription.metrics`) on two *tuning* sets:
 
 - ``ssvd-train``: the 52 SSVD training recordings (real singers; the model trained on them,
-  so its figures there are optimistic);
+  so its figures there are optimistic); with ``--ssvd-dev N``, ``ssvd-dev`` instead: the
+  ``N`` recordings that ``data.ssvd_dev: N`` held out of training (:func:`ssvd.split`), so
+  real singing the model never heard;
 - ``synthetic-valid``: the 40 synthetic validation lines (works the model never heard).
 
 SSVD *validation* is never read here: the defaults are chosen on the two tuning sets, then
@@ -16,6 +18,7 @@ F1 of the two sets; ``(default)`` marks the current defaults of ``frames_to_note
 
     python benchmarks/frame_decoding.py                      # the shipped model, 2 threads
     python benchmarks/frame_decoding.py --model runs/voice2midi/main3/voice2midi_best.pt
+    python benchmarks/frame_decoding.py --model runs/voice2midi/ft7/voice2midi_best.pt --ssvd-dev 10
 """
 
 from __future__ import annotations
@@ -45,8 +48,8 @@ from wb.progress import progress
 #: The grid (frames_to_notes keyword arguments).
 GRID = {
     "stable_frames": (8, 12, 20),
-    "onset_threshold": (0.4, 0.5),
-    "voicing_threshold": (0.5, 0.6, 0.7),
+    "onset_threshold": (0.4, 0.5, 0.6),
+    "voicing_threshold": (0.5, 0.6, 0.7, 0.8),
     "min_duration": (0.1, 0.15, 0.2),
     "max_gap": (0, 2),
     "median_frames": (3, 5),
@@ -89,14 +92,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="model file (default: the shipped model)")
     ap.add_argument("--ssvd", default=str(ssvd.DEFAULT_ROOT), help="SSVD train_valid folder")
+    ap.add_argument(
+        "--ssvd-dev", type=int, default=0,
+        help="tune on the N-recording SSVD dev part (data.ssvd_dev) instead of SSVD train",
+    )  # fmt: skip
     ap.add_argument("--synthetic", default="data/voices", help="synthetic lines root")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--top", type=int, default=15, help="rows to print")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, _ = load_transcriber(args.model or shipped_model())
+    real = "ssvd-dev" if args.ssvd_dev else "ssvd-train"
+    parts = ssvd.split(args.ssvd, dev=args.ssvd_dev)
     sets = {
-        "ssvd-train": frame_logits(model, ssvd.split(args.ssvd)["train"], "ssvd-train"),
+        real: frame_logits(model, parts[real.removeprefix("ssvd-")], real),
         "synthetic-valid": frame_logits(
             model, find_pairs(Path(args.synthetic) / "valid"), "synthetic-valid"
         ),
@@ -114,7 +123,7 @@ def main() -> None:
     rows.sort(key=lambda r: -r[0])
     shown = rows[: args.top] + [r for r in rows[args.top :] if r[1] == defaults]
     head = " ".join(f"{k:>17}" for k in GRID)
-    print(f"{head} | {'ssvd-train COnPOff/COnP/COn':>28} | {'synthetic-valid':>20}")
+    print(f"{head} | {real + ' COnPOff/COnP/COn':>28} | {'synthetic-valid':>20}")
     for _, kwargs, scores in shown:
         cells = " ".join(f"{kwargs[k]:>17}" for k in GRID)
         s = " | ".join("  " + " / ".join(f"{v:.3f}" for v in scores[n]) for n in sets)

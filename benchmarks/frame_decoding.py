@@ -102,10 +102,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, _ = load_transcriber(args.model or shipped_model())
-    real = "ssvd-dev" if args.ssvd_dev else "ssvd-train"
-    parts = ssvd.split(args.ssvd, dev=args.ssvd_dev)
+    part = "dev" if args.ssvd_dev else "train"
+    real = f"ssvd-{part}"
     sets = {
-        real: frame_logits(model, parts[real.removeprefix("ssvd-")], real),
+        real: frame_logits(model, ssvd.split(args.ssvd, dev=args.ssvd_dev)[part], real),
         "synthetic-valid": frame_logits(
             model, find_pairs(Path(args.synthetic) / "valid"), "synthetic-valid"
         ),

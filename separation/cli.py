@@ -114,6 +114,15 @@ def _parse_stems(value: str | None, sources: list[str]) -> list[str]:
     "trick: a little better, N times slower; 0 is deterministic).",
 )
 @click.option(
+    "--postfilter",
+    default=None,
+    metavar="KIND",
+    help="Refine each chunk's estimates with the mixture: none, consistency (the stems sum "
+    "to the input), mask or mask:ALPHA (a soft mask |E_j|^ALPHA / sum |E_k|^ALPHA on the "
+    "mixture's STFT; 2 is a Wiener filter). Default: the one stored with the model (none "
+    "for Demucs models).",
+)
+@click.option(
     "--filename",
     "template",
     default="{track}/{stem}.{ext}",
@@ -158,6 +167,7 @@ def separate(
     bit_depth: str,
     two_stems: str | None,
     shifts: int,
+    postfilter: str | None,
     template: str,
     jobs: int,
     high_band: bool,
@@ -180,12 +190,14 @@ def separate(
 
     from separation.files import encoding, separate_file, split_template, track_folder
     from separation.hub import load_separator
+    from separation.postfilter import PostFilter
     from wb import audio
     from wb.progress import progress
 
     try:
         _, subtype = encoding(fmt, bit_depth)
         split_template(template)
+        PostFilter.parse(postfilter)
     except WbError as exc:
         raise click.UsageError(str(exc)) from None
     if two_stems and stems:
@@ -210,6 +222,10 @@ def separate(
                 sep = sep.with_chunking(segment, overlap)
             except WbError as exc:
                 raise click.BadParameter(str(exc), param_hint="--segment") from None
+            try:
+                sep = sep.with_postfilter(postfilter)
+            except WbError as exc:
+                raise click.BadParameter(str(exc), param_hint="--postfilter") from None
             loaded.update(sep=sep, wanted=wanted)
         return loaded["sep"], loaded["wanted"]
 

@@ -41,6 +41,7 @@ from torch import nn
 from separation.data import StemsDataset
 from separation.inference import separate_audio, separate_tensor
 from separation.losses import si_sdr
+from separation.postfilter import soft_mask
 from wb.errors import WbError
 from wb.progress import progress
 from wb.runs import write_json
@@ -113,21 +114,8 @@ def oracle_irm(sources: torch.Tensor, sample_rate: int, window_seconds: float = 
     Returns:
         ``(n_sources, channels, samples)`` float32 estimates.
     """
-    n_fft = 2 ** max(6, round(math.log2(window_seconds * sample_rate)))
-    k, c, n = sources.shape
-    flat = sources.reshape(k * c, n).to(torch.float64)
-    if n < n_fft:  # the STFT's reflect padding needs n_fft / 2 samples: zero-pad short tracks
-        flat = torch.nn.functional.pad(flat, (0, n_fft - n))
-    window = torch.hann_window(n_fft, dtype=torch.float64)
-    spec = torch.stft(flat, n_fft, n_fft // 4, window=window, return_complex=True)
-    spec = spec.reshape(k, c, *spec.shape[-2:])
-    power = spec.abs() ** 2
-    mask = power / power.sum(dim=0, keepdim=True).clamp_min(1e-20)
-    est = torch.istft(
-        (mask * spec.sum(dim=0, keepdim=True)).reshape(k * c, *spec.shape[-2:]),
-        n_fft, n_fft // 4, window=window, length=flat.shape[-1],
-    )  # fmt: skip
-    return est[:, :n].reshape(k, c, n).float()
+    src = sources.to(torch.float64)
+    return soft_mask(src, src.sum(dim=0), sample_rate, 2.0, window_seconds).float()
 
 
 def data_sample_rate(root: str | os.PathLike, split: str) -> int:
@@ -284,7 +272,9 @@ def format_table(summary: Mapping[str, Any]) -> str:
     )
     if "sample_rate" in summary:
         how = "full band, as wb separate" if summary.get("rate") == "data" else "model rate"
-        lines.append(f"Scored at {summary['sample_rate']} Hz ({how}).")
+        post = summary.get("postfilter", "none")
+        post = "" if post == "none" else f", post-filter {post}"
+        lines.append(f"Scored at {summary['sample_rate']} Hz ({how}{post}).")
     if oracle:
         lines.append("IRM SI-SDR: oracle ideal ratio mask (the ceiling of mask-based methods).")
     return "\n".join(lines)
@@ -309,6 +299,7 @@ def evaluate(
     title: str | None = None,
     groups: Mapping[str, Sequence[str]] | None = None,
     museval_dir: str | os.PathLike | None = None,
+    postfilter: str | None = None,
 ) -> dict[str, Any]:
     """Separate every track of ``root/split`` and score it against its stems.
 
@@ -336,15 +327,18 @@ def evaluate(
         groups: stems summed into a reference source (:class:`separation.data.StemsDataset`).
         museval_dir: also write each track's framewise BSSEval v4 scores there as
             ``<track>.json``, in the format of ``museval.eval_mus_track`` (``TrackStore``).
+        postfilter: override the separator's post-filter (:mod:`separation.postfilter`;
+            ``None`` keeps the one stored with the model).
 
     Returns:
         The ``metrics.json`` content: ``aggregation``, ``sources``, ``mean``, ``tracks``,
         ``n_tracks``, ``split``, ``root``, ``sample_rate``, ``rate``, ``segment``,
-        ``overlap``, ``model`` and, with ``oracle``, ``oracle`` (``{"sources", "mean"}``).
+        ``overlap``, ``postfilter``, ``model`` and, with ``oracle``, ``oracle``
+        (``{"sources", "mean"}``).
 
     Raises:
-        WbError: unknown source names or rate, data set errors (missing split or stem), model
-            errors.
+        WbError: unknown source names, rate or post-filter, data set errors (missing split or
+            stem), model errors.
     """
     from separation.separator import Separator
 
@@ -356,7 +350,7 @@ def evaluate(
         from separation.hub import load_separator
 
         sep = load_separator(model, device=device)
-    sep = sep.with_chunking(segment, overlap)
+    sep = sep.with_chunking(segment, overlap).with_postfilter(postfilter)
     model = sep.model
     names = list(sep.sources)
     wanted = list(sources) if sources else names
@@ -378,12 +372,12 @@ def evaluate(
         if rate == "model":
             est = separate_tensor(
                 model, item["mixture"], segment=sep.segment, overlap=sep.overlap,
-                device=device, quiet=True,
+                device=device, quiet=True, postfilter=sep.postfilter,
             )  # fmt: skip
         else:
             est = separate_audio(
                 model, item["mixture"], eval_rate, segment=sep.segment, overlap=sep.overlap,
-                device=device, quiet=True,
+                device=device, quiet=True, postfilter=sep.postfilter,
             )  # fmt: skip
         refs = item["sources"][index]
         frames: dict[str, np.ndarray] = {}
@@ -407,6 +401,7 @@ def evaluate(
         "rate": rate,
         "segment": sep.segment,
         "overlap": sep.overlap,
+        "postfilter": sep.postfilter,
         "model": {k: v for k, v in sep.origin.items() if k != "meta"},
         **summary,
         **({"oracle": aggregate(oracle_tracks, wanted)} if oracle else {}),

@@ -6,8 +6,9 @@ weights_only=True)``) holds::
     class   "separation.models:<name>"   (registry builder)
     kwargs  {sources, sample_rate, audio_channels, segment, <constructor kwargs>}
     state_dict
-    meta    {name, sources, sample_rate, audio_channels, segment, overlap, training_segment,
-             parameters, config (the training run's resolved config), metrics, checkpoint}
+    meta    {name, sources, sample_rate, audio_channels, segment, overlap, postfilter,
+             training_segment, parameters, config (the training run's resolved config),
+             metrics, checkpoint}
     versions
 
 Loading models by name or path is :mod:`separation.hub`.
@@ -25,6 +26,7 @@ from torch import nn
 
 from separation import models
 from separation.inference import DEFAULT_OVERLAP
+from separation.postfilter import PostFilter
 from wb.checkpoint import count_parameters, load_torch_file, save_model
 from wb.errors import WbError
 
@@ -105,16 +107,16 @@ def export(
         out: destination ``.pt`` file (written atomically).
         half: store weights as float16 (about half the size; loaded back as float32).
         metrics: evaluation results to embed: a dict or a ``metrics.json`` path.
-        inference: default chunking for ``wb separate``: ``{"segment": seconds, "overlap":
-            fraction}`` (the recipe's ``inference:`` group; default: the training segment and
-            0.25).
+        inference: defaults for ``wb separate``: ``{"segment": seconds, "overlap":
+            fraction, "postfilter": spec}`` (the recipe's ``inference:`` group; default: the
+            training segment, 0.25 and ``none``; see :mod:`separation.postfilter`).
 
     Returns:
         The written path.
 
     Raises:
-        WbError: unreadable checkpoint, unreadable metrics file, or an inference segment
-            longer than an HTDemucs model's training segment.
+        WbError: unreadable checkpoint, unreadable metrics file, an inference segment
+            longer than an HTDemucs model's training segment, or an unknown post-filter.
     """
     model, info = model_from_checkpoint(checkpoint)
     hp = info["hyper_parameters"]
@@ -123,6 +125,7 @@ def export(
     inference = dict(inference or {})
     segment = float(inference.get("segment") or train_segment)
     overlap = float(inference.get("overlap", DEFAULT_OVERLAP))
+    postfilter = str(PostFilter.parse(inference.get("postfilter")))
     if hp["model_name"] == "htdemucs" and segment > train_segment:
         raise WbError(
             f"inference segment {segment:g} s exceeds the HTDemucs training segment "
@@ -140,6 +143,7 @@ def export(
         "audio_channels": int(hp["audio_channels"]),
         "segment": segment,
         "overlap": overlap,
+        "postfilter": postfilter,
         "training_segment": train_segment,
         "parameters": count_parameters(model),
         # save_model coerces these to plain values (wb.checkpoint._plain) and checks them

@@ -266,7 +266,8 @@ def separate_file(
     The stems go to a temporary folder renamed into place once every stem is complete.
 
     Args:
-        separator: the model and its chunking (:func:`separation.hub.load_separator`).
+        separator: the model, its chunking and post-filter
+            (:func:`separation.hub.load_separator`).
         path: the input file (names the track folder); stems get its sample rate (Hz) and
             channel count.
         out_dir: output root folder.
@@ -330,6 +331,7 @@ def separate_file(
             separator.model, info.sample_rate, info.channels, wanted,
             segment=separator.segment, overlap=separator.overlap, device=device,
             expected_frames=info.frames, quiet=quiet, high_band=high_band, shifts=shifts,
+            postfilter=separator.postfilter,
         )  # fmt: skip
         try:
             remove_stale_temps(dest, "tmp", parent=dest.parent)  # left by a killed earlier run

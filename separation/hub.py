@@ -302,11 +302,14 @@ def _load_file(path: Path) -> Separator:
         return Separator.from_model(
             model, inference.get("segment"), inference.get("overlap"),
             {"kind": "checkpoint", "path": str(path), "name": hp["model_name"]},
+            inference.get("postfilter"),
         )  # fmt: skip
     model, data = load_model(path, models.BUILDERS)
     meta = data.get("meta", {})
     origin = {"kind": "file", "path": str(path), "name": meta.get("name"), "meta": meta}
-    return Separator.from_model(model, meta.get("segment"), meta.get("overlap"), origin)
+    return Separator.from_model(
+        model, meta.get("segment"), meta.get("overlap"), origin, meta.get("postfilter")
+    )
 
 
 def load_separator(

@@ -19,6 +19,8 @@ them (the segment for HTDemucs, ``valid_length`` for the others; segment lengths
 Demucs rounds them), and each model of a ``BagOfModels`` gets its own engine, combined with
 the bag's weights, so the result equals Demucs' own chunked inference (tests compare them).
 Other models (Conv-TasNet) get every chunk padded to a full segment with real context.
+A post-filter (:mod:`separation.postfilter`: mixture consistency or a soft mask from the
+estimates) refines each chunk's estimates with the chunk's mixture before the overlap-add.
 """
 
 from __future__ import annotations
@@ -377,25 +379,43 @@ class _Shifted:
         return est
 
 
-def _runner(model: nn.Module, use_demucs: bool, device, segment: float | None = None):
+def _runner(
+    model: nn.Module, use_demucs: bool, device, segment: float | None = None, postfilter=None
+):
     """``(k, channels, W) -> (k, n_sources, channels, W)`` on ``device``: the model itself,
-    or ``apply_model(..., split=False, segment=segment)`` for a Demucs model (its padding)."""
+    or ``apply_model(..., split=False, segment=segment)`` for a Demucs model (its padding),
+    followed by ``postfilter`` (:class:`separation.postfilter.PostFilter`) on each window."""
+    from separation.postfilter import PostFilter
+
+    post = PostFilter.parse(postfilter)
+    rate = int(model.samplerate)
     if use_demucs:
         from demucs.apply import apply_model
 
         seg = _fraction(segment) if segment is not None else None
 
-        def run(batch: torch.Tensor) -> torch.Tensor:
+        def run_demucs(batch: torch.Tensor) -> torch.Tensor:
             return apply_model(
                 model, batch, shifts=0, split=False, progress=False, device=device, segment=seg
             )
 
-        return run
+        forward = run_demucs
+    else:
 
-    def run_model(batch: torch.Tensor) -> torch.Tensor:
-        return model(batch.to(device))
+        def run_model(batch: torch.Tensor) -> torch.Tensor:
+            return model(batch.to(device))
 
-    return run_model
+        forward = run_model
+    if post.kind == "none":
+        return forward
+
+    def run_filtered(batch: torch.Tensor) -> torch.Tensor:
+        est = forward(batch)
+        if est.dim() != 4 or est.shape[0] != batch.shape[0] or est.shape[2:] != batch.shape[1:]:
+            return est  # OverlapAdd reports the wrong shape
+        return post(est, batch.to(est.device, est.dtype), rate)
+
+    return run_filtered
 
 
 def _plan(model: nn.Module, segment, overlap, engine: str) -> tuple[float, float, bool]:
@@ -426,15 +446,17 @@ def _engine(
     batch_segments: int,
     on_chunk,
     shifts: int = 0,
+    postfilter=None,
 ):
     """The streaming engine for ``model``: an :class:`OverlapAdd`, one per model of a
     Demucs bag combined with the bag's weights, and with ``shifts > 0`` one per random shift
-    of each (leaf) model averaged by :class:`_Shifted` (all have ``push``/``finish``)."""
+    of each (leaf) model averaged by :class:`_Shifted` (all have ``push``/``finish``);
+    ``postfilter`` refines every window of every leaf model (:func:`_runner`)."""
     seg = segment_samples(int(model.samplerate), segment)
     if use_demucs and hasattr(model, "models"):
         engines = [
             _engine(m, channels, segment, overlap, True, device, transition_power,
-                    batch_segments, on_chunk, shifts)
+                    batch_segments, on_chunk, shifts, postfilter)
             for m in model.models
         ]  # fmt: skip
         return _WeightedBag(engines, model.weights)
@@ -445,12 +467,12 @@ def _engine(
         delays = [max_shift - random.randint(0, max_shift) for _ in range(int(shifts))]
         engines = [
             _engine(model, channels, segment, overlap, use_demucs, device, transition_power,
-                    batch_segments, on_chunk)
+                    batch_segments, on_chunk, postfilter=postfilter)
             for _ in delays
         ]  # fmt: skip
         return _Shifted(engines, delays)
     return OverlapAdd(
-        _runner(model, use_demucs, device, segment),
+        _runner(model, use_demucs, device, segment, postfilter),
         len(model.sources),
         channels,
         seg,
@@ -473,6 +495,7 @@ def separate_tensor(
     transition_power: float = 1.0,
     engine: str = "auto",
     quiet: bool | None = None,
+    postfilter: str | None = None,
 ) -> torch.Tensor:
     """Separate a whole mixture already in the model's format with chunked overlap-add.
 
@@ -497,14 +520,20 @@ def separate_tensor(
             called directly with every chunk padded to a full segment), ``"demucs"`` or
             ``"ola"`` to force one.
         quiet: no progress bar (``None`` follows ``WB_QUIET``).
+        postfilter: ``none`` (default), ``consistency``, ``mask`` or ``mask:ALPHA``, applied
+            to every chunk's estimates with the chunk's mixture
+            (:class:`separation.postfilter.PostFilter`).
 
     Returns:
         ``(n_sources, channels, samples)`` float32, same length as the input.
 
     Raises:
-        WbError: wrong input shape or channel count, invalid segment/overlap/engine, or a
-            model output of the wrong shape.
+        WbError: wrong input shape or channel count, invalid segment/overlap/engine/
+            postfilter, or a model output of the wrong shape.
     """
+    from separation.postfilter import PostFilter
+
+    postfilter = PostFilter.parse(postfilter)
     if mixture.dim() != 2:
         raise WbError(f"mixture must be (channels, samples), got shape {tuple(mixture.shape)}")
     channels, length = mixture.shape
@@ -528,7 +557,7 @@ def separate_tensor(
     try:
         ola = _engine(
             model, channels, segment, overlap, use_demucs, device, transition_power,
-            batch_segments, bar.update, shifts,
+            batch_segments, bar.update, shifts, postfilter,
         )  # fmt: skip
         return torch.cat([ola.push(mixture), ola.finish()], dim=-1)
     finally:
@@ -551,8 +580,8 @@ class StreamSeparator:
         sample_rate: the input's rate in Hz.
         channels: the input's channel count (1 or 2).
         stems: source names to return, in this order (default all, in model order).
-        segment, overlap, shifts, device, batch_segments, transition_power, engine: see
-            :func:`separate_tensor`.
+        segment, overlap, shifts, device, batch_segments, transition_power, engine,
+            postfilter: see :func:`separate_tensor`.
         expected_frames: input length in samples if known (progress bar total only).
         quiet: no progress bar (``None`` follows ``WB_QUIET``).
         high_band: when the input's rate is above the model's, give the stems the input's
@@ -562,7 +591,7 @@ class StreamSeparator:
 
     Raises:
         AudioError: ``channels`` not 1 or 2, or a non-positive sample rate.
-        WbError: unknown stems, invalid segment/overlap/engine; from :meth:`push` /
+        WbError: unknown stems, invalid segment/overlap/engine/postfilter; from :meth:`push` /
             :meth:`finish` as :class:`OverlapAdd`.
     """
 
@@ -582,10 +611,14 @@ class StreamSeparator:
         quiet: bool | None = None,
         high_band: bool = True,
         shifts: int = 0,
+        postfilter: str | None = None,
     ) -> None:
         import soxr
 
         from separation.highband import HighBandExtension
+        from separation.postfilter import PostFilter
+
+        postfilter = PostFilter.parse(postfilter)
 
         if channels not in (1, 2):
             raise AudioError(
@@ -613,7 +646,7 @@ class StreamSeparator:
             raise WbError(f"shifts must be >= 0, got {shifts}")
         self._ola = _engine(
             model, self.model_channels, segment, overlap, use_demucs, device,
-            transition_power, batch_segments, lambda k: self._bar.update(k), shifts,
+            transition_power, batch_segments, lambda k: self._bar.update(k), shifts, postfilter,
         )  # fmt: skip
         # stems are brought to min(model, input) channels before resampling back (less work)
         self._mid_channels = min(self.model_channels, self.channels)

@@ -107,7 +107,7 @@ def train(ctx: StageContext) -> None:
     train_run(ctx.args, ctx.config, RUNS)
 
 
-CONDITIONS = {"": "in-domain test set", "_unseen": "unseen sound font"}
+CONDITIONS = {"": "in-domain", "_unseen": "unseen sound font"}
 
 
 def evaluate(ctx: StageContext) -> None:
@@ -157,7 +157,8 @@ def evaluate(ctx: StageContext) -> None:
     for title, root, out in conditions:
         evaluate_model(
             separator, root, split=split, out=out, segment=chunking.get("segment"),
-            overlap=chunking.get("overlap"), device=args["device"],
+            overlap=chunking.get("overlap"), postfilter=settings.get("postfilter"),
+            device=args["device"],
             max_tracks=args["max_tracks"], with_bsseval=not args["no_bsseval"], quiet=ctx.quiet,
             rate=settings.get("rate", "data"),
             oracle=bool(settings.get("oracle", True)) and not args["no_oracle"],

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from separation.inference import DEFAULT_OVERLAP, check_segment
+from separation.postfilter import PostFilter
 from wb.audio import check_sample_rate
 from wb.errors import WbError
 
@@ -33,12 +34,16 @@ class Separator:
         audio_channels: 1 (mono) or 2 (stereo) the model takes.
         segment: chunk length in seconds for chunked inference.
         overlap: fraction of a chunk shared by neighbours, in ``[0, 1)``.
+        postfilter: what refines each chunk's estimates with the chunk's mixture: ``none``,
+            ``consistency``, ``mask`` or ``mask:ALPHA`` (:mod:`separation.postfilter`); a
+            model file stores the one chosen for it.
         origin: where it came from: ``kind`` (``file``, ``checkpoint``, ``shipped``,
             ``demucs``), ``name``, ``path``, and a model file's ``meta``.
 
     Raises:
         WbError: no sources, duplicate sources, a rate outside 1 kHz..384 kHz, a channel count
-            other than 1 or 2, a segment the model cannot take, an overlap outside ``[0, 1)``.
+            other than 1 or 2, a segment the model cannot take, an overlap outside ``[0, 1)``,
+            an unknown post-filter.
     """
 
     model: nn.Module
@@ -48,6 +53,7 @@ class Separator:
     segment: float
     overlap: float = DEFAULT_OVERLAP
     origin: Mapping[str, Any] = field(default_factory=dict)
+    postfilter: str = "none"
 
     def __post_init__(self) -> None:
         if not self.sources or len(set(self.sources)) != len(self.sources):
@@ -58,6 +64,7 @@ class Separator:
         check_segment(self.model, self.segment)
         if not 0.0 <= float(self.overlap) < 1.0:
             raise WbError(f"overlap must be in [0, 1), got {self.overlap}")
+        object.__setattr__(self, "postfilter", str(PostFilter.parse(self.postfilter)))
 
     @classmethod
     def from_model(
@@ -66,6 +73,7 @@ class Separator:
         segment: float | None = None,
         overlap: float | None = None,
         origin: Mapping[str, Any] | None = None,
+        postfilter: str | None = None,
     ) -> Separator:
         """Wrap a model that carries ``sources``, ``samplerate`` and ``audio_channels``.
 
@@ -75,6 +83,7 @@ class Separator:
                 of a Demucs bag).
             overlap: chunk overlap (default 0.25).
             origin: see the class doc.
+            postfilter: see the class doc (default ``none``).
 
         Raises:
             WbError: see the class doc; a model without those attributes.
@@ -87,7 +96,7 @@ class Separator:
             model=model.eval(), sources=tuple(str(s) for s in sources), sample_rate=int(rate),
             audio_channels=int(channels), segment=check_segment(model, segment),
             overlap=DEFAULT_OVERLAP if overlap is None else float(overlap),
-            origin=dict(origin or {}),
+            origin=dict(origin or {}), postfilter=postfilter or "none",
         )  # fmt: skip
 
     def to(self, device: torch.device | str) -> Separator:
@@ -105,3 +114,11 @@ class Separator:
             segment=self.segment if segment is None else float(segment),
             overlap=self.overlap if overlap is None else float(overlap),
         )
+
+    def with_postfilter(self, postfilter: str | None) -> Separator:
+        """A copy with another post-filter (``None`` keeps the current one).
+
+        Raises:
+            WbError: an unknown post-filter.
+        """
+        return self if postfilter is None else dataclasses.replace(self, postfilter=postfilter)

@@ -243,7 +243,7 @@ def transcribe(
 
             x, sr = wb_audio.load(p, sample_rate=sep.sample_rate, channels=sep.audio_channels)
             stems = separate_audio(sep.model, x, sr, list(VOICES), segment=sep.segment,
-                                   overlap=sep.overlap)  # fmt: skip
+                                   overlap=sep.overlap, postfilter=sep.postfilter)  # fmt: skip
             tracks = {v: system.array(stems[i].mean(0).numpy(), sr) for i, v in enumerate(VOICES)}
         _write_outputs(out_dir, p, tracks, plot, report, separate)
         _mark(out_dir, p.stem, p, system.description, separate)

@@ -349,3 +349,21 @@ def test_shifts_run_and_are_averaged(tmp_path, capsys, model_file):
     shifted = sf.read(tmp_path / "s" / "x" / "tone.wav")[0]
     plain = sf.read(tmp_path / "p" / "x" / "tone.wav")[0]
     assert shifted.shape == plain.shape and np.abs(shifted - plain).max() > 1e-5
+
+
+def test_postfilter_makes_the_stems_sum_to_the_input(tmp_path, capsys, model_file):
+    a = _write(tmp_path / "x.wav", 8000, 1)
+    x = sf.read(a)[0]
+    sums = {}
+    for post in ("none", "consistency", "mask:2"):
+        code, _, err = _run(capsys, a, "--model", model_file, "--out", str(tmp_path / post),
+                            "--postfilter", post, "--bit-depth", "32f")  # fmt: skip
+        assert code == 0, err
+        sums[post] = sum(sf.read(tmp_path / post / "x" / f"{s}.wav")[0] for s in ("tone", "noise"))
+    assert np.abs(sums["none"] - x).max() > 1e-2  # an untrained model's stems do not add up
+    assert np.abs(sums["consistency"] - x).max() < 1e-4
+    assert np.abs(sums["mask:2"] - x).max() < 1e-3
+    code, _, err = _run(capsys, a, "--model", model_file, "--out", str(tmp_path / "bad"),
+                        "--postfilter", "wiener")  # fmt: skip
+    assert code == 2 and "postfilter" in err and "Traceback" not in err
+    assert not (tmp_path / "bad").exists()

@@ -80,7 +80,8 @@ def test_export_roundtrip_bit_identical(trained_run, tmp_path):
     run, _ = trained_run
     ckpt = run / "checkpoints" / "best.ckpt"
     reference, _ = model_from_checkpoint(ckpt)
-    path = export(ckpt, tmp_path / "model.pt", metrics={"SI-SDR": 1.0}, inference={"overlap": 0.5})
+    path = export(ckpt, tmp_path / "model.pt", metrics={"SI-SDR": 1.0},
+                  inference={"overlap": 0.5, "postfilter": "mask:2"})  # fmt: skip
     raw = torch.load(path, weights_only=True)
     assert raw["class"] == "separation.models:convtasnet"
     meta = raw["meta"]
@@ -89,12 +90,17 @@ def test_export_roundtrip_bit_identical(trained_run, tmp_path):
     assert meta["config"]["model"]["name"] == "convtasnet" and "torch" in raw["versions"]
     loaded = load_separator(path)
     assert loaded.overlap == 0.5 and loaded.segment == 0.5 and loaded.origin["kind"] == "file"
+    assert meta["postfilter"] == "mask:2" and loaded.postfilter == "mask:2"
     assert loaded.sources == ("tone", "noise") and loaded.sample_rate == 8000
     x = torch.randn(2, 1, 4000)
     with torch.no_grad():
         assert torch.equal(loaded.model(x), reference(x))
     half = export(ckpt, tmp_path / "half.pt", half=True)
     assert half.stat().st_size < path.stat().st_size
+    assert load_separator(half).postfilter == "none"  # no inference group: nothing refines
+    with pytest.raises(WbError, match="postfilter"):
+        export(ckpt, tmp_path / "bad.pt", inference={"postfilter": "wiener"})
+    assert not (tmp_path / "bad.pt").exists()
     with torch.no_grad():
         assert torch.allclose(load_separator(half).model(x), reference(x), atol=1e-2)
     # a training checkpoint is accepted directly too

@@ -9,7 +9,8 @@ its own subprocess so that peak RSS is measured separately:
   inference: for Demucs models it wraps ``apply_model``; overhead must stay under 10 %);
 * ``wb``     -- :func:`separation.files.separate_file`, i.e. ``wb separate`` on a 44.1 kHz stereo
   PCM_16 WAV file written beforehand: streamed decoding, resampling and channel conversion in
-  and out, and writing every stem as a 44.1 kHz stereo WAV, all included.
+  and out, the model's post-filter (:mod:`separation.postfilter`; ``bare`` and ``tensor``
+  run none), and writing every stem as a 44.1 kHz stereo WAV, all included.
 
 Model: ``--model`` (anything ``wb separate --model`` accepts, or ``htdemucs-random``: the
 architecture of the pretrained ``htdemucs``, 44.1 kHz stereo, with random weights, for the

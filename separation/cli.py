@@ -117,9 +117,10 @@ def _parse_stems(value: str | None, sources: list[str]) -> list[str]:
     "--postfilter",
     default=None,
     metavar="KIND",
-    help="Refine each chunk's estimates with the mixture: none, consistency (the stems sum "
-    "to the input), mask or mask:ALPHA (a soft mask |E_j|^ALPHA / sum |E_k|^ALPHA on the "
-    "mixture's STFT; 2 is a Wiener filter). Default: the one stored with the model (none "
+    help="Refine each chunk's estimates with the mixture: none, consistency (what the stems "
+    "miss of the mixture is shared out), mask or mask:ALPHA (a soft mask |E_j|^ALPHA / sum "
+    "|E_k|^ALPHA on the mixture's STFT; 2 is a Wiener filter); both make the stems sum to the "
+    "mixture at the model's rate and channels. Default: the one stored with the model (none "
     "for Demucs models).",
 )
 @click.option(
@@ -222,10 +223,7 @@ def separate(
                 sep = sep.with_chunking(segment, overlap)
             except WbError as exc:
                 raise click.BadParameter(str(exc), param_hint="--segment") from None
-            try:
-                sep = sep.with_postfilter(postfilter)
-            except WbError as exc:
-                raise click.BadParameter(str(exc), param_hint="--postfilter") from None
+            sep = sep.with_postfilter(postfilter)  # checked before any model work
             loaded.update(sep=sep, wanted=wanted)
         return loaded["sep"], loaded["wanted"]
 

@@ -307,9 +307,12 @@ def _load_file(path: Path) -> Separator:
     model, data = load_model(path, models.BUILDERS)
     meta = data.get("meta", {})
     origin = {"kind": "file", "path": str(path), "name": meta.get("name"), "meta": meta}
-    return Separator.from_model(
-        model, meta.get("segment"), meta.get("overlap"), origin, meta.get("postfilter")
-    )
+    try:
+        return Separator.from_model(
+            model, meta.get("segment"), meta.get("overlap"), origin, meta.get("postfilter")
+        )
+    except WbError as exc:
+        raise WbError(f"{path}: {exc}") from None
 
 
 def load_separator(

@@ -520,9 +520,9 @@ def separate_tensor(
             called directly with every chunk padded to a full segment), ``"demucs"`` or
             ``"ola"`` to force one.
         quiet: no progress bar (``None`` follows ``WB_QUIET``).
-        postfilter: ``none`` (default), ``consistency``, ``mask`` or ``mask:ALPHA``, applied
-            to every chunk's estimates with the chunk's mixture
-            (:class:`separation.postfilter.PostFilter`).
+        postfilter: ``none`` (default), ``consistency``, ``mask`` or ``mask:ALPHA`` (or a
+            :class:`separation.postfilter.PostFilter`), applied to every chunk's estimates
+            with the chunk's mixture.
 
     Returns:
         ``(n_sources, channels, samples)`` float32, same length as the input.

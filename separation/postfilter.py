@@ -15,8 +15,10 @@ refined estimates of the same shape:
   spectrum go, and the stems sum to the mixture.
 
 Both ``consistency`` and ``mask`` make the stems of a chunk sum to the chunk's mixture, and
-the overlap-add weights of :class:`separation.inference.OverlapAdd` sum to one, so the
-written stems sum to the model-rate mixture as well.
+:class:`separation.inference.OverlapAdd` divides its weighted sum of chunks by the summed
+weights, so the stems sum to the mixture the model sees (its rate and channels) as well.
+A Demucs bag whose weights differ between sources (``htdemucs_ft``) filters each model's
+estimates before weighting them, so there the sum holds only approximately.
 
 :func:`soft_mask` is also the oracle ideal ratio mask of :func:`separation.evaluate.oracle_irm`
 when given the true sources.
@@ -132,8 +134,16 @@ def soft_mask(
 
     Returns:
         Same shape and dtype as ``estimates``.
+
+    Raises:
+        WbError: ``mixture`` is not ``estimates`` without its source axis.
     """
     *lead, k, c, n = estimates.shape
+    if tuple(mixture.shape) != (*lead, c, n):
+        raise WbError(
+            f"mixture shape {tuple(mixture.shape)} does not match estimates "
+            f"{tuple(estimates.shape)} (expected {(*lead, c, n)})"
+        )
     n_fft = stft_size(sample_rate, window_seconds)
     dtype = torch.float64 if estimates.dtype == torch.float64 else torch.float32
     est = estimates.reshape(-1, n).to(dtype)
@@ -147,9 +157,13 @@ def soft_mask(
     spec_x = torch.stft(mix, n_fft, n_fft // 4, window=window, return_complex=True)
     spec_e = spec_e.reshape(-1, k, c, *spec_e.shape[-2:])
     spec_x = spec_x.reshape(-1, 1, c, *spec_x.shape[-2:])
-    weight = spec_e.abs() ** power
+    # magnitudes relative to the loudest source of each bin: no underflow or overflow of
+    # |E|^power in quiet or loud bins, and the loudest source's weight is exactly 1
+    mag = spec_e.abs()
+    peak = mag.amax(dim=1, keepdim=True)
+    weight = (mag / peak.clamp_min(torch.finfo(mag.dtype).tiny)) ** power
     total = weight.sum(dim=1, keepdim=True)
-    mask = torch.where(total > 0, weight / total.clamp_min(1e-30), torch.full_like(weight, 1 / k))
+    mask = torch.where(peak > 0, weight / total.clamp_min(1.0), torch.full_like(weight, 1 / k))
     out = torch.istft(
         (mask * spec_x).reshape(-1, *spec_x.shape[-2:]), n_fft, n_fft // 4, window=window,
         length=padded,

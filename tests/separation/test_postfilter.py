@@ -83,13 +83,33 @@ def test_soft_mask_removes_artefacts_outside_the_mixture():
     assert after.min() > 18.0 and bool((wiener > after).all())
 
 
-def test_soft_mask_of_the_true_sources_is_the_oracle_irm():
+def test_oracle_irm_separates_disjoint_tones_and_matches_the_power_mask_formula():
+    sources = _tones()
+    assert si_sdr(oracle_irm(sources, SR), sources).min() > 30.0
     torch.manual_seed(2)
-    sources = torch.randn(4, 1, 4000)
-    ours = soft_mask(sources.double(), sources.double().sum(0), SR, 2.0).float()
-    assert torch.allclose(oracle_irm(sources, SR), ours, atol=1e-6)
+    noise = torch.randn(4, 1, 4000)  # overlapping spectra: compare with the formula itself
+    window = torch.hann_window(512, dtype=torch.float64)
+    spec = torch.stft(noise[:, 0].double(), 512, 128, window=window, return_complex=True)
+    mask = spec.abs() ** 2 / (spec.abs() ** 2).sum(0, keepdim=True)
+    want = torch.istft(mask * spec.sum(0), 512, 128, window=window, length=4000)
+    assert torch.allclose(oracle_irm(noise, SR)[:, 0], want.float(), atol=1e-5)
     short = torch.randn(2, 1, 100)  # shorter than the STFT window
     assert oracle_irm(short, SR).shape == short.shape
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e-4, 1.0, 1e4])
+def test_soft_mask_keeps_the_mixture_at_any_level_and_power(scale):
+    torch.manual_seed(4)
+    mix = torch.randn(1, 1, 4000)
+    est = scale * torch.randn(1, 3, 1, 4000)
+    out = soft_mask(est, mix, SR, 8.0)
+    assert bool(torch.isfinite(out).all())
+    assert torch.allclose(out.sum(dim=1), mix, atol=1e-4)
+
+
+def test_soft_mask_rejects_a_mixture_of_another_shape():
+    with pytest.raises(WbError, match="mixture shape"):
+        soft_mask(torch.zeros(2, 3, 1, 1000), torch.zeros(1, 2, 1000), SR)
 
 
 @pytest.mark.parametrize("post", ["consistency", "mask", "mask:2"])
@@ -130,3 +150,8 @@ def test_model_file_carries_its_postfilter(tmp_path):
     assert sep.with_postfilter("consistency").postfilter == "consistency"
     with pytest.raises(WbError, match="postfilter"):
         sep.with_postfilter("mask:x")
+    bad = save_model(tmp_path / "bad.pt", ref, kw, model.state_dict(),
+                     meta={**meta, "postfilter": "mask:10"})  # fmt: skip
+    with pytest.raises(WbError, match="bad.pt: postfilter") as err:
+        hub.load_separator(str(bad))
+    assert "\n" not in str(err.value)

@@ -1,0 +1,92 @@
+"""Post-filters compared on the SATB validation sets: how to choose a model's ``postfilter``.
+
+Scores one SATB model (a model file, a run's checkpoint or a shipped name) on the validation
+split of the training data (in-domain) and of the unseen-sound-font data, once per
+post-filter (:mod:`separation.postfilter`), through the ``wb separate`` path at the data's
+rate (:func:`separation.evaluate.evaluate`, SI-SDR only). The post-filter with the best mean
+SI-SDR over both conditions is the one to store with the model (``inference.postfilter`` in
+the recipe's ``conf.yml``). Choose on ``valid``; score the choice once on ``test``.
+
+    python benchmarks/satb_postfilter.py --model satb
+    python benchmarks/satb_postfilter.py --model runs/satb_separation/perf3/checkpoints/best.ckpt \\
+        --postfilters none,consistency,mask:0.75,mask,mask:2
+
+The table gives, per post-filter and condition, the mean SI-SDR over the four voices (mean
+over tracks) and its SI-SDRi, and per voice the SI-SDR; dB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VOICES = ("soprano", "alto", "tenor", "bass")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table; returns the exit code (1 with a one-line error on bad input)."""
+    sys.path.insert(0, str(ROOT))
+    from separation.evaluate import evaluate
+    from separation.hub import load_separator
+    from separation.postfilter import PostFilter
+    from wb.errors import WbError
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="satb", help="model file, checkpoint or name")
+    parser.add_argument("--root", default="data/chorales_perf", help="in-domain data root")
+    parser.add_argument("--unseen-root", default="data/chorales_perf_unseen")
+    parser.add_argument("--split", default="valid")
+    parser.add_argument("--postfilters", default="none,consistency,mask:0.5,mask:0.75,mask,mask:2")
+    parser.add_argument("--max-tracks", type=int, default=None)
+    args = parser.parse_args(argv)
+    try:
+        posts = [str(PostFilter.parse(p)) for p in args.postfilters.split(",") if p.strip()]
+        posts = list(dict.fromkeys(posts))  # mask and mask:1 are one post-filter
+        if not posts:
+            raise WbError("--postfilters names no post-filter")
+        separator = load_separator(args.model)
+        conditions = [("in-domain", args.root), ("unseen", args.unseen_root)]
+        for _, root in conditions:
+            if not (Path(root) / args.split).is_dir():
+                hint = "python -m recipes.satb_separation prepare [--unseen] --splits valid,test"
+                raise WbError(f"{root}/{args.split} is not rendered ({hint})")
+        rows = []
+        for post in posts:
+            start = time.perf_counter()
+            cells = []
+            for _, root in conditions:
+                r = evaluate(
+                    separator, root, args.split, postfilter=post, with_bsseval=False,
+                    oracle=False, quiet=True, print_table=False, max_tracks=args.max_tracks,
+                )  # fmt: skip
+                cells.append(r)
+            rows.append((post, cells, time.perf_counter() - start))
+            print(f"{post}: done in {rows[-1][2]:.0f} s", file=sys.stderr, flush=True)
+    except WbError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    names = [c for c, _ in conditions]
+    head = "| post-filter | " + " | ".join(
+        f"{c} mean SI-SDR / SI-SDRi | {c} S / A / T / B SI-SDR" for c in names
+    )
+    print(f"model {args.model}, split {args.split}, "
+          f"{rows[0][1][0]['n_tracks']} + {rows[0][1][1]['n_tracks']} tracks, dB")  # fmt: skip
+    print(head + " | both, mean SI-SDR |")
+    print("|---" * (2 * len(names) + 2) + "|")
+    for post, cells, _ in rows:
+        parts = []
+        for r in cells:
+            parts.append(f"{r['mean']['SI-SDR']:.2f} / {r['mean']['SI-SDRi']:.2f}")
+            parts.append(" / ".join(f"{r['sources'][v]['SI-SDR']:.2f}" for v in VOICES))
+        both = sum(r["mean"]["SI-SDR"] for r in cells) / len(cells)
+        print(f"| {post} | " + " | ".join(parts) + f" | {both:.3f} |")
+    best = max(rows, key=lambda row: sum(r["mean"]["SI-SDR"] for r in row[1]))
+    print(f"best: {best[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

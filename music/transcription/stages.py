@@ -70,7 +70,7 @@ def train(ctx: StageContext) -> None:
     run = Path(args["run"]) if args["run"] else make_run_dir(RUNS)
     result = train_model(cfg, run, resume=args["resume"])
     click.echo(f"run folder: {run}")
-    click.echo(f"best checkpoint: {result['best']} (validation loss {result['best_loss']})")
+    click.echo(f"best checkpoint: {result['best']} ({result['monitor']} {result['best_score']})")
 
 
 def export(ctx: StageContext) -> None:

@@ -63,3 +63,46 @@ def test_evaluate_prints_the_side_by_side_table(quick, capsys, monkeypatch):
     assert "evaluate.beam >= 1" in capsys.readouterr().err
     assert main(["evaluate", *common, "--run", str(run), "--systems", "pyin"]) == 1
     assert "data.ssvd is not set" in capsys.readouterr().err
+
+
+def test_select_conp_chooses_the_checkpoint_on_note_f1(quick, tmp_path):
+    import csv
+
+    import torch
+
+    _, _, common = quick
+    run = tmp_path / "run-conp"
+    argv = ["train", *common, "--run", str(run), "--set", "train.select=conp",
+            "--set", "train.epochs=2"]  # fmt: skip
+    assert main(argv) == 0
+    with open(next((run / "csv").rglob("metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    conp = [float(r["val/conp"]) for r in rows if r.get("val/conp")]
+    assert len(conp) == 2 and all(0.0 <= c <= 1.0 for c in conp)
+    assert {"val/conpoff", "val/con"} <= set(rows[0])
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    chosen = [v for k, v in state["callbacks"].items() if "val/conp" in k]
+    assert chosen and float(chosen[0]["best_model_score"]) == pytest.approx(max(conp))
+    assert main(["train", *common, "--run", str(tmp_path / "bad"),
+                 "--set", "train.select=nope"]) == 1  # fmt: skip
+
+
+def test_note_metrics_averages_the_frame_heads_f1(monkeypatch):
+    import numpy as np
+
+    from music.transcription import inference, train
+    from music.transcription.data import Recording
+
+    notes = np.array([[0.0, 0.5, 60.0], [0.6, 1.0, 62.0]])
+    recs = [Recording("a", np.zeros(16000, np.float32), notes),
+            Recording("b", np.ones(16000, np.float32), notes)]  # fmt: skip
+    # perfect on the silent-looking first recording, one wrong pitch on the second
+    answers = {0.0: notes, 1.0: np.array([[0.0, 0.5, 60.0], [0.6, 1.0, 64.0]])}
+    monkeypatch.setattr(
+        inference, "transcribe_array", lambda model, audio, method: answers[float(audio[0])]
+    )
+    out = train.note_metrics(None, recs)
+    assert out["conp"] == pytest.approx((1.0 + 0.5) / 2)
+    assert out["con"] == pytest.approx(1.0)
+    with pytest.raises(Exception, match="no recordings"):
+        train.note_metrics(None, [])

@@ -122,7 +122,8 @@ class TranscriptionSystem(pl.LightningModule):
         model_kwargs: the Transcriber's constructor kwargs (saved as hyper-parameters, so
             export can rebuild it).
         optim: :class:`OptimConfig` fields as plain values.
-        frame_weight, label_smoothing: see :class:`TranscriptionTrainConfig`.
+        frame_weight, label_smoothing, select: see :class:`TranscriptionTrainConfig`
+            (``select: conp`` needs :attr:`note_recordings` before fitting).
         config: the resolved run configuration (kept with the checkpoint).
     """
 
@@ -133,14 +134,18 @@ class TranscriptionSystem(pl.LightningModule):
         frame_weight: float = 0.5,
         label_smoothing: float = 0.05,
         config: Mapping[str, Any] | None = None,
+        select: str = "loss",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = Transcriber(**dict(model_kwargs))
         self.optim = OptimConfig(**dict(optim))
         self.frame_weight, self.label_smoothing = float(frame_weight), float(label_smoothing)
+        #: the metric and direction that choose ``best.ckpt`` (:data:`SELECTIONS`)
+        self.monitor, self.mode = SELECTIONS[select]
+        self.select = select
         #: whole recordings scored by :func:`note_metrics` after each validation epoch
-        #: (``train.select: conp``); empty: none.
+        #: (``select: conp``).
         self.note_recordings: list[Recording] = []
 
     def _losses(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -181,8 +186,8 @@ class TranscriptionSystem(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val/conp``, ``val/conpoff`` and ``val/con`` (:func:`note_metrics`) when
-        :attr:`note_recordings` is set; skipped in Lightning's sanity check."""
-        if not self.note_recordings or self.trainer.sanity_checking:
+        ``select`` is ``conp``; skipped in Lightning's sanity check."""
+        if self.select != "conp" or self.trainer.sanity_checking:
             return
         for k, v in note_metrics(self.model, self.note_recordings).items():
             self.log(f"val/{k}", v, sync_dist=True, prog_bar=k == "conp")
@@ -190,10 +195,9 @@ class TranscriptionSystem(pl.LightningModule):
     def configure_optimizers(self):
         """AdamW with the configured schedule (a plateau schedule follows the selection
         metric)."""
-        monitor, mode = SELECTIONS["conp" if self.note_recordings else "loss"]
         return self.optim.configure(
             self.parameters(), total_steps=int(self.trainer.estimated_stepping_batches),
-            epochs=int(self.trainer.max_epochs or 1), monitor=monitor, mode=mode,
+            epochs=int(self.trainer.max_epochs or 1), monitor=self.monitor, mode=self.mode,
         )  # fmt: skip
 
 
@@ -375,19 +379,17 @@ def train(
     system = TranscriptionSystem(
         kwargs, TranscriptionTrainConfig.from_dict(settings).optim().to_dict(),
         frame_weight=settings["frame_weight"], label_smoothing=settings["label_smoothing"],
-        config=resolved,
+        config=resolved, select=settings["select"],
     )  # fmt: skip
     if settings["init_from"] and not resume:
         init_weights(system.model, settings["init_from"])
     datamodule = VoiceDataModule(cfg.get("data") or {}, settings, system.model)
     datamodule.setup("fit")
-    monitor, mode = SELECTIONS[settings["select"]]
-    if settings["select"] == "conp":
-        system.note_recordings = datamodule.valid_recordings
+    system.note_recordings = datamodule.valid_recordings
     loggers = [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")]
     per_epoch = -(-int(settings["samples_per_epoch"]) // int(settings["batch_size"]))
     trainer, checkpoint = make_trainer(
-        run_dir, monitor=monitor, mode=mode, max_epochs=int(settings["epochs"]),
+        run_dir, monitor=system.monitor, mode=system.mode, max_epochs=int(settings["epochs"]),
         max_steps=settings["max_steps"], precision=precision(str(settings["precision"]),
         str(settings["accelerator"])), loggers=loggers,
         callbacks=[LearningRateMonitor(logging_interval="epoch")],
@@ -403,7 +405,7 @@ def train(
         "best": checkpoint.best_model_path or None,
         "last": str(last),
         "best_score": None if score is None else float(score),
-        "monitor": monitor,
+        "monitor": system.monitor,
     }
 
 

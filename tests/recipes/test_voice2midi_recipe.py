@@ -96,7 +96,7 @@ def test_note_metrics_averages_the_frame_heads_f1(monkeypatch):
     notes = np.array([[0.0, 0.5, 60.0], [0.6, 1.0, 62.0]])
     recs = [Recording("a", np.zeros(16000, np.float32), notes),
             Recording("b", np.ones(16000, np.float32), notes)]  # fmt: skip
-    # perfect on the silent-looking first recording, one wrong pitch on the second
+    # the stubbed transcriber: every note right on "a", one wrong pitch on "b"
     answers = {0.0: notes, 1.0: np.array([[0.0, 0.5, 60.0], [0.6, 1.0, 64.0]])}
     monkeypatch.setattr(
         inference, "transcribe_array", lambda model, audio, method: answers[float(audio[0])]

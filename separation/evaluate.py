@@ -300,6 +300,7 @@ def evaluate(
     groups: Mapping[str, Sequence[str]] | None = None,
     museval_dir: str | os.PathLike | None = None,
     postfilter: str | None = None,
+    shifts: int = 0,
 ) -> dict[str, Any]:
     """Separate every track of ``root/split`` and score it against its stems.
 
@@ -329,11 +330,13 @@ def evaluate(
             ``<track>.json``, in the format of ``museval.eval_mus_track`` (``TrackStore``).
         postfilter: override the separator's post-filter (:mod:`separation.postfilter`;
             ``None`` keeps the one stored with the model).
+        shifts: Demucs' random-shift averaging, as ``wb separate --shifts``
+            (:func:`separation.inference.separate_tensor`); 0 keeps the scores deterministic.
 
     Returns:
         The ``metrics.json`` content: ``aggregation``, ``sources``, ``mean``, ``tracks``,
         ``n_tracks``, ``split``, ``root``, ``sample_rate``, ``rate``, ``segment``,
-        ``overlap``, ``postfilter``, ``model`` and, with ``oracle``, ``oracle``
+        ``overlap``, ``postfilter``, ``shifts``, ``model`` and, with ``oracle``, ``oracle``
         (``{"sources", "mean"}``).
 
     Raises:
@@ -372,12 +375,12 @@ def evaluate(
         if rate == "model":
             est = separate_tensor(
                 model, item["mixture"], segment=sep.segment, overlap=sep.overlap,
-                device=device, quiet=True, postfilter=sep.postfilter,
+                device=device, quiet=True, postfilter=sep.postfilter, shifts=shifts,
             )  # fmt: skip
         else:
             est = separate_audio(
                 model, item["mixture"], eval_rate, segment=sep.segment, overlap=sep.overlap,
-                device=device, quiet=True, postfilter=sep.postfilter,
+                device=device, quiet=True, postfilter=sep.postfilter, shifts=shifts,
             )  # fmt: skip
         refs = item["sources"][index]
         frames: dict[str, np.ndarray] = {}
@@ -402,6 +405,7 @@ def evaluate(
         "segment": sep.segment,
         "overlap": sep.overlap,
         "postfilter": sep.postfilter,
+        "shifts": int(shifts),
         "model": {k: v for k, v in sep.origin.items() if k != "meta"},
         **summary,
         **({"oracle": aggregate(oracle_tracks, wanted)} if oracle else {}),

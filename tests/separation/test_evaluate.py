@@ -198,3 +198,32 @@ def test_museval_json_per_track_matches_the_table(stems_root, tmp_path):
             sdr = [fr["metrics"]["SDR"] for fr in target["frames"]]
             expected = track["metrics"][target["name"]]["SDR"]
             assert np.nanmedian(np.array(sdr, dtype=float)) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("rate", ["data", "model"])
+def test_shifts_reach_the_separation_and_a_shift_invariant_model_scores_the_same(
+    stems_root, monkeypatch, rate
+):
+    """``shifts`` is passed to the separation of every track and recorded in the result; a
+    gain model is shift-invariant, so its averaged estimates score as the unshifted ones."""
+    import separation.evaluate as ev
+
+    seen = []
+    for name in ("separate_audio", "separate_tensor"):
+        real = getattr(ev, name)
+
+        def spy(*args, _real=real, **kwargs):
+            seen.append(kwargs["shifts"])
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(ev, name, spy)
+    model = GainModel(gains=(0.7, 0.3))
+    model.sources = list(SOURCES)
+    common = {"with_bsseval": False, "oracle": False, "quiet": True, "print_table": False}
+    plain = evaluate(model, stems_root, "test", rate=rate, **common)
+    shifted = evaluate(model, stems_root, "test", rate=rate, shifts=2, **common)
+    assert seen == [0, 0, 2, 2] and plain["shifts"] == 0 and shifted["shifts"] == 2
+    for name in SOURCES:
+        assert shifted["sources"][name]["SI-SDR"] == pytest.approx(
+            plain["sources"][name]["SI-SDR"], abs=0.05
+        )

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         posts = list(dict.fromkeys(posts))  # mask and mask:1 are one post-filter
         if not posts:
             raise WbError("--postfilters names no post-filter")
-        overlaps = _numbers(args.overlaps, float, "--overlaps") if args.overlaps else [None]
+        overlaps = [None] if args.overlaps is None else _numbers(args.overlaps, float, "--overlaps")
         shifts = _numbers(args.shifts, int, "--shifts")
         if any(o is not None and not 0 <= o < 1 for o in overlaps) or any(k < 0 for k in shifts):
             raise WbError("--overlaps must lie in [0, 1) and --shifts be >= 0")

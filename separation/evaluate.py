@@ -340,11 +340,13 @@ def evaluate(
         (``{"sources", "mean"}``).
 
     Raises:
-        WbError: unknown source names, rate or post-filter, data set errors (missing split or
-            stem), model errors.
+        WbError: unknown source names, rate or post-filter, ``shifts`` not an integer >= 0,
+            data set errors (missing split or stem), model errors.
     """
     from separation.separator import Separator
 
+    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts < 0:
+        raise WbError(f"shifts must be an integer >= 0, got {shifts!r}")
     if isinstance(model, nn.Module):
         sep = Separator.from_model(model)
     elif isinstance(model, Separator):
@@ -405,7 +407,7 @@ def evaluate(
         "segment": sep.segment,
         "overlap": sep.overlap,
         "postfilter": sep.postfilter,
-        "shifts": int(shifts),
+        "shifts": shifts,
         "model": {k: v for k, v in sep.origin.items() if k != "meta"},
         **summary,
         **({"oracle": aggregate(oracle_tracks, wanted)} if oracle else {}),

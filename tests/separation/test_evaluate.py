@@ -204,8 +204,9 @@ def test_museval_json_per_track_matches_the_table(stems_root, tmp_path):
 def test_shifts_reach_the_separation_and_a_shift_invariant_model_scores_the_same(
     stems_root, monkeypatch, rate
 ):
-    """``shifts`` is passed to the separation of every track and recorded in the result; a
-    gain model is shift-invariant, so its averaged estimates score as the unshifted ones."""
+    """``shifts`` is passed to the separation of every track (which then runs the model once
+    per shift) and recorded in the result; a gain model is shift-invariant, so its averaged
+    estimates score as the unshifted ones."""
     import separation.evaluate as ev
 
     seen = []
@@ -221,9 +222,22 @@ def test_shifts_reach_the_separation_and_a_shift_invariant_model_scores_the_same
     model.sources = list(SOURCES)
     common = {"with_bsseval": False, "oracle": False, "quiet": True, "print_table": False}
     plain = evaluate(model, stems_root, "test", rate=rate, **common)
+    calls = len(model.seen)
     shifted = evaluate(model, stems_root, "test", rate=rate, shifts=2, **common)
     assert seen == [0, 0, 2, 2] and plain["shifts"] == 0 and shifted["shifts"] == 2
+    assert len(model.seen) - calls >= 2 * calls  # two shifted passes over every track
     for name in SOURCES:
         assert shifted["sources"][name]["SI-SDR"] == pytest.approx(
             plain["sources"][name]["SI-SDR"], abs=0.05
         )
+
+
+@pytest.mark.parametrize("shifts", [-1, 1.5, True])
+def test_bad_shifts_are_refused_before_any_work(stems_root, shifts):
+    from wb.errors import WbError
+
+    model = GainModel()
+    model.sources = list(SOURCES)
+    with pytest.raises(WbError, match="shifts must be an integer >= 0"):
+        evaluate(model, stems_root, "test", shifts=shifts, quiet=True, print_table=False)
+    assert model.seen == []

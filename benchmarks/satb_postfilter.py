@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from separation.evaluate import evaluate
     from separation.hub import load_separator
+    from separation.inference import check_shifts
     from separation.postfilter import PostFilter
     from wb.errors import WbError
 
@@ -61,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if not posts:
             raise WbError("--postfilters names no post-filter")
         overlaps = [None] if args.overlaps is None else _numbers(args.overlaps, float, "--overlaps")
-        shifts = _numbers(args.shifts, int, "--shifts")
-        if any(o is not None and not 0 <= o < 1 for o in overlaps) or any(k < 0 for k in shifts):
-            raise WbError("--overlaps must lie in [0, 1) and --shifts be >= 0")
+        shifts = [check_shifts(k) for k in _numbers(args.shifts, int, "--shifts")]
         separator = load_separator(args.model)
+        for overlap in overlaps:  # refused here, not after minutes of the grid
+            separator.with_chunking(None, overlap)
         conditions = [("in-domain", args.root), ("unseen", args.unseen_root)]
         for _, root in conditions:
             if not (Path(root) / args.split).is_dir():

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from separation.data import StemsDataset
-from separation.inference import separate_audio, separate_tensor
+from separation.inference import check_shifts, separate_audio, separate_tensor
 from separation.losses import si_sdr
 from separation.postfilter import soft_mask
 from wb.errors import WbError
@@ -345,8 +345,7 @@ def evaluate(
     """
     from separation.separator import Separator
 
-    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts < 0:
-        raise WbError(f"shifts must be an integer >= 0, got {shifts!r}")
+    shifts = check_shifts(shifts)
     if isinstance(model, nn.Module):
         sep = Separator.from_model(model)
     elif isinstance(model, Separator):

@@ -66,6 +66,17 @@ def _max_segment(model: nn.Module) -> float | None:
     return None
 
 
+def check_shifts(shifts) -> int:
+    """Validate a shift count (Demucs' shift trick, :func:`separate_tensor`) and return it.
+
+    Raises:
+        WbError: not an integer >= 0 (a bool or a fraction included).
+    """
+    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts < 0:
+        raise WbError(f"shifts must be an integer >= 0, got {shifts!r}")
+    return shifts
+
+
 def check_segment(model: nn.Module, segment: float | None) -> float:
     """Validate a chunk length for ``model`` and return it (default :func:`model_segment`).
 
@@ -543,8 +554,7 @@ def separate_tensor(
     if length == 0:
         raise WbError("mixture is empty")
     segment, overlap, use_demucs = _plan(model, segment, overlap, engine)
-    if shifts < 0:
-        raise WbError(f"shifts must be >= 0, got {shifts}")
+    shifts = check_shifts(shifts)
     sr = int(model.samplerate)
     stride = max(1, int((1 - overlap) * max(1, int(sr * segment))))
     n_chunks = len(range(0, length, stride))
@@ -642,8 +652,7 @@ class StreamSeparator:
         self._final = [names.index(s) for s in self.stems] if self._hb else None
         segment, overlap, use_demucs = _plan(model, segment, overlap, engine)
         device = device if device is not None else torch.device("cpu")
-        if shifts < 0:
-            raise WbError(f"shifts must be >= 0, got {shifts}")
+        shifts = check_shifts(shifts)
         self._ola = _engine(
             model, self.model_channels, segment, overlap, use_demucs, device,
             transition_power, batch_segments, lambda k: self._bar.update(k), shifts, postfilter,

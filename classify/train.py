@@ -571,6 +571,7 @@ def _train_fold(
         loggers=_fold_loggers(fold_dir, tcfg.logger), callbacks=callbacks,
         accelerator=accelerator, devices=tcfg.devices, num_nodes=tcfg.num_nodes,
         grad_clip=tcfg.grad_clip or None, accumulate=tcfg.accumulate,
+        ema_decay=tcfg.ema_decay,
         log_every_n_steps=tcfg.log_every_n_steps, num_sanity_val_steps=0,
         progress_bar=not quiet, model_summary=False,
     )  # fmt: skip

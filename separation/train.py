@@ -331,6 +331,7 @@ def train(
         # reach the loss, so DDP must look for unused parameters
         find_unused_parameters=True, time_limit_minutes=settings["time_limit_minutes"],
         grad_clip=settings["grad_clip"], accumulate=settings["accumulate"],
+        ema_decay=settings["ema_decay"],
         log_every_n_steps=max(1, min(int(settings["log_every_n_steps"]), per_epoch)),
         num_sanity_val_steps=1, limit_train_batches=settings["limit_train_batches"],
         limit_val_batches=settings["limit_val_batches"],

@@ -396,6 +396,7 @@ def train(
         accelerator=str(settings["accelerator"]), devices=settings["devices"],
         num_nodes=int(settings["num_nodes"]), time_limit_minutes=settings["time_limit_minutes"],
         grad_clip=settings["grad_clip"], accumulate=settings["accumulate"],
+        ema_decay=settings["ema_decay"],
         log_every_n_steps=max(1, min(int(settings["log_every_n_steps"]), per_epoch)),
         num_sanity_val_steps=1, progress_bar=not quiet_default(),
     )  # fmt: skip

@@ -175,3 +175,62 @@ def test_rename_monitors_keeps_callback_state_on_resume():
     new = key.replace("val/sisdr", "val/si_sdr")
     assert set(ckpt["callbacks"]) == {new, "Other"}
     assert ckpt["callbacks"][new] == {"monitor": "val/si_sdr", "best_model_score": 3.0}
+
+
+def test_weight_ema_matches_the_recurrence_and_reaches_checkpoints(tmp_path):
+    """``ema_decay``: the averaged weights follow e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k
+    over optimizer steps; validation scores them, ``last.ckpt`` holds them as ``state_dict``
+    (the raw weights under ``current_model_state``), and the module holds them after fit."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from wb.training.config import TrainConfig
+    from wb.training.trainer import make_trainer
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 3)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+    raw: list[dict] = []
+    val_seen: list[torch.Tensor] = []
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 1)
+
+        def training_step(self, batch, _):
+            return torch.nn.functional.mse_loss(self.lin(batch[0]), batch[1])
+
+        def on_train_batch_end(self, *_):
+            raw.append({k: v.detach().clone() for k, v in self.state_dict().items()})
+
+        def validation_step(self, batch, _):
+            val_seen.append(self.lin.weight.detach().clone())
+            loss = torch.nn.functional.mse_loss(self.lin(batch[0]), batch[1])
+            self.log("val/loss", loss)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    decay = TrainConfig.from_dict({"ema_decay": 0.6}).ema_decay
+    with pytest.raises(ConfigError, match="ema_decay must be in"):
+        TrainConfig.from_dict({"ema_decay": 1.0})
+    module = Tiny()
+    trainer, _ = make_trainer(
+        tmp_path, monitor="val/loss", mode="min", max_epochs=2, precision="32-true",
+        loggers=[], progress_bar=False, ema_decay=decay, accelerator="cpu",
+    )  # fmt: skip
+    loader = DataLoader(TensorDataset(x, y), batch_size=2)
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+    assert len(raw) == 8
+    ema = dict(raw[0])
+    for i, w in enumerate(raw[1:], start=2):
+        ema = {k: decay * ema[k] + (1 - decay) * w[k] for k in ema}
+        if i == 4:  # end of epoch 1: validation ran on the average
+            assert torch.allclose(val_seen[0], ema["lin.weight"])
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    for k, v in ema.items():
+        assert torch.allclose(ckpt["state_dict"][k], v, atol=1e-6)
+        assert torch.allclose(ckpt["current_model_state"][k], raw[-1][k])
+        assert torch.allclose(module.state_dict()[k], v, atol=1e-6)
+    assert not torch.allclose(ema["lin.weight"], raw[-1]["lin.weight"])

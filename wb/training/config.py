@@ -164,6 +164,10 @@ class TrainConfig(OptimConfig):
         init_from: a model file (separation also takes a training checkpoint) whose weights
             start a fresh run (a warm start with a new optimizer and schedule; ignored on
             resume).
+        ema_decay: keep an exponential moving average of the weights with this decay per
+            optimizer step (``None`` or 0: off); validation, ``best.ckpt`` and the exported
+            weights then use the average (Lightning's ``EMAWeightAveraging``; Demucs trains
+            with weight EMA, Defossez 2021).
     """
 
     epochs: int = 20
@@ -181,6 +185,7 @@ class TrainConfig(OptimConfig):
     num_workers: int = 0
     log_every_n_steps: int = 10
     init_from: str | None = None
+    ema_decay: float | None = None
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any] | None) -> TrainConfig:
@@ -230,6 +235,8 @@ class TrainConfig(OptimConfig):
                 continue  # "auto", "0,1": Lightning checks them
             if int(value) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.ema_decay and not 0.0 < float(self.ema_decay) < 1.0:
+            raise ConfigError(f"train.ema_decay must be in (0, 1) or 0 (off), got {self.ema_decay}")
 
     def optim(self) -> OptimConfig:
         """The :class:`OptimConfig` part."""

@@ -156,6 +156,7 @@ def make_trainer(
     limit_val_batches: int | float | None = None,
     progress_bar: bool = True,
     model_summary: bool = False,
+    ema_decay: float | None = None,
 ) -> tuple[pl.Trainer, Any]:
     """A Lightning Trainer with the project's checkpoints, time limit and DDP settings.
 
@@ -181,13 +182,25 @@ def make_trainer(
         log_every_n_steps, num_sanity_val_steps, limit_train_batches, limit_val_batches:
             Lightning's.
         progress_bar, model_summary: Lightning's ``enable_*`` switches.
+        ema_decay: per-step decay of an exponential moving average of the weights
+            (:class:`pytorch_lightning.callbacks.EMAWeightAveraging`, buffers included;
+            ``None`` or 0: off). Validation runs on the average, ``best.ckpt`` and
+            ``last.ckpt`` hold it as ``state_dict`` (the raw weights under
+            ``current_model_state``, so a resume continues both), and the module holds it
+            after training.
 
     Returns:
         ``(trainer, best)``: the trainer and the ``best.ckpt`` callback (``best_model_path``,
         ``best_model_score``).
     """
     best, last = checkpoint_callbacks(Path(run_dir) / "checkpoints", monitor, mode)
-    extra = [EpochTimeLimit(float(time_limit_minutes))] if time_limit_minutes else []
+    extra: list[pl.Callback] = []
+    if time_limit_minutes:
+        extra.append(EpochTimeLimit(float(time_limit_minutes)))
+    if ema_decay:
+        from pytorch_lightning.callbacks import EMAWeightAveraging
+
+        extra.append(EMAWeightAveraging(decay=float(ema_decay), use_buffers=True))
     if world_size(devices, num_nodes) > 1:
         strategy = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
     else:

@@ -13,6 +13,7 @@ from separation.export import export, model_from_checkpoint
 from separation.hub import load_separator
 from separation.train import init_weights, resolve_model, train, train_settings
 from wb.errors import ConfigError, WbError
+from wb.training.warm_start import repeated_seed
 
 from .conftest import tiny_config
 
@@ -123,7 +124,7 @@ def test_time_stop_then_resume_equals_uninterrupted_run(trained_run, stems_root,
         assert torch.equal(resumed["state_dict"][name], value), name
 
 
-def test_init_from_starts_at_the_given_weights(trained_run, stems_root, tmp_path):
+def test_init_from_starts_at_the_given_weights(trained_run, stems_root, tmp_path, capsys):
     from separation import models
 
     run, _ = trained_run
@@ -133,9 +134,12 @@ def test_init_from_starts_at_the_given_weights(trained_run, stems_root, tmp_path
     hp = data["hyper_parameters"]
     args = (hp["model_name"], hp["sources"], hp["sample_rate"], hp["audio_channels"])
     x = torch.randn(1, 1, 4000)
+    seed = int(hp["config"]["train"]["seed"])
     for source in (exported, ckpt):  # a model file and a Lightning checkpoint
         fresh = models.build(*args, **dict(hp["model_kwargs"])).eval()
-        init_weights(fresh, source)
+        recorded = init_weights(fresh, source)
+        assert "train.seed" in repeated_seed(recorded, seed)  # it would replay the examples
+        assert repeated_seed(recorded, seed + 1) is None
         with torch.no_grad():
             assert torch.equal(fresh(x), reference(x))
     other = models.build(*args, **{**dict(hp["model_kwargs"]), "n_filters": 24}).eval()
@@ -158,3 +162,4 @@ def test_init_from_starts_at_the_given_weights(trained_run, stems_root, tmp_path
     state = torch.load(result["last"], weights_only=True)["state_dict"]
     for k, v in reference.state_dict().items():
         assert torch.equal(state["model." + k], v), k
+    assert "replays its training examples" in capsys.readouterr().err  # the same seed

@@ -17,7 +17,7 @@ from wb.errors import WbError
 
 def init_weights(
     model: torch.nn.Module, path: str | os.PathLike, expect: Mapping[str, Any] | None = None
-) -> None:
+) -> Mapping[str, Any]:
     """Copy weights from a wb model file or a Lightning checkpoint into ``model`` (in place).
 
     Used by ``train.init_from`` to train a finished model further as a new run: a warm start
@@ -36,6 +36,10 @@ def init_weights(
         WbError: unreadable file; sources, sample rate or channel count differing from
             ``expect``; or weights that do not fit the model (different architecture or
             size), naming the first mismatching tensors.
+
+    Returns:
+        what the file records about its run (``meta`` of a model file, ``hyper_parameters``
+        of a checkpoint; ``{}`` when neither), for :func:`repeated_seed`.
     """
     from wb.checkpoint import load_torch_file
 
@@ -66,6 +70,35 @@ def init_weights(
         )
         raise WbError(f"{path}: weights do not fit the configured model ({detail})")
     model.load_state_dict(state)
+    return recorded if isinstance(recorded, Mapping) else {}
+
+
+def repeated_seed(recorded: Mapping[str, Any], seed: int) -> str | None:
+    """A one-line warning when a warm start would replay its source run's training data.
+
+    The training examples of every family are drawn from generators seeded with
+    ``(train.seed, epoch, index)``, so a warm-started run with the seed of the run it starts
+    from sees exactly the examples that run saw first, in the same order (and a chain of
+    such runs trains again and again on its first epochs). A new seed per warm start draws
+    new examples.
+
+    Args:
+        recorded: what :func:`init_weights` returned (its resolved ``config``, if any, holds
+            ``train.seed``).
+        seed: this run's ``train.seed``.
+
+    Returns:
+        the warning, or ``None`` when the seeds differ or the file records none.
+    """
+    config = recorded.get("config")
+    train = config.get("train") if isinstance(config, Mapping) else None
+    before = train.get("seed") if isinstance(train, Mapping) else None
+    if before is None or int(before) != int(seed):
+        return None
+    return (
+        f"warning: init_from was trained with train.seed {int(seed)} too, so this run replays "
+        f"its training examples in the same order; give another (--set train.seed=N)"
+    )
 
 
 def _plain(value: Any) -> Any:

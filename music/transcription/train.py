@@ -107,13 +107,17 @@ class TranscriptionTrainConfig(TrainConfig):
         """:meth:`TrainConfig.validate` plus ``select``.
 
         Raises:
-            ConfigError: a value out of range or an unknown ``select``.
+            ConfigError: a value out of range, an unknown ``select``, or ``select: conp``
+                with ``ema_decay`` (the COnP F1 is computed after the weight average has
+                been swapped out, so it would score other weights than ``best.ckpt`` keeps).
         """
         super().validate()
         if self.select not in SELECTIONS:
             raise ConfigError(
                 f"train.select={self.select!r}: choose one of {', '.join(SELECTIONS)}"
             )
+        if self.select == "conp" and self.ema_decay:
+            raise ConfigError("train.select=conp does not work with train.ema_decay; use one")
 
 
 class TranscriptionSystem(pl.LightningModule):

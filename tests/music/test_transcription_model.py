@@ -426,3 +426,17 @@ def test_cached_beam_search_matches_a_beam_search_without_cache():
             assert got[b] == want
             lengths.add(len(want))
     assert len(lengths) > 1 and min(lengths) < max_len  # finished at different steps
+
+
+def test_train_config_refuses_conp_selection_with_weight_ema():
+    """``select: conp`` scores the raw weights after the EMA callback swapped them back, so
+    it cannot choose a ``best.ckpt`` that holds the average."""
+    from music.transcription.train import TranscriptionTrainConfig
+    from wb.errors import ConfigError
+
+    assert TranscriptionTrainConfig.from_dict({"select": "loss", "ema_decay": 0.99}).ema_decay
+    assert TranscriptionTrainConfig.from_dict({"select": "conp"}).select == "conp"
+    with pytest.raises(ConfigError, match="does not work with train.ema_decay"):
+        TranscriptionTrainConfig.from_dict({"select": "conp", "ema_decay": 0.99})
+    with pytest.raises(ConfigError, match="choose one of"):
+        TranscriptionTrainConfig.from_dict({"select": "accuracy"})

@@ -186,8 +186,10 @@ def make_trainer(
             (:class:`pytorch_lightning.callbacks.EMAWeightAveraging`, buffers included;
             ``None`` or 0: off). Validation runs on the average, ``best.ckpt`` and
             ``last.ckpt`` hold it as ``state_dict`` (the raw weights under
-            ``current_model_state``, so a resume continues both), and the module holds it
-            after training.
+            ``current_model_state``, so a resume with EMA on continues both; a resume with it
+            off continues from the average), and the module holds it after training.
+            Metrics a module computes in its own ``on_validation_epoch_end`` see the raw
+            weights (Lightning restores them in the callback's hook, which runs first).
 
     Returns:
         ``(trainer, best)``: the trainer and the ``best.ckpt`` callback (``best_model_path``,
@@ -198,9 +200,7 @@ def make_trainer(
     if time_limit_minutes:
         extra.append(EpochTimeLimit(float(time_limit_minutes)))
     if ema_decay:
-        from pytorch_lightning.callbacks import EMAWeightAveraging
-
-        extra.append(EMAWeightAveraging(decay=float(ema_decay), use_buffers=True))
+        extra.append(_ema_callback(float(ema_decay)))
     if world_size(devices, num_nodes) > 1:
         strategy = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
     else:
@@ -228,6 +228,20 @@ def make_trainer(
         deterministic=False,
     )
     return trainer, best
+
+
+def _ema_callback(decay: float) -> pl.Callback:
+    """Lightning's ``EMAWeightAveraging`` (buffers averaged too), with the average moved to
+    the module's device once the strategy has placed it (``on_fit_start``): the callback
+    builds it in ``setup``, before the module leaves the CPU."""
+    from pytorch_lightning.callbacks import EMAWeightAveraging
+
+    class EMA(EMAWeightAveraging):
+        def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if self._average_model is not None:
+                self._average_model.to(pl_module.device)
+
+    return EMA(decay=decay, use_buffers=True)
 
 
 def rename_monitors(checkpoint: dict, renames: dict[str, str]) -> None:

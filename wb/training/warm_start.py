@@ -76,24 +76,28 @@ def init_weights(
 def repeated_seed(recorded: Mapping[str, Any], seed: int) -> str | None:
     """A one-line warning when a warm start would replay its source run's training data.
 
-    The training examples of every family are drawn from generators seeded with
-    ``(train.seed, epoch, index)``, so a warm-started run with the seed of the run it starts
-    from sees exactly the examples that run saw first, in the same order (and a chain of
-    such runs trains again and again on its first epochs). A new seed per warm start draws
-    new examples.
+    The training examples of the separation and voice-to-MIDI families are drawn from
+    generators seeded with ``(train.seed, epoch, index)``, so a warm-started run with the
+    seed of the run it starts from sees exactly the examples that run saw first, in the same
+    order (and a chain of such runs trains again and again on its first epochs). A new seed
+    per warm start draws new examples.
 
     Args:
-        recorded: what :func:`init_weights` returned (its resolved ``config``, if any, holds
-            ``train.seed``).
+        recorded: what :func:`init_weights` returned. Separation model files and every
+            Lightning checkpoint record the resolved ``config`` (with ``train.seed``);
+            voice-to-MIDI model files do not, so they never warn.
         seed: this run's ``train.seed``.
 
     Returns:
-        the warning, or ``None`` when the seeds differ or the file records none.
+        the warning, or ``None`` when the seeds differ or the file records no usable seed.
     """
     config = recorded.get("config")
     train = config.get("train") if isinstance(config, Mapping) else None
     before = train.get("seed") if isinstance(train, Mapping) else None
-    if before is None or int(before) != int(seed):
+    try:
+        if before is None or int(before) != int(seed):
+            return None
+    except (TypeError, ValueError):
         return None
     return (
         f"warning: init_from was trained with train.seed {int(seed)} too, so this run replays "

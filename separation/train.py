@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,7 @@ from wb.progress import quiet_default
 from wb.training.config import TrainConfig
 from wb.training.sampler import EpochSampler
 from wb.training.trainer import fit, make_trainer, world_size
-from wb.training.warm_start import init_weights, repeated_seed
+from wb.training.warm_start import init_weights
 
 
 @dataclass
@@ -312,10 +311,7 @@ def train(
     )
     if settings["init_from"] and not resume:
         expect = {k: setup[k] for k in ("sources", "sample_rate", "audio_channels")}
-        recorded = init_weights(system.model, settings["init_from"], expect)
-        warning = repeated_seed(recorded, int(settings["seed"]))
-        if warning:
-            print(warning, file=sys.stderr)
+        init_weights(system.model, settings["init_from"], expect, seed=int(settings["seed"]))
     datamodule = StemsDataModule(setup, settings)
     datamodule.setup("fit")  # dataset errors surface here, before Lightning starts
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -59,7 +58,7 @@ from wb.progress import quiet_default
 from wb.training.config import OptimConfig, TrainConfig
 from wb.training.sampler import EpochSampler
 from wb.training.trainer import fit, make_trainer
-from wb.training.warm_start import init_weights, repeated_seed
+from wb.training.warm_start import init_weights
 
 MONITOR = "val/loss"
 #: ``train.select`` -> (metric logged by :class:`TranscriptionSystem`, Lightning mode).
@@ -387,9 +386,7 @@ def train(
         config=resolved, select=settings["select"],
     )  # fmt: skip
     if settings["init_from"] and not resume:
-        warning = repeated_seed(init_weights(system.model, settings["init_from"]), settings["seed"])
-        if warning:
-            print(warning, file=sys.stderr)
+        init_weights(system.model, settings["init_from"], seed=int(settings["seed"]))
     datamodule = VoiceDataModule(cfg.get("data") or {}, settings, system.model)
     datamodule.setup("fit")
     system.note_recordings = datamodule.valid_recordings

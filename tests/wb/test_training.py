@@ -234,3 +234,13 @@ def test_weight_ema_matches_the_recurrence_and_reaches_checkpoints(tmp_path):
         assert torch.allclose(ckpt["current_model_state"][k], raw[-1][k])
         assert torch.allclose(module.state_dict()[k], v, atol=1e-6)
     assert not torch.allclose(ema["lin.weight"], raw[-1]["lin.weight"])
+
+
+def test_repeated_seed_reads_the_recorded_config_only():
+    from wb.training.warm_start import repeated_seed
+
+    recorded = {"config": {"train": {"seed": 3}}}
+    assert "train.seed 3" in repeated_seed(recorded, 3)
+    assert repeated_seed(recorded, 4) is None
+    for odd in ({}, {"meta": 1}, {"config": None}, {"config": {"train": {"seed": "x"}}}, None):
+        assert repeated_seed(odd, 3) is None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import EMAWeightAveraging
 
 
 class EpochTimeLimit(pl.Callback):
@@ -45,6 +46,21 @@ class EpochTimeLimit(pl.Callback):
         over = trainer.strategy.broadcast(time.monotonic() - self._start >= self.seconds)
         if over:
             trainer.should_stop = True
+
+
+class DeviceEMA(EMAWeightAveraging):
+    """Lightning's ``EMAWeightAveraging`` with the average moved to the module's device once
+    the strategy has placed the module (``on_fit_start``).
+
+    The callback builds its ``AveragedModel`` in ``setup``, before the module leaves the
+    CPU, so on a GPU the average would otherwise stay in host memory and be copied across
+    every step. Arguments are ``EMAWeightAveraging``'s (``decay``, ``use_buffers``, ...).
+    """
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Move the average to ``pl_module.device``."""
+        if self._average_model is not None:
+            self._average_model.to(pl_module.device)
 
 
 class RanksAgree(pl.Callback):
@@ -200,7 +216,7 @@ def make_trainer(
     if time_limit_minutes:
         extra.append(EpochTimeLimit(float(time_limit_minutes)))
     if ema_decay:
-        extra.append(_ema_callback(float(ema_decay)))
+        extra.append(DeviceEMA(decay=float(ema_decay), use_buffers=True))
     if world_size(devices, num_nodes) > 1:
         strategy = "ddp_find_unused_parameters_true" if find_unused_parameters else "ddp"
     else:
@@ -228,20 +244,6 @@ def make_trainer(
         deterministic=False,
     )
     return trainer, best
-
-
-def _ema_callback(decay: float) -> pl.Callback:
-    """Lightning's ``EMAWeightAveraging`` (buffers averaged too), with the average moved to
-    the module's device once the strategy has placed it (``on_fit_start``): the callback
-    builds it in ``setup``, before the module leaves the CPU."""
-    from pytorch_lightning.callbacks import EMAWeightAveraging
-
-    class EMA(EMAWeightAveraging):
-        def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            if self._average_model is not None:
-                self._average_model.to(pl_module.device)
-
-    return EMA(decay=decay, use_buffers=True)
 
 
 def rename_monitors(checkpoint: dict, renames: dict[str, str]) -> None:

@@ -7,6 +7,7 @@ attribute ``model`` (separation, voice-to-MIDI).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,8 +17,11 @@ from wb.errors import WbError
 
 
 def init_weights(
-    model: torch.nn.Module, path: str | os.PathLike, expect: Mapping[str, Any] | None = None
-) -> Mapping[str, Any]:
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    expect: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+) -> None:
     """Copy weights from a wb model file or a Lightning checkpoint into ``model`` (in place).
 
     Used by ``train.init_from`` to train a finished model further as a new run: a warm start
@@ -31,15 +35,13 @@ def init_weights(
         expect: ``{"sources": [...], "sample_rate": Hz, "audio_channels": n}`` of the new
             run; each key the file records must be equal (weights of an 8 kHz model would
             otherwise load silently into a 16 kHz one of the same shape).
+        seed: the new run's ``train.seed``; when the file records the same one, the
+            :func:`repeated_seed` warning goes to stderr.
 
     Raises:
         WbError: unreadable file; sources, sample rate or channel count differing from
             ``expect``; or weights that do not fit the model (different architecture or
             size), naming the first mismatching tensors.
-
-    Returns:
-        what the file records about its run (``meta`` of a model file, ``hyper_parameters``
-        of a checkpoint; ``{}`` when neither), for :func:`repeated_seed`.
     """
     from wb.checkpoint import load_torch_file
 
@@ -70,7 +72,9 @@ def init_weights(
         )
         raise WbError(f"{path}: weights do not fit the configured model ({detail})")
     model.load_state_dict(state)
-    return recorded if isinstance(recorded, Mapping) else {}
+    warning = repeated_seed(recorded, seed) if seed is not None else None
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def repeated_seed(recorded: Mapping[str, Any], seed: int) -> str | None:
@@ -83,7 +87,8 @@ def repeated_seed(recorded: Mapping[str, Any], seed: int) -> str | None:
     per warm start draws new examples.
 
     Args:
-        recorded: what :func:`init_weights` returned. Separation model files and every
+        recorded: what the ``init_from`` file records about its run (``meta`` of a model
+            file, ``hyper_parameters`` of a checkpoint). Separation model files and every
             Lightning checkpoint record the resolved ``config`` (with ``train.seed``);
             voice-to-MIDI model files do not, so they never warn.
         seed: this run's ``train.seed``.
@@ -91,7 +96,7 @@ def repeated_seed(recorded: Mapping[str, Any], seed: int) -> str | None:
     Returns:
         the warning, or ``None`` when the seeds differ or the file records no usable seed.
     """
-    config = recorded.get("config")
+    config = recorded.get("config") if isinstance(recorded, Mapping) else None
     train = config.get("train") if isinstance(config, Mapping) else None
     before = train.get("seed") if isinstance(train, Mapping) else None
     try:

@@ -178,25 +178,6 @@ def render_excerpt(
     return {"bpm": bpm, "transpose": shift, "programs": programs, "soundfont": font}
 
 
-def _job(item: tuple[str, str, str, str, int | None, str, int, float]) -> tuple[str, str | None]:
-    style, group, work, path, opus, root, seed, seconds = item
-    name = f"{group}__{work}.wav" if group != work else f"{work}__0.wav"
-    dest = Path(root) / style / name
-    if dest.is_file():
-        return str(dest), None
-    try:
-        parts = _parts(path, opus)
-        if not parts or len(parts) < STYLES[style].get("min_parts", 1):
-            return str(dest), f"{len(parts)} parts"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp.wav")
-        render_excerpt(parts, tmp, seed, seconds=seconds)
-        os.replace(tmp, dest)
-        return str(dest), None
-    except Exception as exc:  # noqa: BLE001 - reported per work, the set goes on
-        return str(dest), f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
-
-
 def prepare_styles(
     root: str | os.PathLike,
     per_class: int = CLASS_SIZE,

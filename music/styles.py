@@ -100,16 +100,77 @@ def _parts(path: str, opus: int | None) -> list[list[tuple[int, float, float]]]:
         score = scores[opus]
     parts = []
     for part in score.parts if hasattr(score, "parts") and len(score.parts) else [score]:
-        notes = []
-        for n in part.flatten().stripTies().notes:
-            dur = float(n.quarterLength)
-            if dur <= 0:
-                continue
-            for p in getattr(n, "pitches", ()):
-                notes.append((int(p.midi), float(n.offset), dur))
+        notes = tied_notes(part.flatten())
         if notes:
             parts.append(sorted(notes, key=lambda x: x[1]))
     return parts
+
+
+def tied_notes(flat) -> list[tuple[int, float, float]]:
+    """``(MIDI pitch, onset, duration)`` of the notes of a flat music21 stream, chords split
+    into their pitches and tied notes merged (onset and duration in quarter lengths; notes
+    of zero duration, i.e. grace notes, left out).
+
+    The notes of music21's ``flat.stripTies(matchByPitch=True)`` (music21 10.5), in linear
+    time: that method copies the stream and walks its spanners once per merged note, which
+    takes minutes on a long string-quartet movement. Its rules, over the notes, chords and
+    rests of positive duration in order: a tie ``start`` opens a run (or extends the run its
+    predecessor is in); a ``continue`` extends a run, or opens one when its predecessor does
+    not match it; a run closes on a note whose tie is ``stop``, or on the element right after
+    a run member that matches it (the same pitch for notes; as many pitches, each the same
+    step and enharmonic, for chords), and every member's duration is added to the first.
+
+    Args:
+        flat: a flat music21 stream (``part.flatten()``).
+    """
+    from music21 import chord, note
+
+    els = [e for e in flat.notesAndRests if e.quarterLength > 0]
+    dur = [float(e.quarterLength) for e in els]
+    dropped = [False] * len(els)
+    run: list[int] = []
+
+    def tie_type(e) -> str | None:
+        tie = getattr(e, "tie", None)
+        return None if tie is None else tie.type
+
+    def matches(i: int) -> bool:
+        e = els[i]
+        if not isinstance(e, chord.Chord) and tie_type(e) == "stop":
+            return True
+        if i == 0 or (i - 1) not in run:
+            return False
+        last = els[i - 1]
+        if isinstance(last, note.Note) and isinstance(e, note.Note):
+            return last.pitch == e.pitch
+        if isinstance(e, note.Note) or isinstance(last, note.Rest) or isinstance(e, note.Rest):
+            return False
+        if len(last.pitches) != len(e.pitches):
+            return False
+        return all(a.step == b.step and a.isEnharmonic(b)
+                   for a, b in zip(last.pitches, e.pitches, strict=True))  # fmt: skip
+
+    for i, e in enumerate(els):
+        kind, end = tie_type(e), None
+        if kind == "start":
+            run = run + [i] if i > 0 and (i - 1) in run else [i]
+            end = False
+        elif kind == "continue":
+            run = run + [i] if not run or matches(i) else [i]
+            end = False
+        if end is None and matches(i):
+            run.append(i)
+            if len(run) >= 2:
+                for j in run[1:]:
+                    dur[run[0]] += dur[j]
+                    dropped[j] = True
+            run = []
+    return [
+        (int(p.midi), float(e.offset), dur[i])
+        for i, e in enumerate(els)
+        if not dropped[i] and not isinstance(e, note.Rest)
+        for p in e.pitches
+    ]
 
 
 def render_excerpt(

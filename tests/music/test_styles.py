@@ -148,3 +148,73 @@ def test_excerpts_per_class_spreads_a_quota_over_works(tmp_path, monkeypatch):
         prepare_styles(tmp_path, styles=["fiddle_tune"], renditions=2, excerpts_per_class=4)
     with pytest.raises(Exception, match="at least 1"):
         prepare_styles(tmp_path, styles=["fiddle_tune"], excerpts_per_class=0)
+
+
+def _strip_ties_reference(flat) -> list[tuple[int, float, float]]:
+    """What ``_parts`` read before ``tied_notes``: music21's own ``stripTies``."""
+    out = []
+    for n in flat.stripTies(matchByPitch=True).notes:
+        if n.quarterLength > 0:
+            out.extend((int(p.midi), float(n.offset), float(n.quarterLength)) for p in n.pitches)
+    return out
+
+
+def _stream(events):
+    """A flat music21 stream of ``(kind, pitches, quarter length, tie type)`` in order."""
+    from music21 import chord, note, stream, tie
+
+    s = stream.Stream()
+    for kind, pitches, ql, tie_type in events:
+        if kind == "rest":
+            el = note.Rest(quarterLength=ql)
+        elif kind == "chord":
+            el = chord.Chord(pitches, quarterLength=ql)
+        else:
+            el = note.Note(pitches[0], quarterLength=ql)
+        if tie_type and kind != "rest":
+            el.tie = tie.Tie(tie_type)
+        s.append(el)
+    return s
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        # start, continue, stop: one note of 3 quarters, then a plain note
+        [("n", ["C4"], 1, "start"), ("n", ["C4"], 1, "continue"), ("n", ["C4"], 1, "stop"),
+         ("n", ["D4"], 1, None)],
+        # a start without a stop still takes the next note of its pitch, not the one after
+        [("n", ["E4"], 2, "start"), ("n", ["E4"], 2, None), ("n", ["E4"], 1, None)],
+        # a start followed by another pitch: nothing merged
+        [("n", ["E4"], 2, "start"), ("n", ["F4"], 2, None), ("n", ["E4"], 1, "stop")],
+        # tied chords, a rest, a grace note (zero length, left out)
+        [("chord", ["C4", "E4", "G4"], 1, "start"), ("chord", ["C4", "E4", "G4"], 2, "stop"),
+         ("rest", [], 1, None), ("n", ["A4"], 0, None), ("n", ["A4"], 1, None)],
+        # a chord tied into a chord of other size, then a lone stop
+        [("chord", ["C4", "E4"], 1, "start"), ("chord", ["C4", "E4", "G4"], 1, None),
+         ("n", ["B3"], 1, "stop")],
+        # continue that does not match its predecessor starts a new run
+        [("n", ["G4"], 1, "start"), ("n", ["A4"], 1, "continue"), ("n", ["A4"], 2, "stop")],
+    ],
+)  # fmt: skip
+def test_tied_notes_agrees_with_music21_strip_ties(events):
+    from music.styles import tied_notes
+
+    flat = _stream(events)
+    assert tied_notes(flat) == _strip_ties_reference(flat)
+
+
+def test_tied_notes_agrees_on_a_corpus_chorale():
+    """A real score: every part of BWV 66.6 (ties across bar lines) as stripTies reads it."""
+    from music21 import corpus
+
+    from music.styles import tied_notes
+
+    score = corpus.parse("bach/bwv66.6")
+    merged = 0
+    for part in score.parts:
+        flat = part.flatten()
+        got = tied_notes(flat)
+        assert got == _strip_ties_reference(flat)
+        merged += len(flat.notes) - len(got)
+    assert merged == 2  # soprano F#4 and tenor C#4 are tied across a beat

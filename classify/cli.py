@@ -294,6 +294,32 @@ def ensemble_cmd(runs: tuple[str, ...], out_dir: str) -> None:
     )
 
 
+@classify.command("compare")
+@click.argument("run_a", type=click.Path(file_okay=False))
+@click.argument("run_b", type=click.Path(file_okay=False))
+@click.option(
+    "--group-regex", default=None, metavar="REGEX",
+    help="Group of a clip's file name (first capture group), for a cluster-bootstrap "
+    "interval, e.g. '^(.*?)(?:__\\d+)?\\.wav$' (one work) for corpus_style.",
+)  # fmt: skip
+@click.option("--resamples", default=2000, show_default=True, help="Bootstrap resamples.")
+def compare_cmd(run_a: str, run_b: str, group_regex: str | None, resamples: int) -> None:
+    """Compare two finished runs clip by clip on the test clips both scored.
+
+    Clips are matched by label and file name (predictions.csv), so runs on different copies
+    or sizes of a data set compare on what they share. Prints both accuracies on those clips,
+    how many only one run gets right, McNemar's exact p-value and, with --group-regex, a 95 %
+    cluster-bootstrap interval of the difference that keeps a work's clips together.
+
+    \b
+    wb classify compare runs/classify/cs324-cnn5-f1 runs/classify/cs432-cnn5-f1 \\
+        --group-regex '^(.*?)(?:__\\d+)?\\.wav$'
+    """
+    from classify.compare import compare_runs, format_comparison
+
+    click.echo(format_comparison(compare_runs(run_a, run_b, group_regex, resamples)))
+
+
 @classify.command("synth-speech")
 @click.option("--out", "out_dir", required=True, metavar="DIR", help="Folder to create.")
 @click.option("--per-class", default=300, show_default=True, help="Renditions per digit.")

@@ -54,7 +54,9 @@ def read_predictions(run: str | os.PathLike) -> dict[tuple[str, str], tuple[str,
         missing = {"path", "label", "predicted"} - set(reader.fieldnames or ())
         if missing:
             raise WbError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-        for row in reader:
+        for line, row in enumerate(reader, start=2):
+            if any(row.get(k) is None for k in ("path", "label", "predicted")):
+                raise WbError(f"{path}, line {line}: a row with missing fields")
             key = (row["label"], Path(row["path"]).name)
             if key in out:
                 raise WbError(f"{path}: two test clips named {key[1]!r} with label {key[0]!r}")
@@ -104,14 +106,20 @@ def compare_runs(
         resamples: bootstrap resamples; seed: the bootstrap's random seed.
 
     Returns:
-        ``{"common", "only_a", "only_b", "accuracy_a", "accuracy_b", "difference"
-        (B - A, in [-1, 1]), "b" (only A right), "c" (only B right), "p_mcnemar"}``, plus
-        ``"groups"`` and ``"difference_ci95"`` (a pair of floats) with ``group_regex``.
+        ``{"run_a", "run_b"`` (the folders as given), ``"common"`` (clips both tested),
+        ``"only_a"`` / ``"only_b"`` (clips in one run's test set only, left out),
+        ``"accuracy_a"``, ``"accuracy_b"`` (fractions on the common clips), ``"difference"``
+        (B - A, in [-1, 1]), ``"b"`` (clips only A gets right), ``"c"`` (only B),
+        ``"p_mcnemar"}``, plus ``"groups"`` (how many) and ``"difference_ci95"`` (the 2.5 and
+        97.5 % quantiles of the resampled B - A) with ``group_regex``.
 
     Raises:
-        WbError: unreadable runs, no clip in common, an invalid ``group_regex`` or a file
-            name it does not match, or ``resamples`` below 100.
+        WbError: unreadable runs, no clip in common, an invalid ``group_regex``, a file name
+            it does not match or whose group is empty, or ``resamples`` below 100 with
+            ``group_regex``.
     """
+    if group_regex is not None and resamples < 100:
+        raise WbError(f"resamples={resamples}: use at least 100")
     a, b_runs = read_predictions(run_a), read_predictions(run_b)
     keys = sorted(set(a) & set(b_runs))
     if not keys:
@@ -135,8 +143,6 @@ def compare_runs(
     }
     if group_regex is None:
         return out
-    if resamples < 100:
-        raise WbError(f"resamples={resamples}: use at least 100")
     try:
         pattern = re.compile(group_regex)
     except re.error as exc:
@@ -146,7 +152,10 @@ def compare_runs(
         m = pattern.search(name)
         if m is None:
             raise WbError(f"group_regex {group_regex!r} does not match the file name {name!r}")
-        groups.append((label, m.group(1) if m.groups() else m.group(0)))
+        group = m.group(1) if m.groups() else m.group(0)
+        if group is None:
+            raise WbError(f"group_regex {group_regex!r}: its group takes no part in {name!r}")
+        groups.append((label, group))
     index = {g: i for i, g in enumerate(sorted(set(groups)))}
     gid = np.array([index[g] for g in groups])
     n_groups = len(index)
@@ -165,7 +174,16 @@ def compare_runs(
 
 
 def format_comparison(result: dict) -> str:
-    """Human-readable lines for :func:`compare_runs`'s result (percentages, p-value)."""
+    """Human-readable lines for a comparison.
+
+    Args:
+        result: what :func:`compare_runs` returns.
+
+    Returns:
+        four lines (clip counts, the accuracy of each run in %, the difference in points with
+        the discordant counts and McNemar's p-value), and a fifth with the bootstrap
+        interval when ``result`` has one.
+    """
     lines = [
         f"common test clips: {result['common']} (only in A: {result['only_a']}, "
         f"only in B: {result['only_b']})",

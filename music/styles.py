@@ -116,17 +116,28 @@ def tied_notes(flat) -> list[tuple[int, float, float]]:
     takes minutes on a long string-quartet movement. Its rules, over the notes, chords and
     rests of positive duration in order: a tie ``start`` opens a run (or extends the run its
     predecessor is in); a ``continue`` extends a run, or opens one when its predecessor does
-    not match it; a run closes on a note whose tie is ``stop``, or on the element right after
-    a run member that matches it (the same pitch for notes; as many pitches, each the same
-    step and enharmonic, for chords), and every member's duration is added to the first.
+    not match it; a run closes on a note (not a chord) whose tie is ``stop``, or on the
+    element right after a run member that matches it (the same pitch for notes; as many
+    pitches, each the same step and enharmonic, for chords and rests), and every member's
+    duration is added to the first, in exact quarter-length arithmetic (``opFrac``).
 
     Args:
         flat: a flat music21 stream (``part.flatten()``).
+
+    Returns:
+        one ``(MIDI pitch, onset, duration)`` tuple per pitch of every note or chord that is
+        not merged into an earlier one, in the stream's order.
+
+    Raises:
+        WbError: ``flat`` is not flat (a part with measures: flatten it first).
     """
     from music21 import chord, note
+    from music21.common.numberTools import opFrac
 
+    if not flat.isFlat:
+        raise WbError("tied_notes needs a flat stream (call .flatten() first)")
     els = [e for e in flat.notesAndRests if e.quarterLength > 0]
-    dur = [float(e.quarterLength) for e in els]
+    dur = [e.quarterLength for e in els]
     dropped = [False] * len(els)
     run: list[int] = []
 
@@ -138,14 +149,12 @@ def tied_notes(flat) -> list[tuple[int, float, float]]:
         e = els[i]
         if not isinstance(e, chord.Chord) and tie_type(e) == "stop":
             return True
-        if i == 0 or (i - 1) not in run:
+        if not run or run[-1] != i - 1:  # the predecessor is not in the run
             return False
         last = els[i - 1]
         if isinstance(last, note.Note) and isinstance(e, note.Note):
             return last.pitch == e.pitch
-        if isinstance(e, note.Note) or isinstance(last, note.Rest) or isinstance(e, note.Rest):
-            return False
-        if len(last.pitches) != len(e.pitches):
+        if isinstance(e, note.Note) or len(last.pitches) != len(e.pitches):
             return False
         return all(a.step == b.step and a.isEnharmonic(b)
                    for a, b in zip(last.pitches, e.pitches, strict=True))  # fmt: skip
@@ -153,20 +162,24 @@ def tied_notes(flat) -> list[tuple[int, float, float]]:
     for i, e in enumerate(els):
         kind, end = tie_type(e), None
         if kind == "start":
-            run = run + [i] if i > 0 and (i - 1) in run else [i]
+            if not run or run[-1] != i - 1:
+                run = []
+            run.append(i)
             end = False
         elif kind == "continue":
-            run = run + [i] if not run or matches(i) else [i]
+            if run and not matches(i):
+                run = []
+            run.append(i)
             end = False
         if end is None and matches(i):
             run.append(i)
             if len(run) >= 2:
                 for j in run[1:]:
-                    dur[run[0]] += dur[j]
+                    dur[run[0]] = opFrac(dur[run[0]] + dur[j])
                     dropped[j] = True
             run = []
     return [
-        (int(p.midi), float(e.offset), dur[i])
+        (int(p.midi), float(e.offset), float(dur[i]))
         for i, e in enumerate(els)
         if not dropped[i] and not isinstance(e, note.Rest)
         for p in e.pitches

@@ -96,6 +96,15 @@ def test_compare_errors(tmp_path):
         compare_runs(a, a, group_regex=r"^zzz")
     with pytest.raises(WbError, match="group_regex"):
         compare_runs(a, a, group_regex=r"(")
+    with pytest.raises(WbError, match="takes no part"):
+        compare_runs(a, a, group_regex=r"^(zz)?")
+    with pytest.raises(WbError, match="resamples=50"):
+        compare_runs(a, a, group_regex=r"^(w)", resamples=50)
+    short = _run(tmp_path, "short", "d", [("w1.wav", "x", True)])
+    with (short / "predictions.csv").open("a") as fh:
+        fh.write("fold1,d/x/w3.wav\n")
+    with pytest.raises(WbError, match="line 3: a row with missing fields"):
+        compare_runs(short, a)
 
 
 def test_cli_prints_the_comparison_and_fails_in_one_line(tmp_path, capsys):

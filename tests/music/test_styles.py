@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 
 from music.styles import STYLES, candidates, prepare_styles, render_excerpt
+from wb.errors import WbError
 
 
 def test_every_style_has_enough_works_and_quartets_group_by_composer():
@@ -160,48 +161,102 @@ def _strip_ties_reference(flat) -> list[tuple[int, float, float]]:
 
 
 def _stream(events):
-    """A flat music21 stream of ``(kind, pitches, quarter length, tie type)`` in order."""
+    """A flat music21 stream of ``(kind, pitches, quarter length, tie type)`` in order
+    (kind ``n``, ``chord`` or ``rest``; rests can carry ties too, as music21 allows)."""
     from music21 import chord, note, stream, tie
 
     s = stream.Stream()
     for kind, pitches, ql, tie_type in events:
         if kind == "rest":
-            el = note.Rest(quarterLength=ql)
+            el = note.Rest()
         elif kind == "chord":
-            el = chord.Chord(pitches, quarterLength=ql)
+            el = chord.Chord(pitches)
         else:
-            el = note.Note(pitches[0], quarterLength=ql)
-        if tie_type and kind != "rest":
+            el = note.Note(pitches[0])
+        el.quarterLength = ql  # 0: a note of no duration, like a grace note
+        if tie_type:
             el.tie = tie.Tie(tie_type)
         s.append(el)
     return s
 
 
 @pytest.mark.parametrize(
-    "events",
+    ("events", "expected"),
     [
         # start, continue, stop: one note of 3 quarters, then a plain note
-        [("n", ["C4"], 1, "start"), ("n", ["C4"], 1, "continue"), ("n", ["C4"], 1, "stop"),
-         ("n", ["D4"], 1, None)],
+        ([("n", ["C4"], 1, "start"), ("n", ["C4"], 1, "continue"), ("n", ["C4"], 1, "stop"),
+          ("n", ["D4"], 1, None)],
+         [(60, 0.0, 3.0), (62, 3.0, 1.0)]),
         # a start without a stop still takes the next note of its pitch, not the one after
-        [("n", ["E4"], 2, "start"), ("n", ["E4"], 2, None), ("n", ["E4"], 1, None)],
-        # a start followed by another pitch: nothing merged
-        [("n", ["E4"], 2, "start"), ("n", ["F4"], 2, None), ("n", ["E4"], 1, "stop")],
-        # tied chords, a rest, a grace note (zero length, left out)
-        [("chord", ["C4", "E4", "G4"], 1, "start"), ("chord", ["C4", "E4", "G4"], 2, "stop"),
-         ("rest", [], 1, None), ("n", ["A4"], 0, None), ("n", ["A4"], 1, None)],
-        # a chord tied into a chord of other size, then a lone stop
-        [("chord", ["C4", "E4"], 1, "start"), ("chord", ["C4", "E4", "G4"], 1, None),
-         ("n", ["B3"], 1, "stop")],
-        # continue that does not match its predecessor starts a new run
-        [("n", ["G4"], 1, "start"), ("n", ["A4"], 1, "continue"), ("n", ["A4"], 2, "stop")],
+        ([("n", ["E4"], 2, "start"), ("n", ["E4"], 2, None), ("n", ["E4"], 1, None)],
+         [(64, 0.0, 4.0), (64, 4.0, 1.0)]),
+        # a start, another pitch, then a stop: the stop closes the stale run, so the E4 at
+        # 4.0 is merged into the first one (music21's rule; F4 stays)
+        ([("n", ["E4"], 2, "start"), ("n", ["F4"], 2, None), ("n", ["E4"], 1, "stop")],
+         [(64, 0.0, 3.0), (65, 2.0, 2.0)]),
+        # tied chords, a rest, a note of no duration (left out), a plain note
+        ([("chord", ["C4", "E4", "G4"], 1, "start"), ("chord", ["C4", "E4", "G4"], 2, "stop"),
+          ("rest", [], 1, None), ("n", ["A4"], 0, None), ("n", ["A4"], 1, None)],
+         [(60, 0.0, 3.0), (64, 0.0, 3.0), (67, 0.0, 3.0), (69, 4.0, 1.0)]),
+        # a chord tied into a chord of another size is not merged; a note's stop then
+        # closes the stale run and joins the first chord
+        ([("chord", ["C4", "E4"], 1, "start"), ("chord", ["C4", "E4", "G4"], 1, None),
+          ("n", ["B3"], 1, "stop")],
+         [(60, 0.0, 2.0), (64, 0.0, 2.0), (60, 1.0, 1.0), (64, 1.0, 1.0), (67, 1.0, 1.0)]),
+        # a continue that does not match its predecessor starts a new run
+        ([("n", ["G4"], 1, "start"), ("n", ["A4"], 1, "continue"), ("n", ["A4"], 2, "stop")],
+         [(67, 0.0, 1.0), (69, 1.0, 3.0)]),
+        # chords match by step and enharmonic pitch: C#/E ties into C#/E, not into D-/E
+        ([("chord", ["C#4", "E4"], 1, "start"), ("chord", ["C#4", "E4"], 1, None),
+          ("chord", ["C#4", "E4"], 1, "start"), ("chord", ["D-4", "E4"], 1, None)],
+         [(61, 0.0, 2.0), (64, 0.0, 2.0), (61, 2.0, 1.0), (64, 2.0, 1.0), (61, 3.0, 1.0),
+          (64, 3.0, 1.0)]),
+        # triplets add up exactly: three tied eighth-note triplets make one quarter
+        ([("n", ["D4"], 1 / 3, "start"), ("n", ["D4"], 1 / 3, "continue"),
+          ("n", ["D4"], 1 / 3, "stop")],
+         [(62, 0.0, 1.0)]),
     ],
 )  # fmt: skip
-def test_tied_notes_agrees_with_music21_strip_ties(events):
+def test_tied_notes_known_answers_agree_with_music21(events, expected):
     from music.styles import tied_notes
 
     flat = _stream(events)
-    assert tied_notes(flat) == _strip_ties_reference(flat)
+    assert tied_notes(flat) == expected
+    assert _strip_ties_reference(flat) == expected
+
+
+def test_tied_notes_agrees_with_strip_ties_on_random_streams():
+    """400 seeded random streams: notes, chords (with enharmonic spellings) and rests, any
+    tie type on any of them, triplet and zero durations."""
+    from music.styles import tied_notes
+
+    rng = np.random.default_rng(7)
+    pitches = ["C#4", "D-4", "D4", "E4"]
+    durations = [0.0, 1 / 3, 2 / 3, 0.5, 1.0, 2.0]
+    ties = [None, None, "start", "continue", "stop"]
+    merged = 0
+    for _ in range(400):
+        events = []
+        for _ in range(int(rng.integers(1, 12))):
+            kind = ["n", "n", "chord", "rest"][int(rng.integers(4))]
+            chosen = [pitches[int(k)] for k in rng.choice(4, 2 if kind == "chord" else 1,
+                                                            replace=False)]  # fmt: skip
+            tie_type = ties[int(rng.integers(len(ties)))]
+            events.append((kind, chosen, durations[int(rng.integers(len(durations)))], tie_type))
+        flat = _stream(events)
+        got = tied_notes(flat)
+        assert got == _strip_ties_reference(flat), events
+        merged += sum(len(n.pitches) for n in flat.notes if n.quarterLength > 0) - len(got)
+    assert merged > 100  # the streams do exercise the merging
+
+
+def test_tied_notes_refuses_a_stream_with_measures():
+    from music21 import corpus
+
+    from music.styles import tied_notes
+
+    with pytest.raises(WbError, match="flat stream"):
+        tied_notes(corpus.parse("bach/bwv66.6").parts[0])
 
 
 def test_tied_notes_agrees_on_a_corpus_chorale():

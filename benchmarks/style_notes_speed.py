@@ -33,14 +33,6 @@ def _strip_ties(part) -> list[tuple[int, float, float]]:
     return out
 
 
-def _score(path: str, opus: int | None):
-    score = styles._parse(path)
-    if opus is not None:
-        scores = list(score.scores)
-        score = scores[opus] if opus < len(scores) else None
-    return score
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table; returns 0."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -57,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         t_old = t_new = 0.0
         differ = 0
         for _group, _work, path, opus in sample:
-            score = _score(path, opus)
+            score = styles._score(path, opus)
             if score is None:
                 continue
             parts = score.parts if hasattr(score, "parts") and len(score.parts) else [score]

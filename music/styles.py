@@ -90,14 +90,21 @@ def _parse(path: str):
     return converter.parse(path)
 
 
+def _score(path: str, opus: int | None):
+    """The parsed work: the file's score, or score ``opus`` of a collection (None when the
+    collection has fewer)."""
+    score = _parse(path)
+    if opus is None:
+        return score
+    scores = list(score.scores)
+    return scores[opus] if opus < len(scores) else None
+
+
 def _parts(path: str, opus: int | None) -> list[list[tuple[int, float, float]]]:
     """Notes ``(pitch, onset_ql, dur_ql)`` of every part (chords split into notes)."""
-    score = _parse(path)
-    if opus is not None:
-        scores = list(score.scores)
-        if opus >= len(scores):
-            return []
-        score = scores[opus]
+    score = _score(path, opus)
+    if score is None:
+        return []
     parts = []
     for part in score.parts if hasattr(score, "parts") and len(score.parts) else [score]:
         notes = tied_notes(part.flatten())

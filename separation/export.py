@@ -86,7 +86,9 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str,
     return model, {k: data[k] for k in keep if k in data}
 
 
-def _best_score(info: Mapping[str, Any]) -> float | None:
+def best_score(info: Mapping[str, Any]) -> float | None:
+    """The best validation score a Lightning checkpoint's ``ModelCheckpoint`` callback
+    recorded (validation SI-SDR in dB for separation runs), or ``None`` if it has none."""
     for key, state in (info.get("callbacks") or {}).items():
         if "ModelCheckpoint" in str(key) and state.get("best_model_score") is not None:
             return float(state["best_model_score"])
@@ -153,7 +155,7 @@ def export(
             "file": Path(checkpoint).name,
             "epoch": int(info.get("epoch", -1)),
             "global_step": int(info.get("global_step", -1)),
-            "best_val_sisdr": _best_score(info),
+            "best_val_sisdr": best_score(info),
         },
     }
     full_kwargs = {

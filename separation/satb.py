@@ -7,6 +7,7 @@ saves what it resolved next to its outputs and calls library code:
 prepare    render the Bach chorale data set (:func:`music.chorales.prepare_chorales`)
 train      train a separation model (:func:`separation.train.train`)
 evaluate   BSSEval v4 + SI-SDR per voice on a split (:func:`separation.evaluate.evaluate`)
+average    average the best weights of runs (:func:`separation.stages.average_runs`)
 export     write a self-describing model file (:func:`separation.export.export`)
 demo       render two held-out chorales, ``wb separate`` them, score every voice
 =========  ==========================================================================

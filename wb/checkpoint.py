@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,55 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
+
+
+def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The uniform average of several models' weights (a "uniform soup").
+
+    Averaging the weights of models fine-tuned from one shared starting point often scores
+    better than each of them, where the models stay in one basin of the loss (Wortsman et
+    al. 2022, "Model soups", ICML; Izmailov et al. 2018, SWA, for points of one run).
+    Floating-point tensors are summed in float32 in the order given, divided by their
+    number and cast back to their dtype; other tensors (integer counters such as
+    BatchNorm's ``num_batches_tracked``) must be equal in every model and are kept.
+
+    Args:
+        states: two or more state dicts of one architecture (same keys, shapes and dtypes).
+
+    Returns:
+        ``{key: averaged tensor}`` in the first state dict's key order.
+
+    Raises:
+        WbError: fewer than two state dicts, or keys, shapes, dtypes or non-float tensors
+            that differ.
+    """
+    if len(states) < 2:
+        raise WbError("averaging weights needs at least two models")
+    first = states[0]
+    for i, state in enumerate(states[1:], start=2):
+        if set(state) != set(first):
+            extra = sorted(set(state) ^ set(first))[:3]
+            raise WbError(f"model {i} has other weights than model 1 (e.g. {', '.join(extra)})")
+    out = {}
+    for key, ref in first.items():
+        tensors = [s[key] for s in states]
+        for i, t in enumerate(tensors[1:], start=2):
+            if t.shape != ref.shape or t.dtype != ref.dtype:
+                raise WbError(
+                    f"{key}: model {i} has {tuple(t.shape)} {t.dtype}, model 1 "
+                    f"{tuple(ref.shape)} {ref.dtype}"
+                )
+        if ref.is_floating_point():
+            total = ref.detach().to(torch.float32).clone()
+            for t in tensors[1:]:
+                total += t.detach().to(torch.float32)
+            out[key] = (total / len(tensors)).to(ref.dtype)
+        else:
+            for i, t in enumerate(tensors[1:], start=2):
+                if not torch.equal(t, ref):
+                    raise WbError(f"{key}: model {i} differs from model 1 (not averageable)")
+            out[key] = ref.detach().clone()
+    return out
 
 
 def count_parameters(module: torch.nn.Module, trainable: bool = True) -> int:

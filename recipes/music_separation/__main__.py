@@ -3,7 +3,7 @@
 Stages (library code in :mod:`separation.music`; the runner is :mod:`wb.recipe`):
 ``prepare`` makes the stems folder (synthetic songs, MUSDB18-HQ or MUSDB18), ``train``
 trains a model, ``evaluate`` scores a split as SiSEC 2018 does (museval JSON per track),
-``export`` writes a model file.
+``average`` averages the weights of runs, ``export`` writes a model file.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from separation import music
+from separation import music, stages
 from wb.recipe import Stage, run_recipe
 
 STAGES = {
@@ -21,6 +21,8 @@ STAGES = {
     "train": Stage(music.train, "train a separation model", "train", music.TRAIN_OPTIONS),
     "evaluate": Stage(music.evaluate, "museval per track, SiSEC 2018 aggregation", "data",
                       music.EVALUATE_OPTIONS),
+    "average": Stage(stages.average, "average the best weights of runs (a uniform model soup)",
+                     "train", stages.AVERAGE_OPTIONS),
     "export": Stage(music.export, "write a self-describing model file", "inference",
                     music.EXPORT_OPTIONS),
 }  # fmt: skip

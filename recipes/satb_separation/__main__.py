@@ -2,7 +2,8 @@
 
 Stages (library code in :mod:`separation.satb`; the runner is :mod:`wb.recipe`):
 ``prepare`` renders the Bach chorale data set, ``train`` trains a separation model,
-``evaluate`` scores a split (BSSEval v4 + SI-SDR per voice), ``export`` writes a model file,
+``evaluate`` scores a split (BSSEval v4 + SI-SDR per voice), ``average`` averages the weights
+of runs, ``export`` writes a model file,
 ``demo`` renders, separates and scores two held-out chorales.
 """
 
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from separation import satb
+from separation import satb, stages
 from wb.recipe import Stage, run_recipe
 
 STAGES = {
@@ -22,6 +23,8 @@ STAGES = {
                    satb.TRAIN_OPTIONS),
     "evaluate": Stage(satb.evaluate, "BSSEval v4 + SI-SDR per voice on a split", "data",
                       satb.EVALUATE_OPTIONS),
+    "average": Stage(stages.average, "average the best weights of runs (a uniform model soup)",
+                     "train", stages.AVERAGE_OPTIONS),
     "export": Stage(satb.export, "write a self-describing model file", "inference",
                     satb.EXPORT_OPTIONS),
     "demo": Stage(satb.demo, "render, separate and score two held-out chorales", "data",

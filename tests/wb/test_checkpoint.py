@@ -61,3 +61,27 @@ def test_only_allowed_classes_are_built(tmp_path):
     torch.save(raw, tmp_path / "nontensor.pt")
     with pytest.raises(WbError, match="not tensors"):
         checkpoint.load_model(tmp_path / "nontensor.pt", {"wb.test:tiny": tiny})
+
+
+def test_average_state_dicts_known_values_and_refusals():
+    a = {"w": torch.tensor([1.0, 2.0, -3.0]), "h": torch.tensor([0.5], dtype=torch.float16),
+         "n": torch.tensor(7)}  # fmt: skip
+    b = {"w": torch.tensor([3.0, 0.0, 1.0]), "h": torch.tensor([1.5], dtype=torch.float16),
+         "n": torch.tensor(7)}  # fmt: skip
+    c = {"w": torch.tensor([2.0, 1.0, 5.0]), "h": torch.tensor([1.0], dtype=torch.float16),
+         "n": torch.tensor(7)}  # fmt: skip
+    avg = checkpoint.average_state_dicts([a, b, c])
+    assert list(avg) == ["w", "h", "n"]
+    assert torch.equal(avg["w"], torch.tensor([2.0, 1.0, 1.0]))
+    assert avg["h"].dtype == torch.float16 and torch.equal(avg["h"], torch.tensor([1.0]).half())
+    assert torch.equal(avg["n"], torch.tensor(7))  # integer buffers are kept, not averaged
+    assert torch.equal(checkpoint.average_state_dicts([a, a])["w"], a["w"])  # a with itself: a
+    assert torch.equal(a["w"], torch.tensor([1.0, 2.0, -3.0]))  # the inputs are left alone
+    with pytest.raises(WbError, match="at least two"):
+        checkpoint.average_state_dicts([a])
+    with pytest.raises(WbError, match="other weights"):
+        checkpoint.average_state_dicts([a, {"w": b["w"], "h": b["h"]}])
+    with pytest.raises(WbError, match=r"w: model 2 has \(2,\)"):
+        checkpoint.average_state_dicts([a, {**b, "w": torch.zeros(2)}])
+    with pytest.raises(WbError, match="n: model 2 differs"):
+        checkpoint.average_state_dicts([a, {**b, "n": torch.tensor(8)}])

@@ -82,7 +82,7 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str,
     except RuntimeError as exc:
         raise WbError(f"{path}: weights do not fit {hp['model_name']} ({str(exc)[:120]})") from None
     model.eval()
-    keep = ("epoch", "global_step", "hyper_parameters", "callbacks")
+    keep = ("epoch", "global_step", "hyper_parameters", "callbacks", "averaged_from")
     return model, {k: data[k] for k in keep if k in data}
 
 
@@ -156,6 +156,8 @@ def export(
             "epoch": int(info.get("epoch", -1)),
             "global_step": int(info.get("global_step", -1)),
             "best_val_sisdr": best_score(info),
+            # the members' checkpoints when it is a weight average (separation.stages)
+            "averaged_from": list(info.get("averaged_from") or []),
         },
     }
     full_kwargs = {

@@ -136,7 +136,10 @@ def average_runs(members: Sequence[str | os.PathLike], run: str | os.PathLike) -
                 if hp0[key] != hp[key]:
                     raise WbError(f"{folder}: {key} {hp[key]!r} differs from {folders[0]}'s")
         checkpoints.append((folder, data))
-    state = average_state_dicts([data["state_dict"] for _, data in checkpoints])
+    try:
+        state = average_state_dicts([data["state_dict"] for _, data in checkpoints])
+    except WbError as exc:  # "model k" is the k-th of --runs
+        raise WbError(f"--runs {','.join(map(str, folders))}: {exc}") from None
     payload = {
         "state_dict": state,
         "hyper_parameters": checkpoints[0][1]["hyper_parameters"],
@@ -151,7 +154,9 @@ def average_runs(members: Sequence[str | os.PathLike], run: str | os.PathLike) -
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        tmp.chmod(out.parent.stat().st_mode & 0o777)  # mkdtemp's 0700, as a normal folder
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700, as mkdir would have made it
         (tmp / "config.yml").write_text((folders[0] / "config.yml").read_text())
         write_json(tmp / "average.json", summary)
         (tmp / "checkpoints").mkdir()

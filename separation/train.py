@@ -278,8 +278,10 @@ def train(
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if resume and not last.is_file():
-        raise WbError(f"{last}: no checkpoint to resume from")
-    if not resume and last.exists():
+        averaged = (run_dir / "average.json").is_file()
+        hint = " (an averaged run: warm-start from it with train.init_from)" if averaged else ""
+        raise WbError(f"{last}: no checkpoint to resume from{hint}")
+    if not resume and (last.exists() or (ckpt_dir / "best.ckpt").exists()):
         raise WbError(f"{run_dir}: already holds checkpoints; resume it or choose a new run folder")
 
     resolved = copy.deepcopy(dict(cfg))

@@ -70,9 +70,10 @@ def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[st
     Averaging the weights of models fine-tuned from one shared starting point often scores
     better than each of them, where the models stay in one basin of the loss (Wortsman et
     al. 2022, "Model soups", ICML; Izmailov et al. 2018, SWA, for points of one run).
-    Floating-point tensors are summed in float32 in the order given, divided by their
-    number and cast back to their dtype; other tensors (integer counters such as
-    BatchNorm's ``num_batches_tracked``) must be equal in every model and are kept.
+    Floating-point tensors are summed in float32 (float64 stays float64) in the order
+    given, divided by their number and cast back to their dtype. Other tensors must be
+    equal in every model and are kept, except BatchNorm's step counters
+    (``*num_batches_tracked``), which take the largest value.
 
     Args:
         states: two or more state dicts of one architecture (same keys, shapes and dtypes).
@@ -101,10 +102,13 @@ def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[st
                     f"{tuple(ref.shape)} {ref.dtype}"
                 )
         if ref.is_floating_point():
-            total = ref.detach().to(torch.float32).clone()
+            wide = torch.promote_types(ref.dtype, torch.float32)
+            total = ref.detach().to(wide).clone()
             for t in tensors[1:]:
-                total += t.detach().to(torch.float32)
+                total += t.detach().to(wide)
             out[key] = (total / len(tensors)).to(ref.dtype)
+        elif key.endswith("num_batches_tracked"):
+            out[key] = torch.stack([t.detach() for t in tensors]).amax(dim=0)
         else:
             for i, t in enumerate(tensors[1:], start=2):
                 if not torch.equal(t, ref):

@@ -30,7 +30,9 @@ def _state(folder):
     return torch.load(folder / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
 
 
-def test_average_is_the_elementwise_mean_and_a_usable_run(trained_run, sibling, tmp_path):
+def test_average_is_the_elementwise_mean_and_a_usable_run(
+    trained_run, sibling, stems_root, tmp_path
+):
     run, _ = trained_run
     out = average_runs([run, sibling], tmp_path / "soup")
     a, b, avg = _state(run), _state(sibling), _state(out)
@@ -51,6 +53,21 @@ def test_average_is_the_elementwise_mean_and_a_usable_run(trained_run, sibling, 
     x = torch.randn(1, 1, 4000)
     with torch.no_grad():
         assert torch.equal(load_separator(path).model(x), model(x))
+    assert torch.load(path, weights_only=True)["meta"]["checkpoint"]["averaged_from"] == [
+        str(run / "checkpoints" / "best.ckpt"),
+        str(sibling / "checkpoints" / "best.ckpt"),
+    ]
+    # an existing empty folder is taken; the folder gets mkdir's permissions, not mkdtemp's
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "plain").mkdir()
+    made = average_runs([run, sibling], tmp_path / "empty")
+    assert made.stat().st_mode == (tmp_path / "plain").stat().st_mode
+    # the averaged run is a starting point (init_from), not a run to train on or resume
+    with pytest.raises(WbError, match="already holds checkpoints"):
+        train(tiny_config(stems_root), out)
+    with pytest.raises(WbError, match="averaged run: warm-start from it"):
+        train(tiny_config(stems_root), out, resume=True)
+    assert torch.equal(_state(out)[next(iter(a))], avg[next(iter(a))])
     # a run averaged with a copy of itself is itself
     twin = tmp_path / "twin"
     shutil.copytree(run, twin)

@@ -77,6 +77,15 @@ def test_average_state_dicts_known_values_and_refusals():
     assert torch.equal(avg["n"], torch.tensor(7))  # integer buffers are kept, not averaged
     assert torch.equal(checkpoint.average_state_dicts([a, a])["w"], a["w"])  # a with itself: a
     assert torch.equal(a["w"], torch.tensor([1.0, 2.0, -3.0]))  # the inputs are left alone
+    # float16 is summed wider (60000 + 60000 overflows float16), float64 stays float64
+    big = [{"h": torch.tensor([60000.0], dtype=torch.float16)}] * 2
+    assert checkpoint.average_state_dicts(big)["h"].item() == 60000.0
+    fine = [{"d": torch.tensor([1.0 + 2.0**-40], dtype=torch.float64)},
+            {"d": torch.tensor([1.0], dtype=torch.float64)}]  # fmt: skip
+    assert checkpoint.average_state_dicts(fine)["d"].item() == 1.0 + 2.0**-41
+    # BatchNorm step counters of runs of other lengths: the largest, not a refusal
+    bn = [{"bn.num_batches_tracked": torch.tensor(n)} for n in (5, 9, 7)]
+    assert checkpoint.average_state_dicts(bn)["bn.num_batches_tracked"].item() == 9
     with pytest.raises(WbError, match="at least two"):
         checkpoint.average_state_dicts([a])
     with pytest.raises(WbError, match="other weights"):

@@ -107,13 +107,12 @@ def average_runs(members: Sequence[str | os.PathLike], run: str | os.PathLike) -
             or ``config.yml``, members of different architectures, or ``run`` not empty.
     """
     import shutil
-    import tempfile
 
     import torch
 
     from separation.export import best_score, read_checkpoint
     from wb.checkpoint import average_state_dicts
-    from wb.runs import write_json
+    from wb.runs import remove_stale_temps, temp_dir, write_json
 
     folders = [Path(m) for m in members]
     if len(folders) < 2:
@@ -150,13 +149,10 @@ def average_runs(members: Sequence[str | os.PathLike], run: str | os.PathLike) -
         "members": [{"run": str(f), "best_val_sisdr": best_score(data)} for f, data in checkpoints],
     }
     # the whole folder is built next to its destination, then renamed into place: an
-    # interrupted average leaves no half-written run
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    # interrupted average leaves no half-written run (and a killed one's leftovers go here)
+    remove_stale_temps(out, "partial")
+    tmp = temp_dir(out, "partial")
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700, as mkdir would have made it
         (tmp / "config.yml").write_text((folders[0] / "config.yml").read_text())
         write_json(tmp / "average.json", summary)
         (tmp / "checkpoints").mkdir()

@@ -18,6 +18,11 @@ The shares sum to one, so wherever the weight is one the stems sum to the input.
 short-time Fourier transform uses square-root Hann analysis and synthesis windows with a hop
 of a quarter window (perfect reconstruction).
 
+Cost: the transforms are linear and a stem's share is one number per frame, so the residual
+is transformed once per channel (``x - sum_k e_k`` in time), and its masked inverse is computed
+once per channel and scaled by each stem's share; only the reference band needs the stems'
+own transforms. Buffers are float32.
+
 It streams: :meth:`push` takes the next input block and the next estimate block (any sizes),
 and returns the full-band estimates that became final; :meth:`finish` flushes the rest.
 """
@@ -69,21 +74,21 @@ class HighBandExtension:
         self.n = 2 ** max(6, round(math.log2(window_seconds * sample_rate)))
         self.hop = self.n // 4
         self.k, self.c = int(n_sources), int(channels)
-        self.window = np.sqrt(np.hanning(self.n + 1)[:-1])  # periodic sqrt-Hann
+        self.window = np.sqrt(np.hanning(self.n + 1)[:-1]).astype(np.float32)  # periodic
         # sqrt-Hann analysis x synthesis = Hann, whose shifts by n/4 sum to 2
         self.norm = 2.0
         freqs = np.fft.rfftfreq(self.n, 1.0 / sample_rate)
         fn = model_rate / 2.0
         lo, hi = FADE_BAND[0] * fn, FADE_BAND[1] * fn
         ramp = np.clip((freqs - lo) / (hi - lo), 0.0, 1.0)
-        self.weight = 0.5 - 0.5 * np.cos(np.pi * ramp)  # 0 below lo, 1 above hi
+        self.weight = (0.5 - 0.5 * np.cos(np.pi * ramp)).astype(np.float32)  # 0 below lo
         self.reference = (freqs >= REFERENCE_BAND[0] * fn) & (freqs < REFERENCE_BAND[1] * fn)
         if not self.reference.any():
             raise WbError(f"model rate {model_rate} Hz is too low for a reference band")
         pad = self.n - self.hop  # leading zeros: every sample is covered by n / hop frames
-        self._x = np.zeros((self.c, pad))
-        self._e = np.zeros((self.k, self.c, pad))
-        self._acc = np.zeros((self.k, self.c, self.n))
+        self._x = np.zeros((self.c, pad), np.float32)
+        self._e = np.zeros((self.k, self.c, pad), np.float32)
+        self._acc = np.zeros((self.k, self.c, self.n), np.float32)
         self._skip = pad  # leading output samples that belong to the padding
         self._done = False
 
@@ -102,8 +107,8 @@ class HighBandExtension:
             raise WbError("push() after finish()")
         mixture = torch.as_tensor(mixture).detach().cpu().numpy()
         estimates = torch.as_tensor(estimates).detach().cpu().numpy()
-        self._x = np.concatenate([self._x, mixture.astype(np.float64)], axis=-1)
-        self._e = np.concatenate([self._e, estimates.astype(np.float64)], axis=-1)
+        self._x = np.concatenate([self._x, mixture.astype(np.float32)], axis=-1)
+        self._e = np.concatenate([self._e, estimates.astype(np.float32)], axis=-1)
         return self._process(final=False)
 
     def finish(self) -> torch.Tensor:
@@ -145,21 +150,25 @@ class HighBandExtension:
         from numpy.lib.stride_tricks import sliding_window_view
 
         start, span = first * self.hop, (last - first - 1) * self.hop + self.n
+        frames = last - first
         x = self._x[..., start : start + span]
         e = self._e[..., start : start + span]
-        xf = sliding_window_view(x, self.n, axis=-1)[..., :: self.hop, :]
-        ef = sliding_window_view(e, self.n, axis=-1)[..., :: self.hop, :]
-        X = np.fft.rfft(xf * self.window, axis=-1)  # (C, F, bins)
-        E = np.fft.rfft(ef * self.window, axis=-1)  # (K, C, F, bins)
-        energy = (np.abs(E[..., self.reference]) ** 2).sum(axis=(1, 3))  # (K, F)
+        ef = sliding_window_view(e, self.n, axis=-1)[..., :: self.hop, :]  # (K, C, F, n)
+        rf = sliding_window_view(x - e.sum(axis=0), self.n, axis=-1)[..., :: self.hop, :]
+        E = np.fft.rfft(ef * self.window, axis=-1)[..., self.reference]  # (K, C, F, ref bins)
+        energy = (E.real**2 + E.imag**2).sum(axis=(1, 3))  # (K, F)
         total = energy.sum(axis=0, keepdims=True)
         share = np.where(total > 0, energy / np.where(total > 0, total, 1.0), 1.0 / self.k)
-        residual = (X - E.sum(axis=0)) * self.weight  # what the estimates lack up there
-        high = residual[None] * share[:, None, :, None]  # (K, C, F, bins)
-        chunks = np.fft.irfft(high, n=self.n, axis=-1) * self.window  # (K, C, F, n)
+        residual = np.fft.rfft(rf * self.window, axis=-1) * self.weight  # (C, F, bins)
+        chunks = np.fft.irfft(residual, n=self.n, axis=-1) * self.window  # (C, F, n)
+        # overlap-add: frame f covers hops f..f+3 (hop = n / 4)
+        # (a stem's share is per frame, so it scales each frame's chunk before the sum)
+        quarters = chunks.reshape(self.c, frames, 4, self.hop)
+        shared = np.zeros((self.k, self.c, frames + 3, self.hop), np.float32)
+        weighted = quarters[None] * share[:, None, :, None, None].astype(np.float32)
+        for j in range(4):
+            shared[:, :, j : j + frames] += weighted[:, :, :, j]
         end = start + span
         if self._acc.shape[-1] < end:
             self._acc = np.pad(self._acc, ((0, 0), (0, 0), (0, end - self._acc.shape[-1])))
-        for f in range(last - first):
-            s = start + f * self.hop
-            self._acc[..., s : s + self.n] += chunks[:, :, f]
+        self._acc[..., start:end] += shared.reshape(self.k, self.c, -1)

@@ -15,7 +15,7 @@ PREPARE_OPTIONS = (
         "--timbre",
         "instrument set",
         key="data.timbre",
-        type=click.Choice(["choir", "ensemble", "mixed", "diverse"]),
+        type=click.Choice(["choir", "ensemble", "mixed", "diverse", "bach10"]),
     ),  # fmt: skip
     Option("--seed", "global seed", key="data.seed", type=int),
     Option("--limit", "only the first N works (sorted names)", key="data.limit", type=int),

@@ -51,6 +51,10 @@ TIMBRES["diverse"] = {
     "tenor": (*_CHOIR, 41, 42, 48, 69, 71, 70, 66, 60, 57, 19, 20),
     "bass": (*_CHOIR, 42, 43, 48, 70, 67, 57, 58, 19, 20),
 }
+# bach10: one fixed instrument per voice, the line-up of the Bach10 recordings (Duan & Pardo
+# 2011, "Soundprism", IEEE JSTSP: violin, clarinet, tenor saxophone, bassoon), the kind of real
+# four-part chorale recording that #12 accepts on. A held-out test condition, not for training.
+TIMBRES["bach10"] = {"soprano": (40,), "alto": (71,), "tenor": (66,), "bass": (70,)}
 
 # Comfortable SATB ranges as MIDI numbers (C4-A5, F3-D5, C3-A4, D2-E4).
 DEFAULT_VOICE_RANGES = {"soprano": [60, 81], "alto": [53, 74], "tenor": [48, 69], "bass": [38, 64]}
@@ -67,7 +71,8 @@ class ChoraleConfig:
     Attributes:
         sample_rate: output rate in Hz, 8000..48000.
         renditions: renditions per work (``<piece>__r0`` .. ``r<N-1>``).
-        timbre: ``"choir"``, ``"ensemble"`` or ``"mixed"`` (see :data:`TIMBRES`).
+        timbre: ``"choir"``, ``"ensemble"``, ``"mixed"``, ``"diverse"`` or ``"bach10"``
+            (see :data:`TIMBRES`).
         seed: global seed; rendition seeds derive from it (:func:`piece_seed`).
         tempo: ``[min, max]`` quarter notes per minute; each rendition draws an integer.
         transpose: largest transposition in semitones (a shift in ``-transpose..transpose``

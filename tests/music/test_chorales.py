@@ -589,6 +589,20 @@ def test_render_with_a_soundfont_pool(settings, tmp_path):
         assert (corr < 0.99) == (v in changed), (v, corr)
 
 
+def test_bach10_timbre_gives_every_rendition_the_bach10_line_up():
+    """``bach10`` is a fixed line-up (violin, clarinet, tenor sax, bassoon: GM 40, 71, 66, 70),
+    the same in every rendition, whatever the seed."""
+    sop = [[60 + i % 7, float(i), 1.0, 0] for i in range(16)]
+    parts = {
+        v: [[p - 7 * k, on, d, f] for p, on, d, f in sop] for k, v in enumerate(chorales.VOICES)
+    }
+    cfg = chorales.ChoraleConfig.from_kwargs(timbre="bach10", soundfonts=["csound"])
+    for k in range(6):
+        plan = chorales.plan_rendition(_work(parts), cfg, k)
+        assert plan.programs == {"soprano": 40, "alto": 71, "tenor": 66, "bass": 70}
+        assert set(plan.soundfonts.values()) == {"csound"}
+
+
 def test_timbre_option_lists_every_timbre():
     from music.options import PREPARE_OPTIONS
 

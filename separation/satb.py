@@ -38,7 +38,8 @@ EVALUATE_OPTIONS = (
     Option("--model", "model file, shipped name or Demucs name (default: satb)"),
     Option("--root", "score only this data root (default: data.root and unseen.root)"),
     Option("--split", "split to score", default="test"),
-    Option("--out", "metrics.json path, one root only (default: <run>/metrics_<split>.json)"),
+    Option("--out", "metrics.json path, one root only (default: <run>/metrics_<split>.json; "
+                    "for another --root, ..._<split>_<root folder name>.json)"),
     Option("--max-tracks", "score only the first N tracks", type=int),
     Option("--no-bsseval", "SI-SDR only (fast)", is_flag=True),
     Option("--rate", "data: full band as wb separate | model: the model's rate",
@@ -111,6 +112,19 @@ def train(ctx: StageContext) -> None:
 CONDITIONS = {"": "in-domain", "_unseen": "unseen sound font"}
 
 
+def root_suffix(root: str, cfg: dict, unseen: str) -> str:
+    """The metrics-file suffix of a data root scored with ``evaluate --root``: ``""`` for the
+    config's ``data.root``, ``"_unseen"`` for the unseen root, else ``"_<folder name>"``, so
+    that scoring another data set (e.g. ``data/chorales_bach10``) never overwrites the two
+    conditions' files."""
+    resolved = Path(root).resolve()
+    if resolved == Path(cfg["data"]["root"]).resolve():
+        return ""
+    if resolved == Path(unseen).resolve():
+        return "_unseen"
+    return f"_{resolved.name}"
+
+
 def evaluate(ctx: StageContext) -> None:
     """Separate every track of a split and print/write BSSEval v4 + SI-SDR per voice, with the
     oracle ideal-ratio-mask ceiling: one table for the in-domain data (``data.root``) and one
@@ -138,10 +152,11 @@ def evaluate(ctx: StageContext) -> None:
         model = args["model"] or "satb"
         stem = Path("out") / "evaluate" / f"{Path(str(model)).stem}_{split}"
     separator = load_separator(str(model), device=args["device"])
+    unseen = unseen_data(cfg)["root"]
     if args["root"]:
-        conditions = [(Path(args["root"]).name, args["root"], args["out"] or f"{stem}.json")]
+        out = args["out"] or f"{stem}{root_suffix(args['root'], cfg, unseen)}.json"
+        conditions = [(Path(args["root"]).name, args["root"], out)]
     else:
-        unseen = unseen_data(cfg)["root"]
         conditions = [
             (CONDITIONS[""], cfg["data"]["root"], f"{stem}.json"),
             (f"{CONDITIONS['_unseen']} ({unseen})", unseen, f"{stem}_unseen.json"),

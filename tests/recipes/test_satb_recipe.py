@@ -22,6 +22,20 @@ needs_fluidsynth = pytest.mark.skipif(
 SOURCES = ["soprano", "alto", "tenor", "bass"]
 
 
+def test_evaluate_root_keeps_the_conditions_metrics_files_apart(tmp_path, monkeypatch):
+    """``evaluate --root`` writes the file of the condition the root belongs to, and a
+    ``_<folder name>`` file for any other data set, never over the two conditions' files."""
+    from separation.satb import root_suffix
+
+    monkeypatch.chdir(tmp_path)
+    cfg = {"data": {"root": "data/chorales_perf"}}
+    unseen = "data/chorales_perf_unseen"
+    assert root_suffix("data/chorales_perf", cfg, unseen) == ""
+    assert root_suffix(str(tmp_path / "data/chorales_perf/"), cfg, unseen) == ""
+    assert root_suffix("./data/chorales_perf_unseen", cfg, unseen) == "_unseen"
+    assert root_suffix("data/chorales_bach10", cfg, unseen) == "_chorales_bach10"
+
+
 def test_usage_and_input_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--resume"]) == 1
     assert capsys.readouterr().err.strip() == "error: --resume needs --run <run folder>"

@@ -112,17 +112,29 @@ def train(ctx: StageContext) -> None:
 CONDITIONS = {"": "in-domain", "_unseen": "unseen sound font"}
 
 
-def root_suffix(root: str, cfg: dict, unseen: str) -> str:
-    """The metrics-file suffix of a data root scored with ``evaluate --root``: ``""`` for the
-    config's ``data.root``, ``"_unseen"`` for the unseen root, else ``"_<folder name>"``, so
-    that scoring another data set (e.g. ``data/chorales_bach10``) never overwrites the two
-    conditions' files."""
+def root_suffix(root: str, cfg: dict, unseen: str | None) -> str:
+    """The metrics-file suffix of a data root scored with ``evaluate --root``.
+
+    Args:
+        root: the data root given to ``--root`` (relative to the working directory or
+            absolute).
+        cfg: the resolved config; its ``data.root`` (if any) is the in-domain condition.
+        unseen: the unseen condition's root (``unseen.root``), or ``None``.
+
+    Returns:
+        ``""`` for ``data.root``, ``"_unseen"`` for the unseen root, else ``"_<folder name>"``
+        (``"_<folder name>_root"`` for a folder itself named ``unseen``), so that scoring
+        another data set (e.g. ``data/chorales_bach10``) never overwrites the two
+        conditions' files. Two other roots with the same folder name share a file: give
+        ``--out`` to keep them apart.
+    """
     resolved = Path(root).resolve()
-    if resolved == Path(cfg["data"]["root"]).resolve():
+    data_root = (cfg.get("data") or {}).get("root")
+    if data_root and resolved == Path(data_root).resolve():
         return ""
-    if resolved == Path(unseen).resolve():
+    if unseen and resolved == Path(unseen).resolve():
         return "_unseen"
-    return f"_{resolved.name}"
+    return f"_{resolved.name}_root" if resolved.name == "unseen" else f"_{resolved.name}"
 
 
 def evaluate(ctx: StageContext) -> None:
@@ -130,9 +142,14 @@ def evaluate(ctx: StageContext) -> None:
     oracle ideal-ratio-mask ceiling: one table for the in-domain data (``data.root``) and one
     for the unseen sound font (``unseen.root``), or one for ``--root``.
 
+    Metrics go to ``<run>/metrics_<split>[_unseen].json`` (``--run``) or
+    ``out/evaluate/<model>_<split>[_unseen].json``; a ``--root`` other than the two
+    conditions' adds ``_<folder name>`` (:func:`root_suffix`), unless ``--out`` names the file.
+
     Raises:
         click.UsageError: both ``--run`` and ``--model``; ``--out`` without ``--root``.
-        WbError: a condition's split is not rendered (the message gives the command).
+        WbError: a condition's split is not rendered (the message gives the command); no
+            ``unseen:`` root in the config (only without ``--root``).
     """
     from separation.evaluate import evaluate as evaluate_model
     from separation.hub import load_separator
@@ -152,11 +169,15 @@ def evaluate(ctx: StageContext) -> None:
         model = args["model"] or "satb"
         stem = Path("out") / "evaluate" / f"{Path(str(model)).stem}_{split}"
     separator = load_separator(str(model), device=args["device"])
-    unseen = unseen_data(cfg)["root"]
     if args["root"]:
+        try:
+            unseen = unseen_data(cfg)["root"]
+        except WbError:  # no unseen condition: --root alone is still fine
+            unseen = None
         out = args["out"] or f"{stem}{root_suffix(args['root'], cfg, unseen)}.json"
         conditions = [(Path(args["root"]).name, args["root"], out)]
     else:
+        unseen = unseen_data(cfg)["root"]
         conditions = [
             (CONDITIONS[""], cfg["data"]["root"], f"{stem}.json"),
             (f"{CONDITIONS['_unseen']} ({unseen})", unseen, f"{stem}_unseen.json"),

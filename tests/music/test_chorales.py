@@ -596,8 +596,8 @@ def test_bach10_timbre_gives_every_rendition_the_bach10_line_up():
     parts = {
         v: [[p - 7 * k, on, d, f] for p, on, d, f in sop] for k, v in enumerate(chorales.VOICES)
     }
-    cfg = chorales.ChoraleConfig.from_kwargs(timbre="bach10", soundfonts=["csound"])
-    for k in range(6):
+    for seed, k in ((0, 0), (0, 1), (0, 5), (7, 0), (7, 3), (123, 2)):
+        cfg = chorales.ChoraleConfig.from_kwargs(timbre="bach10", soundfonts=["csound"], seed=seed)
         plan = chorales.plan_rendition(_work(parts), cfg, k)
         assert plan.programs == {"soprano": 40, "alto": 71, "tenor": 66, "bass": 70}
         assert set(plan.soundfonts.values()) == {"csound"}

@@ -34,6 +34,38 @@ def test_evaluate_root_keeps_the_conditions_metrics_files_apart(tmp_path, monkey
     assert root_suffix(str(tmp_path / "data/chorales_perf/"), cfg, unseen) == ""
     assert root_suffix("./data/chorales_perf_unseen", cfg, unseen) == "_unseen"
     assert root_suffix("data/chorales_bach10", cfg, unseen) == "_chorales_bach10"
+    assert root_suffix("data/x/unseen", cfg, unseen) == "_unseen_root"  # not the condition's
+    assert root_suffix("data/chorales_bach10", {}, None) == "_chorales_bach10"
+
+
+def test_evaluate_writes_each_root_to_its_own_metrics_file(tmp_path, monkeypatch):
+    """The stage passes those names to the evaluator: the two conditions without ``--root``,
+    a suffixed file with it, ``--out`` as given; a config whose ``unseen:`` group has no root
+    still scores a ``--root``."""
+    import separation.evaluate
+    import separation.hub
+
+    calls = []
+    monkeypatch.setattr(separation.hub, "load_separator", lambda *a, **k: object())
+    monkeypatch.setattr(separation.evaluate, "evaluate",
+                        lambda sep, root, **kw: calls.append((str(root), kw["out"])))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    for root in ("d/in", "d/unseen_font"):
+        (tmp_path / root / "test").mkdir(parents=True)
+    roots = ["--set", "data.root=d/in", "--set", "unseen.root=d/unseen_font", "--quiet"]
+    assert main(["evaluate", *roots]) == 0
+    assert calls == [("d/in", "out/evaluate/satb_test.json"),
+                     ("d/unseen_font", "out/evaluate/satb_test_unseen.json")]  # fmt: skip
+    calls.clear()
+    for root in ("d/in", "d/unseen_font", "d/bach10"):
+        assert main(["evaluate", *roots, "--root", root]) == 0
+    assert [out for _, out in calls] == [
+        "out/evaluate/satb_test.json", "out/evaluate/satb_test_unseen.json",
+        "out/evaluate/satb_test_bach10.json"]  # fmt: skip
+    calls.clear()
+    argv = ["evaluate", "--set", "unseen.root=null", "--quiet", "--root", "d/bach10"]
+    assert main([*argv, "--out", "m.json"]) == 0 and main(argv) == 0
+    assert [out for _, out in calls] == ["m.json", "out/evaluate/satb_test_bach10.json"]
 
 
 def test_usage_and_input_errors_are_one_line(tmp_path, capsys):

@@ -53,7 +53,8 @@ TIMBRES["diverse"] = {
 }
 # bach10: one fixed instrument per voice, the line-up of the Bach10 recordings (Duan & Pardo
 # 2011, "Soundprism", IEEE JSTSP: violin, clarinet, tenor saxophone, bassoon), the kind of real
-# four-part chorale recording that #12 accepts on. A held-out test condition, not for training.
+# four-part chorale recording the SATB model must generalise to. A held-out test condition, not
+# for training.
 TIMBRES["bach10"] = {"soprano": (40,), "alto": (71,), "tenor": (66,), "bass": (70,)}
 
 # Comfortable SATB ranges as MIDI numbers (C4-A5, F3-D5, C3-A4, D2-E4).

@@ -144,11 +144,9 @@ def run_cv(
         "model": head, "train": cfg["train"],
     }  # fmt: skip
     rank0 = _rank() == 0
-    if resume and (out / "config.yml").is_file():
+    resuming = resume and (out / "config.yml").is_file()
+    if resuming:
         _check_same_config(out, cfg)
-    elif rank0:
-        out.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, out / "config.yml")
     say(ds.summary() if hasattr(ds, "summary") else f"{ds.name}: {len(ds.clips)} clips")
     say(
         f"protocol {cfg['protocol']}: folds {', '.join(s.name for s in splits)}; "
@@ -157,6 +155,11 @@ def run_cv(
     audio = open_audio(ds, int(cfg["frontend"]["sample_rate"]), cfg.get("cache_dir"), say)
     if cfg.get("extra_train"):
         ds, audio, splits = add_extra_train(ds, audio, splits, cfg, say)
+    # the run folder is created only once the data has opened, so that a bad setting leaves
+    # nothing behind that would block the corrected command
+    if rank0 and not resuming:
+        out.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, out / "config.yml")
 
     t0 = time.time()
     results: list[FoldResult] = []

@@ -57,7 +57,7 @@ class SlidingClassifier:
         device: torch device of the model.
 
     Raises:
-        WbError: ``hop_seconds`` not positive.
+        WbError: ``hop_seconds`` not a positive, finite number.
     """
 
     def __init__(
@@ -68,8 +68,8 @@ class SlidingClassifier:
         hop_seconds: float = 0.5,
         device: str | torch.device = "cpu",
     ) -> None:
-        if not hop_seconds > 0:
-            raise WbError(f"--hop must be positive seconds (got {hop_seconds})")
+        if not 0 < hop_seconds < float("inf"):
+            raise WbError(f"--hop must be a positive, finite number of seconds (got {hop_seconds})")
         self.model, self.device = model, torch.device(device)
         self.sample_rate = int(sample_rate)
         self.window = max(1, round(window_seconds * sample_rate))

@@ -31,6 +31,7 @@ import numpy as np
 import soundfile as sf
 
 from wb import subproc
+from wb.audio import check_sample_rate
 from wb.errors import DependencyError, WbError
 from wb.progress import progress
 from wb.runs import temp_dir
@@ -206,13 +207,14 @@ def synthesize(
         DependencyError: espeak-ng missing. WbError: ``out`` exists with other content or
             settings, an unknown voice, a bad range, count or rate, or espeak-ng failing.
     """
-    exe = _espeak()
     out = Path(out)
-    if per_class < 1 or not words or sample_rate < 1:
+    if per_class < 1 or not words:
         raise WbError(
-            f"synthesize: need at least one word, per_class >= 1 and sample_rate >= 1 Hz "
-            f"(got {len(words)} word(s), per_class={per_class}, sample_rate={sample_rate})"
+            f"synthesize: need at least one word and per_class >= 1 "
+            f"(got {len(words)} word(s), per_class={per_class})"
         )
+    check_sample_rate(sample_rate, "synthesize")
+    exe = _espeak()
     for name, (lo, hi), (low, high) in (("pitch", pitch, (0, 99)), ("speed", speed, (80, 450))):
         if not low <= lo <= hi <= high:
             raise WbError(f"synthesize: {name} range {lo}-{hi} outside {low}-{high}")

@@ -30,7 +30,7 @@ def _chorales(overrides: tuple[str, ...], **values) -> None:
         raise click.UsageError("missing option '--root' (the output folder)")
     data = apply_overrides(chorales.default_kwargs(), overrides)
     cfg = apply_options({"data": data}, PREPARE_OPTIONS, values)
-    chorales.check_prepare_kwargs(cfg["data"])
+    chorales.check_prepare(cfg["data"])
     save_yaml(cfg, Path(cfg["data"]["root"]) / "config.yml")
     chorales.prepare_chorales(**cfg["data"])
 

@@ -228,6 +228,8 @@ def separate(
         return loaded["sep"], loaded["wanted"]
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise WbError(f"--out {out}: exists and is not a folder")
     failed = 0
     used: dict[Path, str] = {}
     todo = []

@@ -341,11 +341,16 @@ def evaluate(
 
     Raises:
         WbError: unknown source names, rate or post-filter, ``shifts`` not an integer >= 0,
+            ``max_tracks`` not an integer >= 1,
             data set errors (missing split or stem), model errors.
     """
     from separation.separator import Separator
 
     shifts = check_shifts(shifts)
+    if max_tracks is not None and (
+        isinstance(max_tracks, bool) or not isinstance(max_tracks, int) or max_tracks < 1
+    ):
+        raise WbError(f"max_tracks must be an integer >= 1, got {max_tracks!r}")
     if isinstance(model, nn.Module):
         sep = Separator.from_model(model)
     elif isinstance(model, Separator):
@@ -368,7 +373,7 @@ def evaluate(
         root, split, names, eval_rate, sep.audio_channels, mode="full", cache_dir=cache_dir,
         groups=groups,
     )  # fmt: skip
-    count = len(dataset) if max_tracks is None else min(len(dataset), int(max_tracks))
+    count = len(dataset) if max_tracks is None else min(len(dataset), max_tracks)
     index = [names.index(s) for s in wanted]
     tracks, oracle_tracks = [], []
     for i in progress(range(count), desc="evaluating", total=count, unit="track", quiet=quiet):

@@ -27,6 +27,7 @@ from torch import nn
 from separation import models
 from separation.inference import DEFAULT_OVERLAP
 from separation.postfilter import PostFilter
+from separation.separator import Separator
 from wb.checkpoint import count_parameters, load_torch_file, save_model
 from wb.errors import WbError
 
@@ -118,7 +119,8 @@ def export(
 
     Raises:
         WbError: unreadable checkpoint, unreadable metrics file, an inference segment
-            longer than an HTDemucs model's training segment, or an unknown post-filter.
+            that is not a positive number of seconds or is longer than an HTDemucs model's
+            training segment, an overlap outside ``[0, 1)``, or an unknown post-filter.
     """
     model, info = model_from_checkpoint(checkpoint)
     hp = info["hyper_parameters"]
@@ -133,6 +135,10 @@ def export(
             f"inference segment {segment:g} s exceeds the HTDemucs training segment "
             f"{train_segment:g} s"
         )
+    try:  # what `wb separate` will check when it loads the file, checked before writing it
+        Separator.from_model(model, segment=segment, overlap=overlap, postfilter=postfilter)
+    except WbError as exc:
+        raise WbError(f"inference settings: {exc}") from None
     if metrics is not None and not isinstance(metrics, Mapping):
         try:
             metrics = json.loads(Path(metrics).read_text())

@@ -61,7 +61,7 @@ EVALUATE_OPTIONS = (
     Option("--model", "model file, shipped name or Demucs name (e.g. htdemucs)"),
     Option("--root", "stems root to score (default: data.root)", key="data.root"),
     Option("--split", "split to score", default="test"),
-    Option("--max-tracks", "score only the first N tracks", type=int),
+    Option("--max-tracks", "score only the first N tracks", type=click.IntRange(min=1)),
     Option("--device", "cpu | cuda", default="cpu"),
 )
 EXPORT_OPTIONS = (

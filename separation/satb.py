@@ -40,7 +40,7 @@ EVALUATE_OPTIONS = (
     Option("--split", "split to score", default="test"),
     Option("--out", "metrics.json path, one root only (default: <run>/metrics_<split>.json; "
                     "for another --root, ..._<split>_<root folder name>.json)"),
-    Option("--max-tracks", "score only the first N tracks", type=int),
+    Option("--max-tracks", "score only the first N tracks", type=click.IntRange(min=1)),
     Option("--no-bsseval", "SI-SDR only (fast)", is_flag=True),
     Option("--rate", "data: full band as wb separate | model: the model's rate",
            key="evaluate.rate", type=click.Choice(["data", "model"])),
@@ -90,7 +90,7 @@ def prepare(ctx: StageContext) -> None:
 
     cfg = ctx.config(overlay=("unseen", "data") if ctx.args["unseen"] else None)
     data = cfg["data"]
-    chorales.check_prepare_kwargs(data)
+    chorales.check_prepare(data)  # FluidSynth, sound fonts, held-out list: before any write
     save_yaml(cfg, Path(data["root"]) / "config.yml")
     chorales.prepare_chorales(**data, quiet=ctx.quiet)
 
@@ -149,10 +149,12 @@ def evaluate(ctx: StageContext) -> None:
     Raises:
         click.UsageError: both ``--run`` and ``--model``; ``--out`` without ``--root``.
         WbError: a condition's split is not rendered (the message gives the command); no
-            ``unseen:`` root in the config (only without ``--root``).
+            ``unseen:`` root in the config (only without ``--root``); ``--out`` would
+            overwrite the model or the run's checkpoints or config.
     """
     from separation.evaluate import evaluate as evaluate_model
     from separation.hub import load_separator
+    from wb.runs import check_output, run_files
 
     args = ctx.args
     if args["run"] and args["model"]:
@@ -175,6 +177,8 @@ def evaluate(ctx: StageContext) -> None:
         except WbError:  # no unseen condition: --root alone is still fine
             unseen = None
         out = args["out"] or f"{stem}{root_suffix(args['root'], cfg, unseen)}.json"
+        kept = [*(run_files(args["run"]) if args["run"] else ()), str(model)]
+        check_output(out, kept, "--out")  # never the model or the run it scores
         conditions = [(Path(args["root"]).name, args["root"], out)]
     else:
         unseen = unseen_data(cfg)["root"]

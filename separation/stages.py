@@ -71,11 +71,13 @@ def export_run(args: Mapping[str, Any], cfg: Mapping[str, Any], default_name: st
         default_name: file name inside the run folder when ``--out`` is not given.
     """
     from separation.export import export as export_model
+    from wb.runs import check_output, run_files
 
     run = Path(args["run"])
     metrics = run / "metrics_test.json"
+    dest = check_output(args["out"] or run / default_name, run_files(run), "--out")
     out = export_model(
-        run / "checkpoints" / "best.ckpt", args["out"] or run / default_name, half=args["half"],
+        run / "checkpoints" / "best.ckpt", dest, half=args["half"],
         metrics=metrics if metrics.is_file() else None, inference=cfg.get("inference"),
     )  # fmt: skip
     click.echo(f"model file: {out} ({out.stat().st_size / 2**20:.1f} MiB)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
@@ -141,6 +142,9 @@ def run_guarded(func: Callable[[], int | None], debug: bool = False) -> int:
         ``func``'s code; 1 for :class:`~wb.errors.WbError` and unexpected exceptions; 2 for
         click usage errors; 130 on Ctrl-C. Never raises for user errors.
     """
+    # torchmetrics (a dependency of Lightning) imports pkg_resources, whose deprecation
+    # notice says nothing to a user of wb
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     try:
         return int(func() or 0)
     except click.exceptions.Exit as exc:

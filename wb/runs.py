@@ -15,9 +15,11 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from wb.errors import WbError
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
@@ -146,6 +148,40 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented JSON atomically."""
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def check_output(out: str | os.PathLike, protected: Iterable[str | os.PathLike], what: str) -> Path:
+    """Refuse an output path that would replace a file this command reads or a run keeps.
+
+    Args:
+        out: the file the command is about to write.
+        protected: files that must survive (the model or checkpoint read, a run's
+            checkpoints, its ``config.yml``); ones that do not exist are ignored, and a
+            folder protects every file under it.
+        what: the option's name in the message (``--out``).
+
+    Returns:
+        ``Path(out)``.
+
+    Raises:
+        WbError: ``out`` is an existing folder, or is (or lies under) a protected path.
+    """
+    dest = Path(out)
+    if dest.is_dir():
+        raise WbError(f"{what} {dest}: is a folder; give a file name")
+    target = dest.resolve()
+    for p in protected:
+        keep = Path(p).resolve()
+        if keep.exists() and (target == keep or keep in target.parents):
+            raise WbError(f"{what} {dest}: would overwrite {p}; choose another file")
+    return dest
+
+
+def run_files(run: str | os.PathLike) -> list[Path]:
+    """What a run folder must keep when a command writes beside it: ``checkpoints/``,
+    ``config.yml`` and ``csv/`` (the training logs)."""
+    run = Path(run)
+    return [run / "checkpoints", run / "config.yml", run / "csv"]
 
 
 def make_run_dir(root: str | os.PathLike, name: str | None = None) -> Path:

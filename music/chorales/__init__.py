@@ -65,6 +65,7 @@ from music.chorales.plan import (
 )
 from music.chorales.prepare import (
     PrepareSummary,
+    check_prepare,
     check_prepare_kwargs,
     default_kwargs,
     prepare_chorales,
@@ -77,8 +78,9 @@ __all__ = [
     "DEFAULT_VOICE_RANGES", "GENERATOR_VERSION", "MIN_NOTE_SECONDS", "SAMPLE_RATE_RANGE",
     "SPLITS", "STEMS",
     "SUBTYPES", "TIMBRES", "VOICES", "ChoraleConfig", "PrepareSummary", "RenditionPlan",
-    "assign_splits", "breath_windows", "check_prepare_kwargs", "choose_transposition",
-    "default_kwargs", "expected_files", "interval_sequence", "piece_id", "piece_seed",
+    "assign_splits", "breath_windows", "check_prepare", "check_prepare_kwargs",
+    "choose_transposition", "default_kwargs", "expected_files", "interval_sequence", "piece_id",
+    "piece_seed",
     "plan_rendition", "prepare_chorales", "read_heldout", "render_rendition", "resolve_heldout",
     "same_tune", "tune_similarity", "verify_piece", "write_manifest",
 ]  # fmt: skip

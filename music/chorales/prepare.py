@@ -120,6 +120,28 @@ def check_prepare_kwargs(kwargs: Mapping[str, Any]) -> tuple[ChoraleConfig, dict
     return config, sel
 
 
+def check_prepare(kwargs: Mapping[str, Any]) -> tuple[ChoraleConfig, dict[str, Any]]:
+    """:func:`check_prepare_kwargs` plus the checks that look at this machine: the FluidSynth
+    binary, every sound font and the held-out list. Run it before writing anything.
+
+    Args:
+        kwargs: as :func:`check_prepare_kwargs`.
+
+    Returns:
+        ``(config, selection)`` as :func:`check_prepare_kwargs`.
+
+    Raises:
+        ConfigError: as :func:`check_prepare_kwargs`; a missing or unreadable held-out list.
+        DependencyError: FluidSynth or a sound font missing (names the Debian package).
+    """
+    cfg, sel = check_prepare_kwargs(kwargs)
+    find_fluidsynth(cfg.fluidsynth)
+    for sf in cfg.soundfonts or [cfg.soundfont]:
+        check_soundfont(sf)
+    read_heldout(resolve_heldout(cfg.heldout).resolve())
+    return cfg, sel
+
+
 def default_kwargs() -> dict[str, Any]:
     """:func:`prepare_chorales` keyword arguments with their defaults (``root`` is ``None``):
     the :class:`ChoraleConfig` defaults plus ``limit``, ``pieces``, ``splits``, ``jobs``."""
@@ -290,13 +312,10 @@ def prepare_chorales(
     """
     t0 = time.perf_counter()
     say = log or _default_log
-    cfg, sel = check_prepare_kwargs(
+    cfg, sel = check_prepare(
         {**config, "root": root, "limit": limit, "pieces": pieces, "splits": splits,
          "jobs": jobs, "quiet": quiet}
     )  # fmt: skip
-    find_fluidsynth(cfg.fluidsynth)
-    for sf in cfg.soundfonts or [cfg.soundfont]:
-        check_soundfont(sf)
     out = Path(root)
     paths = corpus_works()
     heldout_path = resolve_heldout(cfg.heldout).resolve()

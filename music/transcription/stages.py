@@ -42,11 +42,11 @@ def prepare(ctx: StageContext) -> None:
     from music.transcription.voices import prepare_voices
 
     d = ctx.config()["data"]
-    summary = prepare_voices(
-        d["synthetic"], n_train=int(d["n_train"]), n_valid=int(d["n_valid"]),
-        n_test=int(d["n_test"]), sample_rate=int(d["sample_rate"]), seed=int(d["seed"]),
-        jobs=int(d["jobs"]),
-    )  # fmt: skip
+    keys = ("n_train", "n_valid", "n_test", "sample_rate", "seed", "jobs")
+    bad = [k for k in keys if isinstance(d[k], bool) or not isinstance(d[k], int)]
+    if bad:
+        raise ConfigError(f"data.{bad[0]}: {d[bad[0]]!r} is not an integer")
+    summary = prepare_voices(d["synthetic"], **{k: d[k] for k in keys})
     click.echo(f"synthetic lines in {d['synthetic']}: {summary}")
     failed = sum(len(v) for v in (summary.get("failed") or {}).values())
     if failed:
@@ -81,6 +81,7 @@ def export(ctx: StageContext) -> None:
         click.UsageError: no ``--run``.
     """
     from music.transcription.train import export as export_model
+    from wb.runs import check_output, run_files
 
     args = ctx.args
     if not args["run"]:
@@ -92,8 +93,12 @@ def export(ctx: StageContext) -> None:
     if metrics.is_file():
         import json
 
-        meta["metrics"] = json.loads(metrics.read_text())
-    out = export_model(ckpt, args["out"] or run / "voice2midi.pt", meta)
+        try:
+            meta["metrics"] = json.loads(metrics.read_text())
+        except ValueError as exc:
+            raise WbError(f"{metrics}: not valid JSON ({exc}); move it away to export") from None
+    dest = check_output(args["out"] or run / "voice2midi.pt", run_files(run), "--out")
+    out = export_model(ckpt, dest, meta)
     click.echo(f"model file: {out} ({out.stat().st_size / 2**20:.1f} MiB)")
     if args["install"]:
         install(out)

@@ -2,7 +2,7 @@
 
 ``prepare`` renders the style set (:func:`music.styles.prepare_styles`, the ``render:``
 group); every other stage is the classification recipe's (:mod:`classify.recipe`) on the
-``folder`` dataset, with ``--data-dir`` and ``--config`` defaulting to this recipe's.
+``folder`` dataset; ``train``'s ``--data-dir`` and ``--config`` default to this recipe's.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def prepare(ctx: StageContext) -> None:
 
 
 def _with_defaults(stage: Stage) -> Stage:
-    """A forwarded ``wb classify`` stage that gets this recipe's data folder and config."""
+    """A forwarded ``wb classify`` stage that gets this recipe's data folder and config
+    unless the command line gives them."""
 
     def run(ctx: StageContext) -> int:
         argv = list(ctx.args["argv"])
@@ -48,8 +49,9 @@ def _with_defaults(stage: Stage) -> Stage:
 STAGES = {
     "prepare": Stage(prepare, "render the style set (music21 corpus, FluidSynth)", "render",
                      (Option("--root", "output folder", key="render.root"),)),
-    **{name: _with_defaults(s) for name, s in stages("folder").items()
-       if name in ("train", "predict", "table", "ensemble")},
+    "train": _with_defaults(stages("folder")["train"]),
+    # these read finished runs or model files, not the data folder: forwarded as they are
+    **{name: s for name, s in stages("folder").items() if name in ("predict", "table", "ensemble")},
 }  # fmt: skip
 
 

@@ -170,6 +170,32 @@ def _tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+def test_a_failed_fresh_run_leaves_no_folder_behind(run, capsys, tmp_path) -> None:
+    """A setting that fails once the data opens (an ``extra_train`` folder that is not there)
+    creates no run folder, so the corrected command runs in the same ``--out``."""
+    _, out, data = run
+    fresh = tmp_path / "fresh"
+    argv = ["classify", "--dataset", "folder", "--data-dir", str(data), "--epochs", "1",
+            "--out", str(fresh), "--set", f"cache_dir={out.parent / 'cache'}",
+            "--set", f"extra_train={tmp_path / 'no_such_folder'}"]  # fmt: skip
+    for item in TINY:
+        argv += ["--set", item]
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert err.count("error:") == 1 and last.startswith("error: extra_train")
+    assert not fresh.exists()
+
+
+def test_synth_speech_refuses_an_unsupported_rate(tmp_path, capsys) -> None:
+    out = tmp_path / "ss"
+    assert main(["classify", "synth-speech", "--out", str(out), "--per-class", "1",
+                 "--sample-rate", "1"]) == 1  # fmt: skip
+    assert "sample rate 1 Hz is outside" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_finished_runs_are_never_destroyed(run, capsys, tmp_path) -> None:
     """A non-empty --out without --resume is refused; --resume with other settings names the
     keys that differ; ensemble refuses an --out that is one of its inputs. The run folder is

@@ -537,6 +537,16 @@ def test_wb_datasets_chorales_command(settings, tmp_path):
     assert yaml.safe_load((root / "config.yml").read_text())["data"]["sample_rate"] == SR
     res = CliRunner().invoke(datasets, ["chorales", "--root", str(root), "--sample-rate", "5"])
     assert res.exit_code != 0 and isinstance(res.exception, WbError)
+    # a sound font or held-out list that is not there fails before config.yml is written:
+    # the folder's config stays the one it was rendered with, and no new folder appears
+    saved = (root / "config.yml").read_text()
+    for bad in (["--set", f"soundfont={tmp_path / 'none.sf2'}"],
+                ["--set", f"heldout={tmp_path / 'none.txt'}"]):  # fmt: skip
+        for target in (root, tmp_path / "fresh"):
+            res = CliRunner().invoke(datasets, ["chorales", "--root", str(target), *bad])
+            assert res.exit_code != 0 and isinstance(res.exception, WbError), res.output
+        assert (root / "config.yml").read_text() == saved
+        assert not (tmp_path / "fresh").exists()
 
 
 def test_soundfont_pool_is_drawn_per_part_on_its_own_stream():

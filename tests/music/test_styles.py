@@ -114,6 +114,15 @@ def test_recipe_train_forwards_to_wb_classify(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "folder" and len(metrics["folds"]) == 2
     assert len(json.loads((out / "details.json").read_text())["classes"]) == 7
+    # the stages that read runs and model files are forwarded without the data defaults
+    capsys.readouterr()
+    assert main(["table", str(out)]) == 0, capsys.readouterr().err
+    assert str(out.name) in capsys.readouterr().out
+    wav = next(data.glob("bach_chorale/*.wav"))
+    assert main(["predict", str(wav), "--checkpoint", str(out / "model.pt")]) == 0, (
+        capsys.readouterr().err
+    )
+    assert wav.name in capsys.readouterr().out
 
 
 def test_excerpts_per_class_spreads_a_quota_over_works(tmp_path, monkeypatch):

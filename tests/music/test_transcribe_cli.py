@@ -89,6 +89,13 @@ def test_refuses_existing_outputs_and_collisions(tmp_path, capsys):
     assert code == 1 and "exists; pass --overwrite" in err and len(err.strip().splitlines()) == 1
     assert (out / "line.csv").read_bytes() == before
     assert run(capsys, src, "--out", str(out), "--model", "pyin", "--overwrite")[0] == 0
+    # a folder where an output file goes: refused before any file is replaced
+    (out / "line.csv").write_text("the earlier csv")
+    (out / "line.mid").unlink()
+    (out / "line.mid").mkdir()
+    code, _, err = run(capsys, src, "--out", str(out), "--model", "pyin", "--overwrite")
+    assert code == 1 and "is a folder" in err and len(err.strip().splitlines()) == 1
+    assert (out / "line.csv").read_text() == "the earlier csv"
     (tmp_path / "sub").mkdir()
     other = sung(tmp_path / "sub" / "line.flac")
     code, _, err = run(capsys, src, other, "--out", str(tmp_path / "o2"), "--model", "pyin")

@@ -66,6 +66,18 @@ def test_evaluate_writes_each_root_to_its_own_metrics_file(tmp_path, monkeypatch
     argv = ["evaluate", "--set", "unseen.root=null", "--quiet", "--root", "d/bach10"]
     assert main([*argv, "--out", "m.json"]) == 0 and main(argv) == 0
     assert [out for _, out in calls] == ["m.json", "out/evaluate/satb_test_bach10.json"]
+    # --out never replaces the model scored, nor a run's checkpoints or config
+    calls.clear()
+    (tmp_path / "model.pt").write_bytes(b"model")
+    (tmp_path / "r" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "r" / "config.yml").write_text("data: {root: d/in}\n")
+    (tmp_path / "r" / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+    for source, out in ((["--model", "model.pt"], "model.pt"),
+                        (["--run", "r"], "r/checkpoints/best.ckpt"),
+                        (["--run", "r"], "r/config.yml")):  # fmt: skip
+        assert main([*argv, *source, "--out", out]) == 1
+    assert calls == [] and (tmp_path / "model.pt").read_bytes() == b"model"
+    assert (tmp_path / "r" / "checkpoints" / "best.ckpt").read_bytes() == b"weights"
 
 
 def test_usage_and_input_errors_are_one_line(tmp_path, capsys):

@@ -31,6 +31,11 @@ def test_prepare_train_export(quick):
     model, info = load_transcriber(run / "voice2midi.pt")
     assert model.vocab.window == 4.0 and info["meta"]["window"] == 4.0
     assert (run / "voice2midi.pt").stat().st_size < 20 * 2**20
+    best = run / "checkpoints" / "best.ckpt"
+    before = best.read_bytes()
+    argv = ["export", *common, "--run", str(run), "--checkpoint", "last", "--out", str(best)]
+    assert main(argv) == 1  # never over the run's own checkpoint
+    assert best.read_bytes() == before
 
 
 def test_evaluate_prints_the_side_by_side_table(quick, capsys, monkeypatch):
@@ -106,3 +111,12 @@ def test_note_metrics_averages_the_frame_heads_f1(monkeypatch):
     assert out["con"] == pytest.approx(1.0)
     with pytest.raises(Exception, match="no recordings"):
         train.note_metrics(None, [])
+
+
+def test_prepare_names_a_setting_that_is_not_an_integer(tmp_path, capsys):
+    root = tmp_path / "voices"
+    argv = ["prepare", "-q", "--set", f"data.synthetic={root}", "--set", "data.n_train=abc"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "data.n_train: 'abc' is not an integer" in err
+    assert not root.exists()

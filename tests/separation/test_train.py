@@ -101,11 +101,31 @@ def test_export_roundtrip_bit_identical(trained_run, tmp_path):
     with pytest.raises(WbError, match="postfilter"):
         export(ckpt, tmp_path / "bad.pt", inference={"postfilter": "wiener"})
     assert not (tmp_path / "bad.pt").exists()
+    # settings `wb separate` would refuse are refused before the file is written
+    for bad in ({"segment": -3}, {"overlap": float("nan")}, {"overlap": 1.0}):
+        with pytest.raises(WbError, match="inference settings"):
+            export(ckpt, tmp_path / "bad.pt", inference=bad)
+        assert not (tmp_path / "bad.pt").exists()
     with torch.no_grad():
         assert torch.allclose(load_separator(half).model(x), reference(x), atol=1e-2)
     # a training checkpoint is accepted directly too
     with torch.no_grad():
         assert torch.equal(load_separator(ckpt).model(x), reference(x))
+
+
+def test_export_run_never_writes_over_the_run(trained_run, tmp_path):
+    from separation.stages import export_run
+
+    run, _ = trained_run
+    ckpt = run / "checkpoints" / "best.ckpt"
+    before = ckpt.read_bytes()
+    cfg = yaml.safe_load((run / "config.yml").read_text())
+    for out in (ckpt, run / "checkpoints" / "last.ckpt", run / "config.yml", run):
+        with pytest.raises(WbError, match="would overwrite|is a folder"):
+            export_run({"run": str(run), "out": str(out), "half": False}, cfg, "model.pt")
+    assert ckpt.read_bytes() == before
+    out = export_run({"run": str(run), "out": str(tmp_path / "m.pt"), "half": False}, cfg, "x.pt")
+    assert load_separator(out).sources == ("tone", "noise")
 
 
 def test_time_stop_then_resume_equals_uninterrupted_run(trained_run, stems_root, tmp_path):

@@ -44,3 +44,28 @@ def test_remove_stale_temps_only_removes_dead_owners(tmp_path: Path) -> None:
     other_dest.mkdir()
     assert remove_stale_temps(dest, "tmp") == [stale]
     assert mine.is_dir() and elsewhere.is_dir() and other_dest.is_dir() and not stale.exists()
+
+
+def test_check_output_refuses_what_a_command_reads_or_a_run_keeps(tmp_path: Path) -> None:
+    import pytest
+
+    from wb.errors import WbError
+    from wb.runs import check_output, run_files
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+    (run / "config.yml").write_text("a: 1\n")
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"model")
+    kept = [*run_files(run), model]
+    for bad in (run / "checkpoints" / "best.ckpt", run / "checkpoints" / "new.pt",
+                run / "config.yml", model, run / "sub" / ".." / "config.yml"):  # fmt: skip
+        with pytest.raises(WbError, match="would overwrite"):
+            check_output(bad, kept, "--out")
+    with pytest.raises(WbError, match="is a folder"):
+        check_output(run, kept, "--out")
+    # beside the run, or where a protected path does not exist yet (csv/), is fine
+    assert check_output(run / "model.pt", kept, "--out") == run / "model.pt"
+    assert check_output(run / "csv" / "x.json", kept, "--out") == run / "csv" / "x.json"
+    assert (run / "checkpoints" / "best.ckpt").read_bytes() == b"weights"

@@ -232,23 +232,16 @@ def test_shifts_reach_the_separation_and_a_shift_invariant_model_scores_the_same
         )
 
 
-@pytest.mark.parametrize("max_tracks", [0, -1, 1.5])
-def test_bad_max_tracks_are_refused_before_any_work(stems_root, max_tracks):
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [({"shifts": v}, "shifts must be an integer >= 0") for v in (-1, 1.5, True)]
+    + [({"max_tracks": v}, "max_tracks must be an integer >= 1") for v in (0, -1, 1.5)],
+)
+def test_bad_shifts_and_max_tracks_are_refused_before_any_work(stems_root, bad, message):
     from wb.errors import WbError
 
     model = GainModel()
     model.sources = list(SOURCES)
-    with pytest.raises(WbError, match="max_tracks must be an integer >= 1"):
-        evaluate(model, stems_root, "test", max_tracks=max_tracks, quiet=True, print_table=False)
-    assert model.seen == []
-
-
-@pytest.mark.parametrize("shifts", [-1, 1.5, True])
-def test_bad_shifts_are_refused_before_any_work(stems_root, shifts):
-    from wb.errors import WbError
-
-    model = GainModel()
-    model.sources = list(SOURCES)
-    with pytest.raises(WbError, match="shifts must be an integer >= 0"):
-        evaluate(model, stems_root, "test", shifts=shifts, quiet=True, print_table=False)
+    with pytest.raises(WbError, match=message):
+        evaluate(model, stems_root, "test", quiet=True, print_table=False, **bad)
     assert model.seen == []

@@ -214,10 +214,10 @@ def synthesize(
             f"(got {len(words)} word(s), per_class={per_class})"
         )
     check_sample_rate(sample_rate, "synthesize")
-    exe = _espeak()
     for name, (lo, hi), (low, high) in (("pitch", pitch, (0, 99)), ("speed", speed, (80, 450))):
         if not low <= lo <= hi <= high:
             raise WbError(f"synthesize: {name} range {lo}-{hi} outside {low}-{high}")
+    exe = _espeak()
     all_accents, all_variants = english_voices(exe)
     accents = sorted(accents) if accents else all_accents
     variants = sorted(variants) if variants else all_variants

@@ -330,6 +330,7 @@ def export(ctx: StageContext) -> None:
 
     Raises:
         click.UsageError: no ``--run``.
+        WbError: as :func:`separation.stages.export_run`.
     """
     from separation.stages import export_run
 

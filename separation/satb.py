@@ -177,8 +177,10 @@ def evaluate(ctx: StageContext) -> None:
         except WbError:  # no unseen condition: --root alone is still fine
             unseen = None
         out = args["out"] or f"{stem}{root_suffix(args['root'], cfg, unseen)}.json"
-        kept = [*(run_files(args["run"]) if args["run"] else ()), str(model)]
-        check_output(out, kept, "--out")  # never the model or the run it scores
+        if args["out"]:  # never the model or the run it scores
+            model_file = (getattr(separator, "origin", None) or {}).get("path") or model
+            kept = [*(run_files(args["run"]) if args["run"] else ()), str(model_file)]
+            check_output(out, kept, "--out")
         conditions = [(Path(args["root"]).name, args["root"], out)]
     else:
         unseen = unseen_data(cfg)["root"]
@@ -217,6 +219,7 @@ def export(ctx: StageContext) -> None:
 
     Raises:
         click.UsageError: no ``--run``.
+        WbError: as :func:`separation.stages.export_run`.
     """
     from separation.hub import install_pretrained
     from separation.stages import export_run

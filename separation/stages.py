@@ -69,6 +69,14 @@ def export_run(args: Mapping[str, Any], cfg: Mapping[str, Any], default_name: st
         args: the stage's options (``run``, given; ``out``, ``half``).
         cfg: the run's resolved config (its ``inference:`` group is stored in the file).
         default_name: file name inside the run folder when ``--out`` is not given.
+
+    Returns:
+        The model file written.
+
+    Raises:
+        WbError: ``--out`` is a folder or would overwrite the run's checkpoints, config, logs
+            or metrics; as :func:`separation.export.export` (unreadable checkpoint, bad
+            inference settings).
     """
     from separation.export import export as export_model
     from wb.runs import check_output, run_files

@@ -179,9 +179,11 @@ def check_output(out: str | os.PathLike, protected: Iterable[str | os.PathLike],
 
 def run_files(run: str | os.PathLike) -> list[Path]:
     """What a run folder must keep when a command writes beside it: ``checkpoints/``,
-    ``config.yml`` and ``csv/`` (the training logs)."""
+    ``config.yml``, ``csv/`` (the training logs) and the metrics files an export embeds
+    (``metrics.json``, ``metrics_test.json``)."""
     run = Path(run)
-    return [run / "checkpoints", run / "config.yml", run / "csv"]
+    names = ("checkpoints", "config.yml", "csv", "metrics.json", "metrics_test.json")
+    return [run / n for n in names]
 
 
 def make_run_dir(root: str | os.PathLike, name: str | None = None) -> Path:

@@ -122,7 +122,8 @@ def check_prepare_kwargs(kwargs: Mapping[str, Any]) -> tuple[ChoraleConfig, dict
 
 def check_prepare(kwargs: Mapping[str, Any]) -> tuple[ChoraleConfig, dict[str, Any]]:
     """:func:`check_prepare_kwargs` plus the checks that look at this machine: the FluidSynth
-    binary, every sound font and the held-out list. Run it before writing anything.
+    binary, every sound font, the held-out list, and that every named piece and held-out work
+    is in the music21 corpus. Run it before writing anything.
 
     Args:
         kwargs: as :func:`check_prepare_kwargs`.
@@ -131,14 +132,21 @@ def check_prepare(kwargs: Mapping[str, Any]) -> tuple[ChoraleConfig, dict[str, A
         ``(config, selection)`` as :func:`check_prepare_kwargs`.
 
     Raises:
-        ConfigError: as :func:`check_prepare_kwargs`; a missing or unreadable held-out list.
+        ConfigError: as :func:`check_prepare_kwargs`; a missing held-out list; a piece or
+            held-out work that is not in the corpus.
         DependencyError: FluidSynth or a sound font missing (names the Debian package).
     """
     cfg, sel = check_prepare_kwargs(kwargs)
     find_fluidsynth(cfg.fluidsynth)
     for sf in cfg.soundfonts or [cfg.soundfont]:
         check_soundfont(sf)
-    read_heldout(resolve_heldout(cfg.heldout).resolve())
+    heldout_path = resolve_heldout(cfg.heldout).resolve()
+    heldout = read_heldout(heldout_path)
+    paths = corpus_works()
+    _candidates(paths, sel)
+    missing = [h for h in heldout if h not in paths]
+    if missing:
+        raise ConfigError(f"{heldout_path}: not in the music21 Bach corpus: {', '.join(missing)}")
     return cfg, sel
 
 
@@ -320,9 +328,6 @@ def prepare_chorales(
     paths = corpus_works()
     heldout_path = resolve_heldout(cfg.heldout).resolve()
     heldout = read_heldout(heldout_path)
-    missing = [h for h in heldout if h not in paths]
-    if missing:
-        raise ConfigError(f"{heldout_path}: not in the music21 Bach corpus: {', '.join(missing)}")
     candidates = _candidates(paths, sel)
     out.mkdir(parents=True, exist_ok=True)
     existing = _scan_pieces(out)

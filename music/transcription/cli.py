@@ -218,10 +218,10 @@ def transcribe(
     for f in outputs:  # never an input, never an existing file without --overwrite
         if any(f.exists() and os.path.samefile(f, p) for p in paths):
             raise WbError(f"{f}: the output would overwrite an input")
-        if f.exists() and not overwrite:
-            raise WbError(f"{f} exists; pass --overwrite to replace it")
         if f.is_dir():  # --overwrite replaces files, never a folder
             raise WbError(f"{f}: is a folder where an output file goes; move it away")
+        if f.exists() and not overwrite:
+            raise WbError(f"{f} exists; pass --overwrite to replace it")
     if report:  # FluidSynth and its sound font, before anything is written
         from music.synth import DEFAULT_SOUNDFONT, check_soundfont, find_fluidsynth
 

@@ -38,15 +38,27 @@ EXPORT_OPTIONS = (
 
 
 def prepare(ctx: StageContext) -> None:
-    """Render the synthetic sung lines into ``data.synthetic`` (resumable)."""
+    """Render the synthetic sung lines into ``data.synthetic`` (resumable).
+
+    Raises:
+        ConfigError: a count, rate, seed or job number that is not a whole number (or as
+            :func:`music.transcription.voices.prepare_voices`).
+        WbError: some lines failed to render.
+    """
     from music.transcription.voices import prepare_voices
 
     d = ctx.config()["data"]
     keys = ("n_train", "n_valid", "n_test", "sample_rate", "seed", "jobs")
-    bad = [k for k in keys if isinstance(d[k], bool) or not isinstance(d[k], int)]
+
+    def whole(v) -> bool:  # 16000 and 16000.0, not "abc", True or 0.5
+        return not isinstance(v, bool) and (
+            isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+        )
+
+    bad = [k for k in keys if not whole(d[k])]
     if bad:
         raise ConfigError(f"data.{bad[0]}: {d[bad[0]]!r} is not an integer")
-    summary = prepare_voices(d["synthetic"], **{k: d[k] for k in keys})
+    summary = prepare_voices(d["synthetic"], **{k: int(d[k]) for k in keys})
     click.echo(f"synthetic lines in {d['synthetic']}: {summary}")
     failed = sum(len(v) for v in (summary.get("failed") or {}).values())
     if failed:
@@ -79,6 +91,8 @@ def export(ctx: StageContext) -> None:
 
     Raises:
         click.UsageError: no ``--run``.
+        WbError: ``--out`` would overwrite the run's checkpoints, config, logs or metrics;
+            the run's ``metrics.json`` is not valid JSON; an unreadable checkpoint.
     """
     from music.transcription.train import export as export_model
     from wb.runs import check_output, run_files

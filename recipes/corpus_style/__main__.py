@@ -34,11 +34,15 @@ def _with_defaults(stage: Stage) -> Stage:
 
     def run(ctx: StageContext) -> int:
         argv = list(ctx.args["argv"])
-        if "--data-dir" not in argv:
+
+        def given(flag: str) -> bool:
+            return any(a == flag or a.startswith(f"{flag}=") for a in argv)
+
+        if not given("--data-dir"):
             from wb.config import load_yaml
 
             argv += ["--data-dir", load_yaml(CONF)["render"]["root"]]
-        if "--config" not in argv:
+        if not given("--config"):
             argv += ["--config", str(CONF)]
         ctx.args["argv"] = argv
         return stage.run(ctx)

@@ -541,7 +541,8 @@ def test_wb_datasets_chorales_command(settings, tmp_path):
     # the folder's config stays the one it was rendered with, and no new folder appears
     saved = (root / "config.yml").read_text()
     for bad in (["--set", f"soundfont={tmp_path / 'none.sf2'}"],
-                ["--set", f"heldout={tmp_path / 'none.txt'}"]):  # fmt: skip
+                ["--set", f"heldout={tmp_path / 'none.txt'}"],
+                ["--pieces", "bwv99999", "--set", f"heldout={settings['heldout']}"]):  # fmt: skip
         for target in (root, tmp_path / "fresh"):
             res = CliRunner().invoke(datasets, ["chorales", "--root", str(target), *bad])
             assert res.exit_code != 0 and isinstance(res.exception, WbError), res.output

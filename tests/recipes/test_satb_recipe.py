@@ -78,6 +78,15 @@ def test_evaluate_writes_each_root_to_its_own_metrics_file(tmp_path, monkeypatch
         assert main([*argv, *source, "--out", out]) == 1
     assert calls == [] and (tmp_path / "model.pt").read_bytes() == b"model"
     assert (tmp_path / "r" / "checkpoints" / "best.ckpt").read_bytes() == b"weights"
+    # a model named, not given as a path, is protected through the file it was loaded from
+    from types import SimpleNamespace
+
+    shipped = SimpleNamespace(origin={"kind": "shipped", "path": str(tmp_path / "model.pt")})
+    monkeypatch.setattr(separation.hub, "load_separator", lambda *a, **k: shipped)
+    assert main([*argv, "--model", "satb", "--out", "model.pt"]) == 1 and calls == []
+    # without --out a run's own condition writes its usual metrics file
+    assert main(["evaluate", "--quiet", "--run", "r", "--root", "d/in"]) == 0
+    assert calls == [("d/in", "r/metrics_test.json")]
 
 
 def test_usage_and_input_errors_are_one_line(tmp_path, capsys):

@@ -68,4 +68,3 @@ def test_check_output_refuses_what_a_command_reads_or_a_run_keeps(tmp_path: Path
     # beside the run, or where a protected path does not exist yet (csv/), is fine
     assert check_output(run / "model.pt", kept, "--out") == run / "model.pt"
     assert check_output(run / "csv" / "x.json", kept, "--out") == run / "csv" / "x.json"
-    assert (run / "checkpoints" / "best.ckpt").read_bytes() == b"weights"

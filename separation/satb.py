@@ -178,7 +178,7 @@ def evaluate(ctx: StageContext) -> None:
             unseen = None
         out = args["out"] or f"{stem}{root_suffix(args['root'], cfg, unseen)}.json"
         if args["out"]:  # never the model or the run it scores
-            model_file = (getattr(separator, "origin", None) or {}).get("path") or model
+            model_file = separator.origin.get("path") or model
             kept = [*(run_files(args["run"]) if args["run"] else ()), str(model_file)]
             check_output(out, kept, "--out")
         conditions = [(Path(args["root"]).name, args["root"], out)]

@@ -136,6 +136,12 @@ def check_prepare(kwargs: Mapping[str, Any]) -> tuple[ChoraleConfig, dict[str, A
             held-out work that is not in the corpus.
         DependencyError: FluidSynth or a sound font missing (names the Debian package).
     """
+    return _preflight(kwargs)[:2]
+
+
+def _preflight(kwargs: Mapping[str, Any]) -> tuple:
+    """The checks of :func:`check_prepare`; returns ``(config, selection, corpus paths,
+    held-out list path, held-out works, works considered)`` for :func:`prepare_chorales`."""
     cfg, sel = check_prepare_kwargs(kwargs)
     find_fluidsynth(cfg.fluidsynth)
     for sf in cfg.soundfonts or [cfg.soundfont]:
@@ -143,11 +149,11 @@ def check_prepare(kwargs: Mapping[str, Any]) -> tuple[ChoraleConfig, dict[str, A
     heldout_path = resolve_heldout(cfg.heldout).resolve()
     heldout = read_heldout(heldout_path)
     paths = corpus_works()
-    _candidates(paths, sel)
+    candidates = _candidates(paths, sel)
     missing = [h for h in heldout if h not in paths]
     if missing:
         raise ConfigError(f"{heldout_path}: not in the music21 Bach corpus: {', '.join(missing)}")
-    return cfg, sel
+    return cfg, sel, paths, heldout_path, heldout, candidates
 
 
 def default_kwargs() -> dict[str, Any]:
@@ -320,15 +326,11 @@ def prepare_chorales(
     """
     t0 = time.perf_counter()
     say = log or _default_log
-    cfg, sel = check_prepare(
+    cfg, sel, paths, heldout_path, heldout, candidates = _preflight(
         {**config, "root": root, "limit": limit, "pieces": pieces, "splits": splits,
          "jobs": jobs, "quiet": quiet}
     )  # fmt: skip
     out = Path(root)
-    paths = corpus_works()
-    heldout_path = resolve_heldout(cfg.heldout).resolve()
-    heldout = read_heldout(heldout_path)
-    candidates = _candidates(paths, sel)
     out.mkdir(parents=True, exist_ok=True)
     existing = _scan_pieces(out)
     existing_works = {_work_of(p) for _, p in existing}

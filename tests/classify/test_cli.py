@@ -27,6 +27,15 @@ TINY = [
 ]
 
 
+def _train_argv(data: Path, out: Path, cache: Path, *sets: str) -> list[str]:
+    """``wb classify`` on the fixture folder with the TINY settings and ``--set`` ``sets``."""
+    argv = ["classify", "--dataset", "folder", "--data-dir", str(data), "--model", "cnn",
+            "--epochs", "1", "--out", str(out), "--set", f"cache_dir={cache}"]  # fmt: skip
+    for item in [*TINY, *sets]:
+        argv += ["--set", item]
+    return argv
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A 1-epoch, 2-fold run on a generated ``class/file.wav`` folder."""
@@ -40,11 +49,7 @@ def run(tmp_path_factory):
             wave = 0.4 * np.sin(2 * np.pi * freq * (1 + 0.03 * k) * t)
             save(data / name / f"{name}_{k}.wav", wave + 0.02 * rng.standard_normal(n), SR)
     out = root / "run"
-    argv = ["classify", "--dataset", "folder", "--data-dir", str(data), "--model", "cnn",
-            "--epochs", "1", "--out", str(out), "--set", f"cache_dir={root / 'cache'}"]  # fmt: skip
-    for item in TINY:
-        argv += ["--set", item]
-    code = main(argv)
+    code = main(_train_argv(data, out, root / "cache"))
     return code, out, data
 
 
@@ -175,11 +180,7 @@ def test_a_failed_fresh_run_leaves_no_folder_behind(run, capsys, tmp_path) -> No
     creates no run folder, so the corrected command runs in the same ``--out``."""
     _, out, data = run
     fresh = tmp_path / "fresh"
-    argv = ["classify", "--dataset", "folder", "--data-dir", str(data), "--epochs", "1",
-            "--out", str(fresh), "--set", f"cache_dir={out.parent / 'cache'}",
-            "--set", f"extra_train={tmp_path / 'no_such_folder'}"]  # fmt: skip
-    for item in TINY:
-        argv += ["--set", item]
+    argv = _train_argv(data, fresh, out.parent / "cache", f"extra_train={tmp_path / 'nothing'}")
     capsys.readouterr()
     assert main(argv) == 1
     err = capsys.readouterr().err
@@ -203,11 +204,7 @@ def test_finished_runs_are_never_destroyed(run, capsys, tmp_path) -> None:
     code, out, data = run
     assert code == 0
     before = _tree(out)
-    argv = ["classify", "--dataset", "folder", "--data-dir", str(data), "--model", "cnn",
-            "--epochs", "1", "--out", str(out),
-            "--set", f"cache_dir={out.parent / 'cache'}"]  # fmt: skip
-    for item in TINY:
-        argv += ["--set", item]
+    argv = _train_argv(data, out, out.parent / "cache")
     capsys.readouterr()
     assert main(argv) == 1
     err = capsys.readouterr().err

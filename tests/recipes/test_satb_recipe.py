@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -46,7 +47,8 @@ def test_evaluate_writes_each_root_to_its_own_metrics_file(tmp_path, monkeypatch
     import separation.hub
 
     calls = []
-    monkeypatch.setattr(separation.hub, "load_separator", lambda *a, **k: object())
+    fake = SimpleNamespace(origin={"kind": "file"})  # a separator loaded from no path
+    monkeypatch.setattr(separation.hub, "load_separator", lambda *a, **k: fake)
     monkeypatch.setattr(separation.evaluate, "evaluate",
                         lambda sep, root, **kw: calls.append((str(root), kw["out"])))  # fmt: skip
     monkeypatch.chdir(tmp_path)
@@ -79,8 +81,6 @@ def test_evaluate_writes_each_root_to_its_own_metrics_file(tmp_path, monkeypatch
     assert calls == [] and (tmp_path / "model.pt").read_bytes() == b"model"
     assert (tmp_path / "r" / "checkpoints" / "best.ckpt").read_bytes() == b"weights"
     # a model named, not given as a path, is protected through the file it was loaded from
-    from types import SimpleNamespace
-
     shipped = SimpleNamespace(origin={"kind": "shipped", "path": str(tmp_path / "model.pt")})
     monkeypatch.setattr(separation.hub, "load_separator", lambda *a, **k: shipped)
     assert main([*argv, "--model", "satb", "--out", "model.pt"]) == 1 and calls == []

@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=15, help="SSVD validation files to use")
     parser.add_argument("--batch-windows", type=int, default=8)
     parser.add_argument("--beam", type=int, default=4, help="prefixes of the beam-search row")
+    parser.add_argument("--length-penalty", type=float, default=1.0,
+                        help="GNMT exponent of the beam-search row (wb transcribe's default)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, _ = load_transcriber(args.model)
@@ -40,11 +42,12 @@ def main() -> None:
     print("| decoder | audio (s) | wall (s) | x real time |\n|---|---:|---:|---:|")
     rows = (("seq2seq", 1), ("seq2seq", args.beam), ("frames", 1))
     for method, beam in rows:
-        transcribe_file(model, files[0], method, args.batch_windows, beam=beam)  # warm-up
+        kwargs = {"beam": beam, "length_penalty": args.length_penalty}
+        transcribe_file(model, files[0], method, args.batch_windows, **kwargs)  # warm-up
         audio = wall = 0.0
         for f in files:
             t0 = time.perf_counter()
-            _, duration = transcribe_file(model, f, method, args.batch_windows, beam=beam)
+            _, duration = transcribe_file(model, f, method, args.batch_windows, **kwargs)
             wall += time.perf_counter() - t0
             audio += duration
         name = f"{method}, beam {beam}" if beam > 1 else method

@@ -1,7 +1,9 @@
 """An offline genre set from the music21 corpus: works grouped by style, rendered with
-FluidSynth into a ``<style>/<group>__<k>.wav`` folder of 30 s excerpts (``recipes.corpus_style``).
+FluidSynth into a ``<style>/<group>__<work>[__<k>].wav`` folder of 30 s excerpts
+(``recipes.corpus_style``; ``k`` numbers a work's second and later renditions).
 
-Styles (the corpus holds enough works for each; ``CLASS_SIZE`` excerpts per class):
+Styles (``prepare_styles``' ``per_class`` works per style at most, ``CLASS_SIZE`` by default;
+the recipe's ``conf.yml`` asks for 324 excerpts per style):
 
 ==================  =====================================================================
 ``bach_chorale``    Bach four-part chorales

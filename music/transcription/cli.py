@@ -50,10 +50,16 @@ class _System:
 
     The encoder-decoder streams files (:func:`~music.transcription.inference.transcribe_file`:
     memory does not grow with the length, a progress bar in seconds); pYIN reads the whole
-    file (a baseline).
+    file (a baseline). ``beam`` prefixes (1: greedy) and the GNMT ``length_penalty`` exponent
+    apply to the seq2seq decoder.
+
+    Raises:
+        WbError: a missing model file, or ``--decoder`` / ``--beam`` that the model cannot use.
     """
 
-    def __init__(self, model: str, decoder: str | None = None, beam: int = 1) -> None:
+    def __init__(
+        self, model: str, decoder: str | None = None, beam: int = 1, length_penalty: float = 1.0
+    ) -> None:
         from music.transcription import stages
         from music.transcription.inference import load_transcriber
 
@@ -74,8 +80,8 @@ class _System:
         self.decoder = decoder or ("seq2seq" if beam > 1 else recorded)
         if beam > 1 and self.decoder != "seq2seq":
             raise WbError(f"--beam {beam} searches the seq2seq decoder; drop --decoder frames")
-        self.beam = beam
-        search = f", beam {beam}" if beam > 1 else ""
+        self.beam, self.length_penalty = beam, length_penalty
+        search = f", beam {beam}, length penalty {length_penalty:g}" if beam > 1 else ""
         self.description = f"{path.name}, {self.decoder} decoder{search}"
 
     def array(self, x: np.ndarray, sr: int) -> np.ndarray:
@@ -90,7 +96,8 @@ class _System:
             return pyin_notes(x, sr)
         if sr != self.net.sample_rate:
             x = resample(torch.from_numpy(x)[None], sr, self.net.sample_rate)[0].numpy()
-        return transcribe_array(self.net, x, self.decoder, beam=self.beam)
+        return transcribe_array(self.net, x, self.decoder, beam=self.beam,
+                                length_penalty=self.length_penalty)  # fmt: skip
 
     def file(self, path: Path, scanned: tuple[float, float]) -> np.ndarray:
         """Notes of an audio file (downmixed to mono); ``scanned``: its
@@ -108,7 +115,8 @@ class _System:
                 bar.update(round(done, 1) - bar.n)
 
             notes, _ = transcribe_file(self.net, path, self.decoder, on_window=advance,
-                                       scanned=scanned, beam=self.beam)  # fmt: skip
+                                       scanned=scanned, beam=self.beam,
+                                       length_penalty=self.length_penalty)  # fmt: skip
             return notes
 
 
@@ -161,6 +169,9 @@ def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
 @click.option("--beam", type=click.IntRange(min=1), default=1, show_default=True,
               help="Beam-search prefixes per window for the seq2seq decoder (1: greedy); "
               "above 1 implies --decoder seq2seq.")  # fmt: skip
+@click.option("--length-penalty", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="GNMT length-penalty exponent of --beam (the value the recipe's evaluate "
+              "uses, chosen on synthetic validation).")  # fmt: skip
 @click.option("--plot", is_flag=True, help="Also write <name>.png: piano roll over spectrogram.")
 @click.option("--separate", "separate", is_flag=True,
               help="Separate the four voices of a chorale first (wb separate's SATB model), "
@@ -176,6 +187,7 @@ def transcribe(
     model: str,
     decoder: str | None,
     beam: int,
+    length_penalty: float,
     plot: bool,
     separate: bool,
     separator: str | None,
@@ -227,7 +239,7 @@ def transcribe(
 
         find_fluidsynth()
         check_soundfont(DEFAULT_SOUNDFONT)
-    system = _System(model, decoder, beam)
+    system = _System(model, decoder, beam, length_penalty)
     sep = None
     if separate:
         from separation.hub import load_separator

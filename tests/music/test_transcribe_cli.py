@@ -187,7 +187,7 @@ def test_decoder_choice(tmp_path, capsys, model_file, monkeypatch):
     search = Transcriber.beam_search
 
     def spy(self, memory, beam=4, **kw):
-        calls.append(beam)
+        calls.append((beam, kw.get("length_penalty")))
         return search(self, memory, beam, **kw)
 
     monkeypatch.setattr(Transcriber, "beam_search", spy)
@@ -196,8 +196,12 @@ def test_decoder_choice(tmp_path, capsys, model_file, monkeypatch):
                {"window": 2.0, "decoder": "frames"})  # fmt: skip
     code, _, err = run(capsys, src, "--out", str(tmp_path / "c"), "--model", str(frames_model),
                        "--beam", "3")  # fmt: skip
-    assert code == 0 and "seq2seq decoder, beam 3" in err  # --beam implies seq2seq
-    assert calls and set(calls) == {3}
+    assert code == 0 and "seq2seq decoder, beam 3, length penalty 1" in err  # implies seq2seq
+    assert calls and set(calls) == {(3, 1.0)}  # the penalty the recipe's evaluate scored
+    calls.clear()
+    code, _, err = run(capsys, src, "--out", str(tmp_path / "c2"), "--model", model_file,
+                       "--beam", "2", "--length-penalty", "0.5")  # fmt: skip
+    assert code == 0 and calls and set(calls) == {(2, 0.5)}
     assert (tmp_path / "c" / "line.mid").is_file()
     code, _, err = run(capsys, src, "--out", str(tmp_path / "d"), "--model", model_file,
                        "--decoder", "frames", "--beam", "2")  # fmt: skip
@@ -205,4 +209,7 @@ def test_decoder_choice(tmp_path, capsys, model_file, monkeypatch):
     code, _, err = run(capsys, src, "--out", str(tmp_path / "d"), "--model", model_file,
                        "--beam", "0")  # fmt: skip
     assert code == 2 and "--beam" in err and "Traceback" not in err
+    code, _, err = run(capsys, src, "--out", str(tmp_path / "d"), "--model", model_file,
+                       "--beam", "2", "--length-penalty", "-1")  # fmt: skip
+    assert code == 2 and "--length-penalty" in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()

@@ -32,8 +32,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=15, help="SSVD validation files to use")
     parser.add_argument("--batch-windows", type=int, default=8)
     parser.add_argument("--beam", type=int, default=4, help="prefixes of the beam-search row")
-    parser.add_argument("--length-penalty", type=float, default=1.0,
-                        help="GNMT exponent of the beam-search row (wb transcribe's default)")  # fmt: skip
+    parser.add_argument(
+        "--length-penalty", type=float, default=1.0, help="GNMT exponent of the beam-search row"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, _ = load_transcriber(args.model)

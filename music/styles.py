@@ -1,6 +1,7 @@
 """An offline genre set from the music21 corpus: works grouped by style, rendered with
-FluidSynth into a ``<style>/<group>__<work>[__<k>].wav`` folder of 30 s excerpts
-(``recipes.corpus_style``; ``k`` numbers a work's second and later renditions).
+FluidSynth into a folder of 30 s excerpts, ``<style>/<group>__<work>[__<k>].wav``, or
+``<style>/<work>__<k>.wav`` for a work that is its own group (``recipes.corpus_style``;
+``k`` numbers the renditions, :func:`excerpt_name`).
 
 Styles (``prepare_styles``' ``per_class`` works per style at most, ``CLASS_SIZE`` by default;
 the recipe's ``conf.yml`` asks for 324 excerpts per style):

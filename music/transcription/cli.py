@@ -170,8 +170,9 @@ def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
               help="Beam-search prefixes per window for the seq2seq decoder (1: greedy); "
               "above 1 implies --decoder seq2seq.")  # fmt: skip
 @click.option("--length-penalty", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
-              help="GNMT length-penalty exponent of --beam (the value the recipe's evaluate "
-              "uses, chosen on synthetic validation).")  # fmt: skip
+              help="GNMT length-penalty exponent of the beam search (only with --beam above 1); "
+              "default 1.0, the value the recipe's evaluate scores, chosen on synthetic "
+              "validation.")  # fmt: skip
 @click.option("--plot", is_flag=True, help="Also write <name>.png: piano roll over spectrogram.")
 @click.option("--separate", "separate", is_flag=True,
               help="Separate the four voices of a chorale first (wb separate's SATB model), "
@@ -239,6 +240,9 @@ def transcribe(
 
         find_fluidsynth()
         check_soundfont(DEFAULT_SOUNDFONT)
+    source = click.get_current_context().get_parameter_source("length_penalty")
+    if source is click.core.ParameterSource.COMMANDLINE and beam == 1:
+        raise WbError("--length-penalty applies to the beam search: add --beam 2 or more")
     system = _System(model, decoder, beam, length_penalty)
     sep = None
     if separate:

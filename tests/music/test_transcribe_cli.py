@@ -212,4 +212,8 @@ def test_decoder_choice(tmp_path, capsys, model_file, monkeypatch):
     code, _, err = run(capsys, src, "--out", str(tmp_path / "d"), "--model", model_file,
                        "--beam", "2", "--length-penalty", "-1")  # fmt: skip
     assert code == 2 and "--length-penalty" in err and "Traceback" not in err
+    for extra in (("--model", model_file), ("--model", "pyin")):  # no beam: nothing to penalise
+        code, _, err = run(capsys, src, "--out", str(tmp_path / "d"), *extra,
+                           "--length-penalty", "0.5")  # fmt: skip
+        assert code == 1 and "--length-penalty applies to the beam search" in err
     assert not (tmp_path / "d").exists()

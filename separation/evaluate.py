@@ -345,12 +345,11 @@ def evaluate(
             data set errors (missing split or stem), model errors.
     """
     from separation.separator import Separator
+    from wb.config import check_int
 
     shifts = check_shifts(shifts)
-    if max_tracks is not None and (
-        isinstance(max_tracks, bool) or not isinstance(max_tracks, int) or max_tracks < 1
-    ):
-        raise WbError(f"max_tracks must be an integer >= 1, got {max_tracks!r}")
+    if max_tracks is not None:
+        max_tracks = check_int(max_tracks, "max_tracks", minimum=1)
     if isinstance(model, nn.Module):
         sep = Separator.from_model(model)
     elif isinstance(model, Separator):

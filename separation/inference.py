@@ -34,6 +34,7 @@ from torch.nn import functional as F
 
 from separation.models import is_demucs
 from wb.audio import convert_channels
+from wb.config import check_int
 from wb.errors import AudioError, WbError
 from wb.progress import progress
 
@@ -70,11 +71,9 @@ def check_shifts(shifts) -> int:
     """Validate a shift count (Demucs' shift trick, :func:`separate_tensor`) and return it.
 
     Raises:
-        WbError: not an integer >= 0 (a bool or a fraction included).
+        WbError: not an integer >= 0 (a bool or a fraction; :func:`wb.config.check_int`).
     """
-    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts < 0:
-        raise WbError(f"shifts must be an integer >= 0, got {shifts!r}")
-    return shifts
+    return check_int(shifts, "shifts", minimum=0)
 
 
 def check_segment(model: nn.Module, segment: float | None) -> float:

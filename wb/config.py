@@ -50,6 +50,23 @@ def parse_value(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
+def check_int(value: Any, name: str, minimum: int | None = None) -> int:
+    """Return ``value`` as an ``int`` if it is a whole number (an ``int``, or a float such as
+    YAML's ``16000.0``; never a bool) of at least ``minimum``.
+
+    Raises:
+        ConfigError: a bool, a fraction, a non-number, or a number below ``minimum``
+            (the message names ``name``).
+    """
+    whole = not isinstance(value, bool) and (
+        isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    )
+    if not whole or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ConfigError(f"{name} must be an integer{bound}, got {value!r}")
+    return int(value)
+
+
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML mapping.
 

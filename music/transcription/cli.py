@@ -51,18 +51,25 @@ class _System:
     The encoder-decoder streams files (:func:`~music.transcription.inference.transcribe_file`:
     memory does not grow with the length, a progress bar in seconds); pYIN reads the whole
     file (a baseline). ``beam`` prefixes (1: greedy) and the GNMT ``length_penalty`` exponent
-    apply to the seq2seq decoder.
+    (``None``: 1.0, the value the recipe's ``evaluate`` scores) apply to the seq2seq decoder.
 
     Raises:
-        WbError: a missing model file, or ``--decoder`` / ``--beam`` that the model cannot use.
+        WbError: a missing model file, ``--decoder`` / ``--beam`` that the model cannot use, or
+            a length penalty without a beam search.
     """
 
     def __init__(
-        self, model: str, decoder: str | None = None, beam: int = 1, length_penalty: float = 1.0
+        self,
+        model: str,
+        decoder: str | None = None,
+        beam: int = 1,
+        length_penalty: float | None = None,
     ) -> None:
         from music.transcription import stages
         from music.transcription.inference import load_transcriber
 
+        if length_penalty is not None and beam == 1:
+            raise WbError("--length-penalty applies to the beam search: add --beam 2 or more")
         self.net = None
         if model == "pyin":
             self.description = "pYIN baseline"
@@ -80,8 +87,9 @@ class _System:
         self.decoder = decoder or ("seq2seq" if beam > 1 else recorded)
         if beam > 1 and self.decoder != "seq2seq":
             raise WbError(f"--beam {beam} searches the seq2seq decoder; drop --decoder frames")
-        self.beam, self.length_penalty = beam, length_penalty
-        search = f", beam {beam}, length penalty {length_penalty:g}" if beam > 1 else ""
+        self.beam = beam
+        self.length_penalty = 1.0 if length_penalty is None else length_penalty
+        search = f", beam {beam}, length penalty {self.length_penalty:g}" if beam > 1 else ""
         self.description = f"{path.name}, {self.decoder} decoder{search}"
 
     def array(self, x: np.ndarray, sr: int) -> np.ndarray:
@@ -169,7 +177,7 @@ def _plot(dest: Path, path: Path, notes: dict[str, np.ndarray]) -> None:
 @click.option("--beam", type=click.IntRange(min=1), default=1, show_default=True,
               help="Beam-search prefixes per window for the seq2seq decoder (1: greedy); "
               "above 1 implies --decoder seq2seq.")  # fmt: skip
-@click.option("--length-penalty", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+@click.option("--length-penalty", type=click.FloatRange(min=0.0), default=None,
               help="GNMT length-penalty exponent of the beam search (only with --beam above 1); "
               "default 1.0, the value the recipe's evaluate scores, chosen on synthetic "
               "validation.")  # fmt: skip
@@ -188,7 +196,7 @@ def transcribe(
     model: str,
     decoder: str | None,
     beam: int,
-    length_penalty: float,
+    length_penalty: float | None,
     plot: bool,
     separate: bool,
     separator: str | None,
@@ -240,9 +248,6 @@ def transcribe(
 
         find_fluidsynth()
         check_soundfont(DEFAULT_SOUNDFONT)
-    source = click.get_current_context().get_parameter_source("length_penalty")
-    if source is click.core.ParameterSource.COMMANDLINE and beam == 1:
-        raise WbError("--length-penalty applies to the beam search: add --beam 2 or more")
     system = _System(model, decoder, beam, length_penalty)
     sep = None
     if separate:

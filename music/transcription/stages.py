@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from wb.config import check_int
 from wb.errors import ConfigError, WbError
 from wb.recipe import Option, StageContext
 
@@ -49,16 +50,7 @@ def prepare(ctx: StageContext) -> None:
 
     d = ctx.config()["data"]
     keys = ("n_train", "n_valid", "n_test", "sample_rate", "seed", "jobs")
-
-    def whole(v) -> bool:  # 16000 and 16000.0, not "abc", True or 0.5
-        return not isinstance(v, bool) and (
-            isinstance(v, int) or (isinstance(v, float) and v.is_integer())
-        )
-
-    bad = [k for k in keys if not whole(d[k])]
-    if bad:
-        raise ConfigError(f"data.{bad[0]}: {d[bad[0]]!r} is not an integer")
-    summary = prepare_voices(d["synthetic"], **{k: int(d[k]) for k in keys})
+    summary = prepare_voices(d["synthetic"], **{k: check_int(d[k], f"data.{k}") for k in keys})
     click.echo(f"synthetic lines in {d['synthetic']}: {summary}")
     failed = sum(len(v) for v in (summary.get("failed") or {}).values())
     if failed:

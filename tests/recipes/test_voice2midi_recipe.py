@@ -118,5 +118,5 @@ def test_prepare_names_a_setting_that_is_not_an_integer(tmp_path, capsys):
     argv = ["prepare", "-q", "--set", f"data.synthetic={root}", "--set", "data.n_train=abc"]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "data.n_train: 'abc' is not an integer" in err
+    assert err.count("\n") == 1 and "data.n_train must be an integer, got 'abc'" in err
     assert not root.exists()

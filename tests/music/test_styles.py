@@ -107,7 +107,7 @@ def test_recipe_train_forwards_to_wb_classify(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--data-dir", str(data), "--epochs", "1", "--out", str(out),
             "--set", "dataset_options.folds=2", "--set", f"cache_dir={tmp_path / 'cache'}",
-            "--set", "frontend.n_mels=32", "--set", "data.seconds=1.0",
+            "--set", "frontend.bins_per_octave=4", "--set", "data.seconds=1.0",
             "--set", "data.hop_seconds=0.5", "--set", "model.cnn.widths=[4]",
             "--set", "train.batch_size=4", "--set", "train.threads=1"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
